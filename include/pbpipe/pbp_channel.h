@@ -1,0 +1,321 @@
+/*
+ * pbp_channel.h: a typed, framed, bidirectional channel over two fds.
+ *
+ * A channel reads frames from one fd and writes frames to another: two
+ * pipes, the two directions of one socketpair, or anything else that moves
+ * bytes in order.  Each frame is a protobuf varint length followed by one
+ * pbpipe.Envelope (see docs/PROTOCOL.md).  Application messages are the
+ * caller's own nanopb messages, identified on the wire by a type number that
+ * the caller assigns.
+ *
+ * Typical use, on both sides:
+ *
+ *     static const pbp_msgtype types[] = {
+ *         PBP_MSGTYPE(DEMO_GREETING, demo_Greeting),
+ *     };
+ *     pbp_channel_options o = PBP_CHANNEL_OPTIONS_INIT;
+ *     o.types = types;
+ *     o.ntypes = 1;
+ *     o.schema_fingerprint = DEMO_SCHEMA_FINGERPRINT;
+ *     pbp_channel *ch;
+ *     pbp_error err;
+ *     if (pbp_channel_from_fds(&ch, rfd, wfd, &o, &err) != 0)
+ *         die(err.msg);
+ *     if (pbp_channel_handshake(ch) != 0)
+ *         die(pbp_channel_errmsg(ch));
+ *     demo_Greeting g = {"Hello"};
+ *     rc = pbp_channel_send(ch, DEMO_GREETING, &g);
+ *     ...
+ *     union { demo_Greeting g; } in;
+ *     uint32_t type;
+ *     while ((rc = pbp_channel_recv_msg(ch, &type, &in, sizeof in)) == 0)
+ *         handle(type, &in);
+ *     if (rc != PBP_EOF)
+ *         die(pbp_channel_errmsg(ch));
+ *     pbp_channel_free(ch);
+ *
+ * Threads: a channel is not thread-safe; use it from one thread at a time.
+ * Distinct channels are independent.  pbpipe changes no process-wide state:
+ * no signal handlers, no signal dispositions.  Writes block SIGPIPE in the
+ * calling thread only for the duration of the write, so a departed peer
+ * gives PBP_EPIPE instead of killing the process.
+ *
+ * Errors: a stream error (PBP_ETRUNC, PBP_EPROTO, PBP_EMSGSIZE on receive,
+ * PBP_ESYS, PBP_EPIPE, a failed handshake) is sticky: the stream is out of
+ * sync, and every later call returns the same code.  PBP_EOF is sticky for
+ * receiving only.  Other errors (PBP_EINVAL, PBP_ETYPE, PBP_EDECODE of an
+ * application payload, PBP_EMSGSIZE or PBP_EENCODE detected before anything
+ * was written) fail only the call.  pbp_channel_error() always describes the
+ * most recent failure.
+ */
+#ifndef PBPIPE_PBP_CHANNEL_H
+#define PBPIPE_PBP_CHANNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <pb.h>
+
+#include <pbpipe/pbp_common.h>
+#include <pbpipe/pbp_errors.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** An open channel.  Opaque; create with pbp_channel_from_fds(). */
+typedef struct pbp_channel pbp_channel;
+
+/** Default largest frame body a channel accepts: 4 MiB. */
+#define PBP_DEFAULT_MAX_FRAME (4u * 1024u * 1024u)
+/** Smallest max_frame an option may set. */
+#define PBP_MIN_MAX_FRAME 256u
+/** Largest max_frame an option may set: 1 GiB. */
+#define PBP_MAX_MAX_FRAME (1024u * 1024u * 1024u)
+/** Default handshake deadline in milliseconds. */
+#define PBP_DEFAULT_HANDSHAKE_TIMEOUT_MS 5000
+
+/**
+ * One application message type: the wire type number, the nanopb
+ * descriptor, and the size of the generated struct.  Build entries with
+ * PBP_MSGTYPE().  Type numbers must be nonzero and distinct.
+ */
+typedef struct pbp_msgtype {
+	uint32_t id;                /**< wire type number, nonzero */
+	const pb_msgdesc_t *fields; /**< nanopb descriptor, e.g. demo_Greeting_fields */
+	size_t size;                /**< sizeof the generated struct */
+	const char *name;           /**< name used in error messages */
+} pbp_msgtype;
+
+/** A pbp_msgtype for the nanopb message struct `msg` with wire number `id`. */
+#define PBP_MSGTYPE(id, msg) { (id), msg##_fields, sizeof(msg), #msg }
+
+/** Current version of pbp_channel_options. */
+#define PBP_CHANNEL_OPTIONS_VERSION 1
+
+/**
+ * Channel options.  Always start from PBP_CHANNEL_OPTIONS_INIT so that
+ * fields added in later versions get their defaults.
+ */
+typedef struct pbp_channel_options {
+	unsigned int version;        /**< PBP_CHANNEL_OPTIONS_VERSION */
+	const pbp_msgtype *types;    /**< application types; may be NULL.  The
+	                                  array must outlive the channel. */
+	size_t ntypes;               /**< number of entries in types */
+	uint64_t schema_fingerprint; /**< must equal the peer's; see
+	                                  pbpipe_add_proto_library(FINGERPRINT) */
+	uint32_t max_frame;          /**< largest frame body accepted; 0 means
+	                                  PBP_DEFAULT_MAX_FRAME */
+	int handshake_timeout_ms;    /**< 0 means the default; < 0 means none */
+} pbp_channel_options;
+
+/** Initializer for pbp_channel_options: every field at its default. */
+#define PBP_CHANNEL_OPTIONS_INIT { PBP_CHANNEL_OPTIONS_VERSION, NULL, 0, 0, 0, 0 }
+
+/** Reasons carried by a Goodbye frame (pbpipe.Goodbye.Reason). */
+enum pbp_goodbye_reason {
+	PBP_GOODBYE_UNSPECIFIED = 0,
+	PBP_GOODBYE_DONE = 1,
+	PBP_GOODBYE_ERROR = 2,
+	PBP_GOODBYE_SHUTDOWN = 3,
+};
+
+/** What the peer said about itself in its Hello, and how it left. */
+typedef struct pbp_peer_info {
+	uint32_t major;              /**< peer's protocol major version */
+	uint32_t minor;              /**< peer's protocol minor version */
+	uint32_t pid;                /**< peer's process id, as it reported it */
+	uint32_t pointer_bits;       /**< 32 or 64, as the peer reported it */
+	uint32_t max_frame;          /**< the peer's own limit */
+	uint32_t effective_max_frame;/**< the limit in force: min of both */
+	uint64_t schema_fingerprint; /**< the peer's fingerprint */
+	int goodbye_received;        /**< 1 once a Goodbye arrived */
+	int goodbye_reason;          /**< its pbp_goodbye_reason */
+	char goodbye_detail[128];    /**< its detail text, NUL-terminated */
+} pbp_peer_info;
+
+/** An application message as received by pbp_channel_recv(). */
+typedef struct pbp_msginfo {
+	uint32_t type;         /**< the wire type number */
+	uint64_t id;           /**< the correlation id, 0 when unused */
+	const void *payload;   /**< the encoded message; valid until the next
+	                            receive on this channel or its free */
+	size_t size;           /**< payload size in bytes */
+} pbp_msginfo;
+
+/**
+ * Creates a channel that reads frames from read_fd and writes them to
+ * write_fd.  No I/O happens here; call pbp_channel_handshake() next.
+ *
+ * @param[out] out  the new channel, set only on success
+ * @param read_fd   fd to read from (a pipe read end, a socket, ...)
+ * @param write_fd  fd to write to; may equal read_fd for a socket
+ * @param opts      options, or NULL for all defaults
+ * @param[out] err  filled on failure if not NULL
+ * @return 0, PBP_EINVAL (negative fd, bad option, duplicate or zero type
+ *         number), PBP_ESYS (fcntl failed), PBP_ENOMEM.
+ *
+ * Ownership: on success the channel owns both fds; pbp_channel_free()
+ * closes them.  On failure the caller keeps them.  The channel sets
+ * O_NONBLOCK and FD_CLOEXEC on both fds (so share their open file
+ * descriptions with no one that relies on blocking mode).
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_from_fds(pbp_channel **out, int read_fd,
+                                                 int write_fd,
+                                                 const pbp_channel_options *opts,
+                                                 pbp_error *err);
+
+/**
+ * Exchanges Hello frames with the peer: sends ours, then reads and checks
+ * the peer's, within the handshake deadline.  Must succeed before any
+ * send or receive.
+ *
+ * @return 0; PBP_ETIMEDOUT (deadline passed); PBP_ETRUNC (the peer closed
+ *         before its Hello was complete); PBP_EPROTO (not a Hello, bad
+ *         magic, a different major version or schema fingerprint: the
+ *         message names both values); PBP_EMSGSIZE (the first frame is
+ *         larger than any Hello may be); PBP_EPIPE, PBP_ESYS.  Every error
+ *         is sticky.
+ *
+ * Blocks for at most the handshake deadline.  Calling it twice is
+ * PBP_EINVAL.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_handshake(pbp_channel *ch);
+
+/**
+ * Encodes msg with the descriptor registered for `type` and sends it as one
+ * frame with correlation id 0.
+ *
+ * @return 0; PBP_ETYPE (no such type in the options); PBP_EMSGSIZE (the
+ *         frame would exceed the negotiated limit; nothing was sent);
+ *         PBP_EENCODE (nanopb refused); PBP_EPIPE (the peer has gone);
+ *         PBP_ESYS; PBP_EINVAL (no handshake yet, or the write side was
+ *         closed).
+ *
+ * Blocks until the whole frame has been written to the fd.  A frame that
+ * fits the write buffer (64 KiB) goes out in one write().  The library
+ * keeps no pointer into msg.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_send(pbp_channel *ch, uint32_t type,
+                                             const void *msg);
+
+/**
+ * Like pbp_channel_send(), with an explicit correlation id and descriptor:
+ * `type` need not be registered.  `fields` may describe messages with
+ * callback fields for large data; nanopb calls their encode callbacks twice
+ * (once to size the frame, once to write it), and both passes must produce
+ * the same bytes, or the call fails with PBP_EENCODE and the channel is
+ * failed (part of a frame may be on the wire).
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_send_ex(pbp_channel *ch, uint32_t type,
+                                                uint64_t id,
+                                                const pb_msgdesc_t *fields,
+                                                const void *msg);
+
+/**
+ * Sends an already encoded application payload of `size` bytes as one frame.
+ * Errors as for pbp_channel_send_ex(), without PBP_EENCODE.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_send_raw(pbp_channel *ch, uint32_t type,
+                                                 uint64_t id, const void *payload,
+                                                 size_t size);
+
+/**
+ * Receives the next application message without decoding it.
+ * Goodbye frames are recorded (see pbp_channel_peer()) and end the stream.
+ *
+ * @param[out] out  its type, correlation id and encoded payload
+ * @return 0; PBP_EOF (the peer closed between frames or said Goodbye: a
+ *         normal end); PBP_ETRUNC (end of stream inside a frame);
+ *         PBP_EMSGSIZE (a declared length over the limit, detected before
+ *         the body is read or any memory is sized for it); PBP_EPROTO (a
+ *         frame that is not a valid envelope, a second Hello);
+ *         PBP_ESYS; PBP_EINVAL (no handshake yet).  All but PBP_EINVAL are
+ *         sticky.
+ *
+ * Blocks until a whole frame has arrived.  Reads are buffered: one read()
+ * usually brings in several small frames.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_recv(pbp_channel *ch, pbp_msginfo *out);
+
+/**
+ * Decodes the message last returned by pbp_channel_recv() into msg (which
+ * nanopb initialises first; set callbacks in msg beforehand if `fields` has
+ * callback fields).  May be called several times for the same message.
+ *
+ * @return 0; PBP_EDECODE (the payload does not decode as `fields`; the
+ *         channel stays usable); PBP_EINVAL (no message received).
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_decode(pbp_channel *ch,
+                                               const pb_msgdesc_t *fields,
+                                               void *msg);
+
+/**
+ * Receives the next application message and decodes it with the
+ * descriptor registered for its type.  Pass a union of every registered
+ * message struct as msg.
+ *
+ * @param[out] type  the type number received (also set on PBP_ETYPE)
+ * @param[out] msg   the decoded message; needs msg_size bytes
+ * @return as pbp_channel_recv(), plus PBP_ETYPE (no descriptor for the
+ *         type: the message is skipped, the channel stays usable),
+ *         PBP_EDECODE, and PBP_EINVAL (msg_size is smaller than the
+ *         registered struct).
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_recv_msg(pbp_channel *ch, uint32_t *type,
+                                                 void *msg, size_t msg_size);
+
+/**
+ * Sends a Goodbye frame with a reason and an optional detail text
+ * (truncated to 127 bytes), then closes the write side.  The peer's
+ * receive returns PBP_EOF and it can read the reason with
+ * pbp_channel_peer().  This side can still receive.
+ *
+ * @return 0; PBP_EPIPE, PBP_ESYS; PBP_EINVAL (no handshake yet, or the
+ *         write side is already closed).  The write side is closed even
+ *         when sending fails.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_goodbye(pbp_channel *ch, int reason,
+                                                const char *detail);
+
+/**
+ * Closes the write side (half-close).  The peer sees PBP_EOF after the
+ * frames already sent; this side can still receive.  Later sends return
+ * PBP_EINVAL.  Closing twice is a no-op.
+ *
+ * @return 0, or PBP_ESYS if close() reported an error (the fd is closed
+ *         anyway).
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_close_write(pbp_channel *ch);
+
+/**
+ * Fills out with what the peer announced in its Hello (zeros before the
+ * handshake) and whether it said Goodbye.
+ * @return 0, or PBP_EINVAL if an argument is NULL.
+ */
+PBP_API int pbp_channel_peer(const pbp_channel *ch, pbp_peer_info *out);
+
+/** The error record of the most recent failure on this channel. */
+PBP_API const pbp_error *pbp_channel_error(const pbp_channel *ch);
+
+/** Shorthand for pbp_channel_error(ch)->msg; "" if nothing failed yet. */
+PBP_API const char *pbp_channel_errmsg(const pbp_channel *ch);
+
+/** The read and write fds (-1 once closed).  For poll(); do not read or
+ *  write them directly. */
+PBP_API int pbp_channel_read_fd(const pbp_channel *ch);
+PBP_API int pbp_channel_write_fd(const pbp_channel *ch);
+
+/** Closes both fds and frees the channel.  NULL is a no-op.  Unsent data
+ *  does not exist: every send has completed when it returns. */
+PBP_API void pbp_channel_free(pbp_channel *ch);
+
+/** Frees the channel without closing its fds, which return to the caller
+ *  (still O_NONBLOCK).  NULL is a no-op. */
+PBP_API void pbp_channel_free_keep_fds(pbp_channel *ch);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PBPIPE_PBP_CHANNEL_H */

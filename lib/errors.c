@@ -1,0 +1,48 @@
+/*
+ * errors.c: error strings and error records.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pbp_internal.h"
+
+const char *
+pbp_strerror(int code)
+{
+	switch (code) {
+	case PBP_OK: return "success";
+	case PBP_EOF: return "end of stream";
+	case PBP_ETRUNC: return "truncated frame";
+	case PBP_EPROTO: return "protocol error";
+	case PBP_EMSGSIZE: return "frame too large";
+	case PBP_EDECODE: return "message decode failed";
+	case PBP_EENCODE: return "message encode failed";
+	case PBP_ETIMEDOUT: return "timed out";
+	case PBP_ESYS: return "system call failed";
+	case PBP_ENOMEM: return "out of memory";
+	case PBP_EINVAL: return "invalid argument";
+	case PBP_EPIPE: return "peer gone";
+	case PBP_ETYPE: return "unknown message type";
+	case PBP_EEXEC: return "cannot execute child";
+	default: return "unknown error";
+	}
+}
+
+int
+pbp__seterr(pbp_error *err, int code, int sys_errno, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL)
+		return code;
+	err->code = code;
+	err->sys_errno = sys_errno;
+	va_start(ap, fmt);
+	/* glibc's vsnprintf does not allocate for the plain %s/%d/%u/%x
+	 * conversions used here, so this works when memory is exhausted. */
+	if (vsnprintf(err->msg, sizeof err->msg, fmt, ap) < 0)
+		strcpy(err->msg, pbp_strerror(code));
+	va_end(ap);
+	return code;
+}

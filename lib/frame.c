@@ -1,0 +1,390 @@
+/*
+ * frame.c: the frame codec.  Pure: bytes in, bytes out, no fds, no clocks.
+ *
+ * A frame is a protobuf varint (the body length) followed by the body, one
+ * serialized pbpipe.Envelope.  The channel, the fuzzers and the tests all
+ * use this one codec.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <pb_decode.h>
+#include <pb_encode.h>
+
+#include "pbp_internal.h"
+
+/* Protobuf tags of the fields written by hand below: (number << 3) | wire
+ * type, with wire type 0 (varint) or 2 (length-delimited). */
+#define TAG_ENVELOPE_MESSAGE ((3u << 3) | 2u) /* Envelope.message */
+#define TAG_MESSAGE_TYPE ((1u << 3) | 0u)     /* Message.type */
+#define TAG_MESSAGE_ID ((2u << 3) | 0u)       /* Message.id */
+#define TAG_MESSAGE_PAYLOAD ((3u << 3) | 2u)  /* Message.payload */
+
+size_t
+pbp__varint_size(uint64_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+uint8_t *
+pbp__put_varint(uint8_t *p, uint64_t v)
+{
+	while (v >= 0x80) {
+		*p++ = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (uint8_t)v;
+	return p;
+}
+
+int
+pbp__frame_length(const uint8_t *p, size_t n, uint32_t *len, size_t *hdrlen)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	for (i = 0; i < n && i < PBP__VARINT32_MAX; i++) {
+		v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+		if ((p[i] & 0x80) == 0) {
+			if (v > UINT32_MAX)
+				return PBP_EPROTO;
+			*len = (uint32_t)v;
+			*hdrlen = i + 1;
+			return 1;
+		}
+	}
+	return i == PBP__VARINT32_MAX ? PBP_EPROTO : 0;
+}
+
+size_t
+pbp__message_header(uint8_t *out, uint32_t type, uint64_t id,
+                    size_t payload_len, uint64_t *body_len)
+{
+	uint64_t msg_len, body;
+	uint8_t *p = out;
+
+	if (payload_len > UINT32_MAX)
+		return 0;
+	/* Canonical proto3 encoding: fields with default values (id 0, an
+	 * empty payload) are omitted, so the bytes equal what any protobuf
+	 * library produces for the same Envelope. */
+	msg_len = 1 + pbp__varint_size(type);
+	if (id != 0)
+		msg_len += 1 + pbp__varint_size(id);
+	if (payload_len != 0)
+		msg_len += 1 + pbp__varint_size(payload_len) + payload_len;
+	body = 1 + pbp__varint_size(msg_len) + msg_len;
+	if (body > UINT32_MAX)
+		return 0;
+	*body_len = body;
+
+	p = pbp__put_varint(p, body);
+	*p++ = TAG_ENVELOPE_MESSAGE;
+	p = pbp__put_varint(p, msg_len);
+	*p++ = TAG_MESSAGE_TYPE;
+	p = pbp__put_varint(p, type);
+	if (id != 0) {
+		*p++ = TAG_MESSAGE_ID;
+		p = pbp__put_varint(p, id);
+	}
+	if (payload_len != 0) {
+		*p++ = TAG_MESSAGE_PAYLOAD;
+		p = pbp__put_varint(p, payload_len);
+	}
+	return (size_t)(p - out);
+}
+
+int
+pbp__control_encode(uint8_t *out, size_t cap, const pbpipe_Envelope *env,
+                    size_t *written, pbp_error *err)
+{
+	pb_ostream_t os = pb_ostream_from_buffer(out, cap);
+
+	if (!pb_encode_ex(&os, pbpipe_Envelope_fields, env, PB_ENCODE_DELIMITED))
+		return pbp__seterr(err, PBP_EENCODE, 0,
+		                   "encoding a control frame: %s", PB_GET_ERROR(&os));
+	*written = os.bytes_written;
+	return 0;
+}
+
+/* Decodes pbpipe.Message from a substream.  Hand-written rather than
+ * pb_decode(), so that the payload is located in place without copying
+ * and without a callback. */
+static int
+decode_message(pb_istream_t *s, pbp__frame *out, pbp_error *err)
+{
+	pb_wire_type_t wt;
+	uint32_t tag;
+	bool eof;
+	uint64_t v;
+
+	out->type = 0;
+	out->id = 0;
+	out->payload = NULL;
+	out->payload_len = 0;
+	while (s->bytes_left > 0) {
+		if (!pb_decode_tag(s, &wt, &tag, &eof) || tag == 0) {
+			PB_SET_ERROR(s, "field number 0");
+			goto bad;
+		}
+		if (tag == 1 || tag == 2) {
+			if (wt != PB_WT_VARINT || !pb_decode_varint(s, &v))
+				goto bad;
+			if (tag == 1) {
+				if (v > UINT32_MAX)
+					return pbp__seterr(err, PBP_EDECODE, 0,
+					                   "message type %" PRIu64 " does not fit 32 bits", v);
+				out->type = (uint32_t)v;
+			} else {
+				out->id = v;
+			}
+		} else if (tag == 3) {
+			pb_istream_t sub;
+
+			if (wt != PB_WT_STRING || !pb_make_string_substream(s, &sub))
+				goto bad;
+			/* A buffer stream's state is its read pointer. */
+			out->payload = (const uint8_t *)sub.state;
+			out->payload_len = sub.bytes_left;
+			if (!pb_read(&sub, NULL, sub.bytes_left) ||
+			    !pb_close_string_substream(s, &sub))
+				goto bad;
+		} else if (!pb_skip_field(s, wt)) {
+			goto bad;
+		}
+	}
+	if (out->type == 0)
+		return pbp__seterr(err, PBP_EPROTO, 0,
+		                   "application message without a type (type 0)");
+	return 0;
+bad:
+	return pbp__seterr(err, PBP_EDECODE, 0, "malformed Message envelope: %s",
+	                   PB_GET_ERROR(s));
+}
+
+static int
+decode_body(pb_istream_t *s, uint32_t tag, pbp__frame *out, pbp_error *err)
+{
+	pb_istream_t sub;
+	int rc = 0;
+
+	if (!pb_make_string_substream(s, &sub))
+		return pbp__seterr(err, PBP_EDECODE, 0, "malformed envelope: %s",
+		                   PB_GET_ERROR(s));
+	if (tag == 1) {
+		if (!pb_decode(&sub, pbpipe_Hello_fields, &out->hello))
+			rc = pbp__seterr(err, PBP_EDECODE, 0, "malformed Hello: %s",
+			                 PB_GET_ERROR(&sub));
+	} else if (tag == 2) {
+		if (!pb_decode(&sub, pbpipe_Goodbye_fields, &out->goodbye))
+			rc = pbp__seterr(err, PBP_EDECODE, 0, "malformed Goodbye: %s",
+			                 PB_GET_ERROR(&sub));
+	} else {
+		rc = decode_message(&sub, out, err);
+	}
+	if (rc == 0 && !pb_close_string_substream(s, &sub))
+		rc = pbp__seterr(err, PBP_EDECODE, 0, "malformed envelope: %s",
+		                 PB_GET_ERROR(s));
+	return rc;
+}
+
+int
+pbp__frame_decode(const uint8_t *body, size_t len, pbp__frame *out,
+                  pbp_error *err)
+{
+	pb_istream_t s = pb_istream_from_buffer(body, len);
+	pb_wire_type_t wt;
+	uint32_t tag;
+	bool eof;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	while (s.bytes_left > 0) {
+		if (!pb_decode_tag(&s, &wt, &tag, &eof) || tag == 0)
+			return pbp__seterr(err, PBP_EDECODE, 0, "malformed envelope: %s",
+			                   eof || tag == 0 ? "field number 0" : PB_GET_ERROR(&s));
+		if (tag < 1 || tag > 3) {
+			if (!pb_skip_field(&s, wt))
+				return pbp__seterr(err, PBP_EDECODE, 0,
+				                   "malformed envelope: %s", PB_GET_ERROR(&s));
+			continue;
+		}
+		if (wt != PB_WT_STRING)
+			return pbp__seterr(err, PBP_EDECODE, 0,
+			                   "malformed envelope: field %u has wire type %d",
+			                   (unsigned)tag, (int)wt);
+		/* The oneof allows one body.  Protobuf would let a later one
+		 * win; no conforming encoder writes two, so two means a broken
+		 * or hostile peer. */
+		if (out->kind != 0)
+			return pbp__seterr(err, PBP_EPROTO, 0,
+			                   "envelope holds more than one body");
+		rc = decode_body(&s, tag, out, err);
+		if (rc != 0)
+			return rc;
+		out->kind = (int)tag;
+	}
+	if (out->kind == 0)
+		return pbp__seterr(err, PBP_EPROTO, 0, "envelope holds no body");
+	return 0;
+}
+
+/* ---- the frame reader ---------------------------------------------------- */
+
+int
+pbp__reader_init(pbp__reader *r, uint32_t limit, size_t initial_cap)
+{
+	memset(r, 0, sizeof *r);
+	r->limit = limit;
+	r->buf = malloc(initial_cap);
+	if (r->buf == NULL)
+		return PBP_ENOMEM;
+	r->cap = initial_cap;
+	return 0;
+}
+
+void
+pbp__reader_free(pbp__reader *r)
+{
+	free(r->buf);
+	r->buf = NULL;
+	r->cap = r->start = r->end = 0;
+}
+
+size_t
+pbp__reader_pending(const pbp__reader *r)
+{
+	return r->end - r->start;
+}
+
+/* How many bytes the frame at r->start needs in all, once its header is
+ * complete and within the limit; otherwise 0. */
+static size_t
+frame_need(const pbp__reader *r)
+{
+	uint32_t len;
+	size_t hdr;
+
+	if (pbp__frame_length(r->buf + r->start, r->end - r->start, &len, &hdr) != 1 ||
+	    len > r->limit)
+		return 0;
+	return hdr + len;
+}
+
+int
+pbp__reader_space(pbp__reader *r, uint8_t **p, size_t *n)
+{
+	size_t pending = r->end - r->start;
+	size_t need = frame_need(r);
+
+	if (need < pending + 1)
+		need = pending + 1;
+	if (r->cap - r->start < need || r->end == r->cap) {
+		/* Compact: move the partial frame to the front. */
+		memmove(r->buf, r->buf + r->start, pending);
+		r->start = 0;
+		r->end = pending;
+	}
+	if (r->cap < need) {
+		/* Grow only to what a length already checked against the limit
+		 * needs; doubling (capped at that) keeps growth amortised. */
+		size_t ncap = r->cap * 2 > need ? r->cap * 2 : need;
+		uint8_t *nb;
+
+		if (ncap > (size_t)r->limit + PBP__VARINT32_MAX && need <= (size_t)r->limit + PBP__VARINT32_MAX)
+			ncap = (size_t)r->limit + PBP__VARINT32_MAX;
+		nb = realloc(r->buf, ncap);
+		if (nb == NULL)
+			return PBP_ENOMEM;
+		r->buf = nb;
+		r->cap = ncap;
+	}
+	*p = r->buf + r->end;
+	*n = r->cap - r->end;
+	return 0;
+}
+
+void
+pbp__reader_commit(pbp__reader *r, size_t n)
+{
+	r->end += n;
+}
+
+int
+pbp__reader_feed(pbp__reader *r, const void *data, size_t n)
+{
+	const uint8_t *src = data;
+
+	while (n > 0) {
+		uint8_t *p;
+		size_t room;
+		int rc = pbp__reader_space(r, &p, &room);
+
+		if (rc != 0)
+			return rc;
+		if (room > n)
+			room = n;
+		memcpy(p, src, room);
+		pbp__reader_commit(r, room);
+		src += room;
+		n -= room;
+	}
+	return 0;
+}
+
+void
+pbp__reader_set_eof(pbp__reader *r)
+{
+	r->eof = 1;
+}
+
+int
+pbp__reader_next(pbp__reader *r, const uint8_t **body, size_t *len)
+{
+	size_t pending = r->end - r->start;
+	uint32_t flen;
+	size_t hdr;
+	int rc;
+
+	if (r->err != 0)
+		return r->err;
+	rc = pbp__frame_length(r->buf + r->start, pending, &flen, &hdr);
+	if (rc < 0) {
+		r->err = pbp__seterr(&r->error, PBP_EPROTO, 0,
+		                     "bad frame length prefix (varint longer than 5 bytes or over 32 bits)");
+		return r->err;
+	}
+	if (rc == 1 && flen > r->limit) {
+		r->err = pbp__seterr(&r->error, PBP_EMSGSIZE, 0,
+		                     "frame of %" PRIu32 " bytes exceeds the limit of %" PRIu32 " bytes",
+		                     flen, r->limit);
+		return r->err;
+	}
+	if (rc == 1 && pending - hdr >= flen) {
+		*body = r->buf + r->start + hdr;
+		*len = flen;
+		r->start += hdr + flen;
+		if (r->start == r->end)
+			r->start = r->end = 0;
+		return 1;
+	}
+	if (!r->eof)
+		return 0;
+	if (pending == 0)
+		return PBP_EOF;
+	if (rc == 1)
+		r->err = pbp__seterr(&r->error, PBP_ETRUNC, 0,
+		                     "end of stream inside a frame body (%zu of %" PRIu32 " bytes)",
+		                     pending - hdr, flen);
+	else
+		r->err = pbp__seterr(&r->error, PBP_ETRUNC, 0,
+		                     "end of stream inside a frame header (%zu bytes)", pending);
+	return r->err;
+}

@@ -1,0 +1,59 @@
+/*
+ * handshake.c: building and checking Hello.  Pure; channel.c does the I/O.
+ *
+ * Both sides send a Hello first and then read the peer's (nng does the
+ * same), so neither waits for the other to speak and the exchange takes
+ * one round trip.  Each side checks the peer's Hello on its own, with the
+ * same rules, so a mismatch fails on both sides.
+ */
+#include <inttypes.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pbp_internal.h"
+
+void
+pbp__hello_make(pbpipe_Envelope *env, uint32_t max_frame, uint64_t fingerprint)
+{
+	memset(env, 0, sizeof *env);
+	env->which_body = pbpipe_Envelope_hello_tag;
+	env->body.hello.magic = PBP__MAGIC;
+	env->body.hello.major = PBP_PROTOCOL_MAJOR;
+	env->body.hello.minor = PBP_PROTOCOL_MINOR;
+	env->body.hello.pid = (uint32_t)getpid();
+	env->body.hello.pointer_bits = (uint32_t)(sizeof(void *) * 8);
+	env->body.hello.max_frame = max_frame;
+	env->body.hello.schema_fingerprint = fingerprint;
+}
+
+int
+pbp__hello_check(const pbpipe_Hello *h, uint32_t our_max_frame,
+                 uint64_t our_fingerprint, pbp_peer_info *peer, pbp_error *err)
+{
+	if (h->magic != PBP__MAGIC)
+		return pbp__seterr(err, PBP_EPROTO, 0,
+		                   "bad magic in peer's Hello: expected 0x%08" PRIx32
+		                   ", got 0x%08" PRIx32,
+		                   (uint32_t)PBP__MAGIC, h->magic);
+	if (h->major != PBP_PROTOCOL_MAJOR)
+		return pbp__seterr(err, PBP_EPROTO, 0,
+		                   "incompatible protocol version: ours %u.%u, peer's %" PRIu32 ".%" PRIu32,
+		                   PBP_PROTOCOL_MAJOR, PBP_PROTOCOL_MINOR, h->major, h->minor);
+	if (h->schema_fingerprint != our_fingerprint)
+		return pbp__seterr(err, PBP_EPROTO, 0,
+		                   "schema fingerprint mismatch: ours 0x%016" PRIx64
+		                   ", peer's 0x%016" PRIx64 " (built from different .proto files?)",
+		                   our_fingerprint, h->schema_fingerprint);
+	if (h->max_frame < PBP_MIN_MAX_FRAME)
+		return pbp__seterr(err, PBP_EPROTO, 0,
+		                   "peer's frame limit %" PRIu32 " is below the minimum %u",
+		                   h->max_frame, PBP_MIN_MAX_FRAME);
+	peer->major = h->major;
+	peer->minor = h->minor;
+	peer->pid = h->pid;
+	peer->pointer_bits = h->pointer_bits;
+	peer->max_frame = h->max_frame;
+	peer->schema_fingerprint = h->schema_fingerprint;
+	peer->effective_max_frame = h->max_frame < our_max_frame ? h->max_frame : our_max_frame;
+	return 0;
+}

@@ -1,0 +1,168 @@
+/*
+ * pbp_internal.h: declarations shared between lib/ modules (not installed).
+ *
+ * Modules:
+ *   errors.c     error records and pbp_strerror
+ *   frame.c      the pure frame codec: varints, the frame reader, envelope
+ *                encode/decode.  Never touches an fd.
+ *   io.c         thin OS layer: non-blocking fd loops with deadlines,
+ *                EINTR, EAGAIN, SIGPIPE.
+ *   handshake.c  Hello construction and validation (pure).
+ *   channel.c    the channel object: buffers, send/receive, half-close.
+ */
+#ifndef PBP_INTERNAL_H
+#define PBP_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <pbpipe/pbpipe.h>
+
+#include "pbpipe.pb.h"
+
+#if defined(__GNUC__)
+#define PBP__PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define PBP__PRINTF(a, b)
+#endif
+
+/* ---- errors.c ---------------------------------------------------------- */
+
+/* Fills err (if not NULL) and returns code, so callers can write
+ * `return pbp__seterr(...)`.  Never allocates. */
+int pbp__seterr(pbp_error *err, int code, int sys_errno, const char *fmt, ...)
+	PBP__PRINTF(4, 5);
+
+/* ---- frame.c: the pure codec ------------------------------------------- */
+
+/* Longest varint for a 32-bit and a 64-bit value. */
+#define PBP__VARINT32_MAX 5
+#define PBP__VARINT64_MAX 10
+/* Largest header pbp__message_header() writes: frame length, envelope tag
+ * and length, type, id, payload tag and length. */
+#define PBP__MSG_HEADER_MAX 40
+/* Largest frame accepted before the handshake has set the real limit: a
+ * Hello is at most pbpipe_Hello_size + 2 bytes today; the slack leaves room
+ * for fields a later minor version may add. */
+#define PBP__HANDSHAKE_MAX_FRAME 1024u
+
+size_t pbp__varint_size(uint64_t v);
+uint8_t *pbp__put_varint(uint8_t *p, uint64_t v);
+
+/* Parses a frame length prefix from p[0..n).  Returns 1 and sets *len and
+ * *hdrlen when complete, 0 when more bytes are needed, PBP_EPROTO when the
+ * varint is longer than 5 bytes or its value does not fit 32 bits. */
+int pbp__frame_length(const uint8_t *p, size_t n, uint32_t *len, size_t *hdrlen);
+
+/* Writes the frame length prefix and the envelope bytes that precede an
+ * application payload of payload_len bytes.  Returns the header length (at
+ * most PBP__MSG_HEADER_MAX) and sets *body_len to the envelope length,
+ * which is what the frame limit applies to.  Returns 0 if payload_len is so
+ * large that the body would not fit 32 bits. */
+size_t pbp__message_header(uint8_t *out, uint32_t type, uint64_t id,
+                           size_t payload_len, uint64_t *body_len);
+
+/* Encodes a control envelope (Hello or Goodbye) as a whole frame into
+ * out[0..cap).  Sets *written.  Returns 0 or PBP_EENCODE. */
+int pbp__control_encode(uint8_t *out, size_t cap, const pbpipe_Envelope *env,
+                        size_t *written, pbp_error *err);
+
+enum pbp__frame_kind {
+	PBP__FRAME_HELLO = 1,
+	PBP__FRAME_GOODBYE = 2,
+	PBP__FRAME_MESSAGE = 3,
+};
+
+/* A decoded envelope.  payload points into the decoded body. */
+typedef struct pbp__frame {
+	int kind;
+	pbpipe_Hello hello;
+	pbpipe_Goodbye goodbye;
+	uint32_t type;
+	uint64_t id;
+	const uint8_t *payload;
+	size_t payload_len;
+} pbp__frame;
+
+/* Decodes one envelope body.  Returns 0, PBP_EDECODE (not valid protobuf,
+ * or a field of the wrong wire type) or PBP_EPROTO (valid protobuf, but no
+ * body, more than one body, or message type 0).  Unknown fields are
+ * skipped, so later minor versions can add some. */
+int pbp__frame_decode(const uint8_t *body, size_t len, pbp__frame *out,
+                      pbp_error *err);
+
+/*
+ * The frame reader: a buffer that bytes are fed into and whole frames come
+ * out of, hiredis-style.  It enforces the frame limit on the declared
+ * length before growing for a body, and keeps the first error (sticky).
+ */
+typedef struct pbp__reader {
+	uint8_t *buf;
+	size_t cap;
+	size_t start;     /* first unconsumed byte */
+	size_t end;       /* one past the last byte fed */
+	uint32_t limit;   /* largest body accepted */
+	int eof;          /* no more bytes will come */
+	int err;          /* sticky error code, or 0 */
+	pbp_error error;  /* describes err */
+} pbp__reader;
+
+#define PBP__READER_INITIAL_CAP (64u * 1024u)
+
+int pbp__reader_init(pbp__reader *r, uint32_t limit, size_t initial_cap);
+void pbp__reader_free(pbp__reader *r);
+/* Returns space for more input: at least 1 byte, as much as is free.  May
+ * compact or grow the buffer, which invalidates pointers from earlier
+ * pbp__reader_next() calls.  Returns 0 or PBP_ENOMEM. */
+int pbp__reader_space(pbp__reader *r, uint8_t **p, size_t *n);
+/* Records that n bytes were written at the pointer from pbp__reader_space. */
+void pbp__reader_commit(pbp__reader *r, size_t n);
+/* Copies data in (convenience for tests and fuzzers).  0 or PBP_ENOMEM. */
+int pbp__reader_feed(pbp__reader *r, const void *data, size_t n);
+/* Marks end of input. */
+void pbp__reader_set_eof(pbp__reader *r);
+/* Takes the next whole frame body.  Returns 1 with *body and *len set (valid
+ * until the next pbp__reader_space), 0 if more input is needed, PBP_EOF at
+ * end of input between frames, or a sticky PBP_ETRUNC / PBP_EPROTO /
+ * PBP_EMSGSIZE. */
+int pbp__reader_next(pbp__reader *r, const uint8_t **body, size_t *len);
+/* Bytes fed but not yet taken. */
+size_t pbp__reader_pending(const pbp__reader *r);
+
+/* ---- handshake.c (pure) -------------------------------------------------- */
+
+#define PBP__MAGIC 0x50425050u /* "PBPP" */
+
+/* Fills env with our Hello. */
+void pbp__hello_make(pbpipe_Envelope *env, uint32_t max_frame, uint64_t fingerprint);
+/* Checks the peer's Hello against ours.  Returns 0 and fills *peer, or
+ * PBP_EPROTO with a message naming both values. */
+int pbp__hello_check(const pbpipe_Hello *h, uint32_t our_max_frame,
+                     uint64_t our_fingerprint, pbp_peer_info *peer,
+                     pbp_error *err);
+
+/* ---- io.c: thin OS layer ------------------------------------------------- */
+
+/* Monotonic clock in milliseconds. */
+int64_t pbp__now_ms(void);
+/* An absolute deadline timeout_ms from now, or -1 for none (timeout < 0). */
+int64_t pbp__deadline(int timeout_ms);
+/* Sets O_NONBLOCK and FD_CLOEXEC.  0 or PBP_ESYS. */
+int pbp__fd_prepare(int fd, pbp_error *err);
+/* Reads up to n bytes, waiting until the deadline for some to arrive.
+ * Returns 0 with *got > 0, PBP_EOF (read returned 0), PBP_ETIMEDOUT or
+ * PBP_ESYS.  Retries EINTR. */
+int pbp__read_some(int fd, void *buf, size_t n, int64_t deadline, size_t *got,
+                   pbp_error *err);
+/* Writes all n bytes, waiting until the deadline.  *done counts bytes
+ * written even on failure.  Returns 0, PBP_EPIPE (no reader; SIGPIPE is
+ * blocked in this thread for the duration and never delivered),
+ * PBP_ETIMEDOUT or PBP_ESYS.  Retries EINTR and short writes. */
+int pbp__write_all(int fd, const void *buf, size_t n, int64_t deadline,
+                   size_t *done, pbp_error *err);
+/* Closes *fd unless it is -1, then sets it to -1.  Never retries after
+ * EINTR (the fd is gone on Linux).  Preserves errno.  Returns 0, or the
+ * errno close() reported. */
+int pbp__close(int *fd);
+
+#endif /* PBP_INTERNAL_H */

@@ -1,0 +1,326 @@
+/*
+ * test_frame.c: the pure frame codec (lib/frame.c), on byte arrays only.
+ */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "support.h"
+
+#define T(name) Test(frame, name, .timeout = 20)
+
+/* Appends a whole application frame to buf; returns its size. */
+static size_t
+app_frame(uint8_t *buf, uint32_t type, uint64_t id, const void *payload, size_t n)
+{
+	uint64_t body;
+	size_t h = pbp__message_header(buf, type, id, n, &body);
+
+	cr_assert_gt(h, 0);
+	memcpy(buf + h, payload, n);
+	return h + n;
+}
+
+T(varint_round_trip)
+{
+	static const uint64_t vals[] = { 0, 1, 127, 128, 300, 16383, 16384,
+		                         (1u << 21) - 1, 1u << 21, UINT32_MAX };
+	size_t i;
+
+	for (i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+		uint8_t b[PBP__VARINT64_MAX];
+		uint32_t len;
+		size_t hdr, n = (size_t)(pbp__put_varint(b, vals[i]) - b);
+
+		cr_assert_eq(n, pbp__varint_size(vals[i]));
+		cr_assert_eq(pbp__frame_length(b, n, &len, &hdr), 1);
+		cr_assert_eq(len, vals[i]);
+		cr_assert_eq(hdr, n);
+		/* Every strict prefix needs more bytes. */
+		cr_assert_eq(pbp__frame_length(b, n - 1, &len, &hdr), 0);
+	}
+}
+
+T(length_prefix_too_long_or_too_big)
+{
+	static const uint8_t six[] = { 0x80, 0x80, 0x80, 0x80, 0x80, 0x01 };
+	static const uint8_t big[] = { 0xff, 0xff, 0xff, 0xff, 0x1f }; /* 2^35-1 */
+	uint32_t len;
+	size_t hdr;
+
+	cr_assert_eq(pbp__frame_length(six, sizeof six, &len, &hdr), PBP_EPROTO);
+	cr_assert_eq(pbp__frame_length(big, sizeof big, &len, &hdr), PBP_EPROTO);
+}
+
+T(known_bytes_match_the_protobuf_encoding)
+{
+	/* Envelope{message: Message{type: 1, payload: "ab"}} as any protobuf
+	 * library encodes it, with the varint length prefix. */
+	static const uint8_t want[] = { 0x08, 0x1a, 0x06, 0x08, 0x01, 0x1a, 0x02, 'a', 'b' };
+	/* ... and with id 300 (varint ac 02) and type 150 (96 01). */
+	static const uint8_t want2[] = { 0x0c, 0x1a, 0x0a, 0x08, 0x96, 0x01, 0x10, 0xac,
+		                         0x02, 0x1a, 0x02, 'a', 'b' };
+	/* An empty payload is omitted, as proto3 omits default values. */
+	static const uint8_t want3[] = { 0x04, 0x1a, 0x02, 0x08, 0x07 };
+	uint8_t buf[64];
+
+	cr_assert_eq(app_frame(buf, 1, 0, "ab", 2), sizeof want);
+	cr_assert_arr_eq(buf, want, sizeof want);
+	cr_assert_eq(app_frame(buf, 150, 300, "ab", 2), sizeof want2);
+	cr_assert_arr_eq(buf, want2, sizeof want2);
+	cr_assert_eq(app_frame(buf, 7, 0, "", 0), sizeof want3);
+	cr_assert_arr_eq(buf, want3, sizeof want3);
+}
+
+T(message_round_trip_through_reader)
+{
+	static const uint32_t types[] = { 1, 127, 128, UINT32_MAX };
+	static const uint64_t ids[] = { 0, 1, 1ull << 40, UINT64_MAX };
+	static const size_t sizes[] = { 0, 1, 127, 128, 5000, 70000 };
+	pbp__reader r;
+	size_t ti, ii, si;
+	uint8_t *buf = malloc(80000), *payload = malloc(70000);
+
+	cr_assert_eq(pbp__reader_init(&r, PBP_DEFAULT_MAX_FRAME, 16), 0);
+	for (si = 0; si < 70000; si++)
+		payload[si] = (uint8_t)(si * 7);
+	for (ti = 0; ti < 4; ti++)
+		for (ii = 0; ii < 4; ii++)
+			for (si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+				const uint8_t *body;
+				size_t blen, n = app_frame(buf, types[ti], ids[ii], payload, sizes[si]);
+				pbp__frame f;
+
+				cr_assert_eq(pbp__reader_feed(&r, buf, n), 0);
+				cr_assert_eq(pbp__reader_next(&r, &body, &blen), 1);
+				cr_assert_eq(pbp__frame_decode(body, blen, &f, NULL), 0);
+				cr_assert_eq(f.kind, PBP__FRAME_MESSAGE);
+				cr_assert_eq(f.type, types[ti]);
+				cr_assert_eq(f.id, ids[ii]);
+				cr_assert_eq(f.payload_len, sizes[si]);
+				if (sizes[si] > 0)
+					cr_assert_arr_eq(f.payload, payload, sizes[si]);
+				cr_assert_eq(pbp__reader_next(&r, &body, &blen), 0);
+			}
+	pbp__reader_free(&r);
+	free(buf);
+	free(payload);
+}
+
+T(control_frames_round_trip)
+{
+	pbpipe_Hello h = pbt_good_hello();
+	pbpipe_Envelope env;
+	uint8_t buf[256];
+	size_t n, hdr;
+	uint32_t len;
+	pbp__frame f;
+
+	n = pbt_hello_frame(buf, sizeof buf, &h);
+	cr_assert_eq(pbp__frame_length(buf, n, &len, &hdr), 1);
+	cr_assert_eq(hdr + len, n);
+	cr_assert_eq(pbp__frame_decode(buf + hdr, len, &f, NULL), 0);
+	cr_assert_eq(f.kind, PBP__FRAME_HELLO);
+	cr_assert_eq(f.hello.magic, PBP__MAGIC);
+	cr_assert_eq(f.hello.schema_fingerprint, PBPTEST_SCHEMA_FINGERPRINT);
+	cr_assert_eq(f.hello.max_frame, PBP_DEFAULT_MAX_FRAME);
+	cr_assert_leq(len, pbpipe_Hello_size + 2);
+	cr_assert_leq(n, PBP__HANDSHAKE_MAX_FRAME);
+
+	memset(&env, 0, sizeof env);
+	env.which_body = pbpipe_Envelope_goodbye_tag;
+	env.body.goodbye.reason = pbpipe_Goodbye_Reason_SHUTDOWN;
+	strcpy(env.body.goodbye.detail, "bye now");
+	cr_assert_eq(pbp__control_encode(buf, sizeof buf, &env, &n, NULL), 0);
+	cr_assert_eq(pbp__frame_length(buf, n, &len, &hdr), 1);
+	cr_assert_eq(pbp__frame_decode(buf + hdr, len, &f, NULL), 0);
+	cr_assert_eq(f.kind, PBP__FRAME_GOODBYE);
+	cr_assert_eq(f.goodbye.reason, pbpipe_Goodbye_Reason_SHUTDOWN);
+	cr_assert_str_eq(f.goodbye.detail, "bye now");
+}
+
+/* Three frames of different sizes back to back. */
+static size_t
+three_frames(uint8_t *buf, size_t ends[3])
+{
+	size_t n = 0;
+
+	n += app_frame(buf + n, 1, 0, "x", 1);
+	ends[0] = n;
+	n += app_frame(buf + n, 2, 99, "hello world, a longer payload", 29);
+	ends[1] = n;
+	n += app_frame(buf + n, 3, 0, "", 0);
+	ends[2] = n;
+	return n;
+}
+
+T(one_byte_feeding)
+{
+	uint8_t buf[128];
+	size_t ends[3], n = three_frames(buf, ends), i, got = 0;
+	pbp__reader r;
+
+	cr_assert_eq(pbp__reader_init(&r, 1024, 1), 0);
+	for (i = 0; i < n; i++) {
+		const uint8_t *body;
+		size_t blen;
+		int rc;
+
+		cr_assert_eq(pbp__reader_feed(&r, buf + i, 1), 0);
+		rc = pbp__reader_next(&r, &body, &blen);
+		if (i + 1 == ends[got]) {
+			cr_assert_eq(rc, 1, "frame %zu not complete at byte %zu", got, i);
+			got++;
+		} else {
+			cr_assert_eq(rc, 0, "rc %d at byte %zu", rc, i);
+		}
+	}
+	cr_assert_eq(got, 3);
+	pbp__reader_free(&r);
+}
+
+T(truncation_at_every_offset)
+{
+	uint8_t buf[128];
+	size_t ends[3], n = three_frames(buf, ends), cut;
+
+	for (cut = 0; cut <= n; cut++) {
+		const uint8_t *body;
+		size_t blen, frames = 0;
+		pbp__reader r;
+		int rc, boundary = cut == 0 || cut == ends[0] || cut == ends[1] || cut == ends[2];
+
+		cr_assert_eq(pbp__reader_init(&r, 1024, 64), 0);
+		cr_assert_eq(pbp__reader_feed(&r, buf, cut), 0);
+		pbp__reader_set_eof(&r);
+		while ((rc = pbp__reader_next(&r, &body, &blen)) == 1)
+			frames++;
+		cr_assert_eq(rc, boundary ? PBP_EOF : PBP_ETRUNC, "cut %zu: rc %d", cut, rc);
+		cr_assert_eq(frames, (size_t)(cut >= ends[0]) + (cut >= ends[1]) + (cut >= ends[2]));
+		if (!boundary) {
+			/* Sticky: asking again gives the same error. */
+			cr_assert_eq(pbp__reader_next(&r, &body, &blen), PBP_ETRUNC);
+			cr_assert_neq(strstr(r.error.msg, "end of stream inside"), NULL);
+		}
+		pbp__reader_free(&r);
+	}
+}
+
+T(oversize_rejected_before_allocation)
+{
+	uint8_t hdr[8];
+	size_t n = (size_t)(pbp__put_varint(hdr, 1025) - hdr), cap;
+	const uint8_t *body;
+	size_t blen;
+	uint8_t *p;
+	pbp__reader r;
+
+	cr_assert_eq(pbp__reader_init(&r, 1024, 16), 0);
+	cap = r.cap;
+	cr_assert_eq(pbp__reader_feed(&r, hdr, n), 0);
+	cr_assert_eq(pbp__reader_next(&r, &body, &blen), PBP_EMSGSIZE);
+	cr_assert_neq(strstr(r.error.msg, "1025"), NULL, "%s", r.error.msg);
+	/* No buffer was sized from the declared length. */
+	cr_assert_eq(pbp__reader_space(&r, &p, &blen), 0);
+	cr_assert_eq(r.cap, cap);
+	/* Sticky, even after valid bytes arrive. */
+	cr_assert_eq(pbp__reader_feed(&r, "\x00", 1), 0);
+	cr_assert_eq(pbp__reader_next(&r, &body, &blen), PBP_EMSGSIZE);
+	pbp__reader_free(&r);
+}
+
+T(limit_is_inclusive)
+{
+	uint8_t *buf = calloc(1, 2048);
+	const uint8_t *body;
+	size_t blen, n = (size_t)(pbp__put_varint(buf, 1024) - buf);
+	pbp__reader r;
+
+	cr_assert_eq(pbp__reader_init(&r, 1024, 16), 0);
+	cr_assert_eq(pbp__reader_feed(&r, buf, n + 1024), 0);
+	cr_assert_eq(pbp__reader_next(&r, &body, &blen), 1);
+	cr_assert_eq(blen, 1024);
+	pbp__reader_free(&r);
+	free(buf);
+}
+
+T(bad_length_prefix_is_sticky_eproto)
+{
+	static const uint8_t six[] = { 0x80, 0x80, 0x80, 0x80, 0x80, 0x01 };
+	const uint8_t *body;
+	size_t blen;
+	pbp__reader r;
+
+	cr_assert_eq(pbp__reader_init(&r, 1024, 16), 0);
+	cr_assert_eq(pbp__reader_feed(&r, six, sizeof six), 0);
+	cr_assert_eq(pbp__reader_next(&r, &body, &blen), PBP_EPROTO);
+	cr_assert_eq(pbp__reader_next(&r, &body, &blen), PBP_EPROTO);
+	pbp__reader_free(&r);
+}
+
+T(malformed_envelopes)
+{
+	static const struct {
+		const char *what;
+		const char *bytes;
+		size_t n;
+		int rc;
+	} cases[] = {
+		{ "empty envelope", "", 0, PBP_EPROTO },
+		{ "only an unknown field", "\x20\x05", 2, PBP_EPROTO },
+		{ "two bodies", "\x1a\x02\x08\x01\x1a\x02\x08\x02", 8, PBP_EPROTO },
+		{ "type 0", "\x1a\x02\x08\x00", 4, PBP_EPROTO },
+		{ "no type", "\x1a\x00", 2, PBP_EPROTO },
+		{ "body with varint wire type", "\x18\x01", 2, PBP_EDECODE },
+		{ "body longer than the frame", "\x1a\x05\x08\x01", 4, PBP_EDECODE },
+		{ "payload longer than the message", "\x1a\x04\x08\x01\x1a\x09", 6, PBP_EDECODE },
+		{ "type with string wire type", "\x1a\x03\x0a\x01\x00", 5, PBP_EDECODE },
+		{ "type over 32 bits", "\x1a\x06\x08\x80\x80\x80\x80\x10", 8, PBP_EDECODE },
+		{ "zero tag", "\x00\x00", 2, PBP_EDECODE },
+		{ "truncated varint", "\x1a\x02\x08\x80", 4, PBP_EDECODE },
+		{ "garbage", "\xff\xff\xff\xff", 4, PBP_EDECODE },
+		{ "Hello with a bad field", "\x0a\x02\x0d\x01", 4, PBP_EDECODE },
+		{ "Goodbye detail too long", "\x12\x83\x01\x12\x80\x01", 6, PBP_EDECODE },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		pbp_error err = { 0 };
+		pbp__frame f;
+		int rc = pbp__frame_decode((const uint8_t *)cases[i].bytes, cases[i].n, &f, &err);
+
+		cr_assert_eq(rc, cases[i].rc, "%s: rc %d (%s)", cases[i].what, rc, err.msg);
+		cr_assert_eq(err.code, rc, "%s", cases[i].what);
+		cr_assert_neq(err.msg[0], '\0', "%s", cases[i].what);
+	}
+}
+
+T(unknown_fields_are_skipped)
+{
+	/* Message{type: 5, unknown field 9 varint, payload "z"} plus an
+	 * unknown envelope field 15 (fixed32) after the body. */
+	static const uint8_t body[] = { 0x1a, 0x07, 0x08, 0x05, 0x48, 0x01, 0x1a, 0x01, 'z',
+		                        0x7d, 1, 2, 3, 4 };
+	pbp__frame f;
+
+	cr_assert_eq(pbp__frame_decode(body, sizeof body, &f, NULL), 0);
+	cr_assert_eq(f.type, 5);
+	cr_assert_eq(f.payload_len, 1);
+	cr_assert_eq(f.payload[0], 'z');
+}
+
+T(reader_grows_only_to_what_it_needs)
+{
+	uint8_t *buf = malloc(300000), *payload = calloc(1, 250000);
+	size_t n = app_frame(buf, 1, 0, payload, 250000);
+	const uint8_t *body;
+	size_t blen;
+	pbp__reader r;
+
+	cr_assert_eq(pbp__reader_init(&r, 260000, 1024), 0);
+	cr_assert_eq(pbp__reader_feed(&r, buf, n), 0);
+	cr_assert_eq(pbp__reader_next(&r, &body, &blen), 1);
+	cr_assert_leq(r.cap, 260000 + PBP__VARINT32_MAX);
+	pbp__reader_free(&r);
+	free(buf);
+	free(payload);
+}
