@@ -60,8 +60,8 @@ pbt_join(pthread_t t)
 	return ret;
 }
 
-static void *
-handshake_thread(void *arg)
+void *
+pbt_handshake_thread(void *arg)
 {
 	return (void *)(intptr_t)pbp_channel_handshake(arg);
 }
@@ -80,7 +80,7 @@ pbt_pair(pbp_channel **a, pbp_channel **b, const pbp_channel_options *oa,
 	             "%s", err.msg);
 	cr_assert_eq(pbp_channel_from_fds(b, fds[2], fds[1], ob ? ob : &def, &err), 0,
 	             "%s", err.msg);
-	t = pbt_spawn_thread(handshake_thread, *b);
+	t = pbt_spawn_thread(pbt_handshake_thread, *b);
 	rc = pbp_channel_handshake(*a);
 	cr_assert_eq(rc, 0, "A handshake: %s", pbp_channel_errmsg(*a));
 	rc = (int)(intptr_t)pbt_join(t);

@@ -41,6 +41,8 @@ void pbt_pair(pbp_channel **a, pbp_channel **b, const pbp_channel_options *oa,
 /* Runs fn(arg) on a new thread. */
 pthread_t pbt_spawn_thread(void *(*fn)(void *), void *arg);
 void *pbt_join(pthread_t t);
+/* Thread body: pbp_channel_handshake(arg), its result as (intptr_t). */
+void *pbt_handshake_thread(void *ch);
 
 /* Writes all bytes to a blocking or non-blocking fd; aborts on error. */
 void pbt_write_all(int fd, const void *buf, size_t n);
