@@ -438,6 +438,13 @@ pbp_channel_close_write(pbp_channel *ch)
 int
 pbp_channel_goodbye(pbp_channel *ch, int reason, const char *detail)
 {
+	return pbp__channel_goodbye_by(ch, reason, detail, -1);
+}
+
+int
+pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail,
+                        int64_t deadline)
+{
 	pbpipe_Envelope env;
 	int rc, rc2;
 
@@ -451,7 +458,7 @@ pbp_channel_goodbye(pbp_channel *ch, int reason, const char *detail)
 		if (detail != NULL) {
 			strncpy(env.body.goodbye.detail, detail, sizeof env.body.goodbye.detail - 1);
 		}
-		rc = send_control(ch, &env, -1);
+		rc = send_control(ch, &env, deadline);
 	}
 	rc2 = pbp_channel_close_write(ch);
 	return rc != 0 ? rc : rc2;

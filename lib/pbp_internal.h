@@ -141,6 +141,12 @@ int pbp__hello_check(const pbpipe_Hello *h, uint32_t our_max_frame,
                      uint64_t our_fingerprint, pbp_peer_info *peer,
                      pbp_error *err);
 
+/* ---- channel.c ----------------------------------------------------------- */
+
+/* pbp_channel_goodbye() with a deadline for the write. */
+int pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail,
+                            int64_t deadline);
+
 /* ---- io.c: thin OS layer ------------------------------------------------- */
 
 /* Monotonic clock in milliseconds. */

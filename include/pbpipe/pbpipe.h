@@ -21,5 +21,6 @@
 #include <pbpipe/pbp_common.h>
 #include <pbpipe/pbp_errors.h>
 #include <pbpipe/pbp_channel.h>
+#include <pbpipe/pbp_child.h>
 
 #endif /* PBPIPE_PBPIPE_H */

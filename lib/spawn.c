@@ -1,0 +1,461 @@
+/*
+ * spawn.c: the parent side of spawning: two pipes, posix_spawn, the
+ * handshake, and the child's lifecycle (wait with a deadline, kill, close,
+ * reap).
+ *
+ * posix_spawn rather than fork+exec: glibc implements it with a
+ * CLONE_VM|CLONE_VFORK child that blocks all signals around the clone,
+ * resets dispositions as asked, and reports exec failure through the return
+ * value, synchronously (libuv and libgit2 build the same guarantees by hand
+ * with an exec-status pipe).  It also costs the same whatever the size of
+ * the parent, where fork copies page tables.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pbp_internal.h"
+
+extern char **environ;
+
+/* The fds the child gets: fixed, so its argv is predictable, and just
+ * above stdin/stdout/stderr. */
+#define CHILD_WRITE_FD 3
+#define CHILD_READ_FD 4
+#define CHILD_FIRST_FREE_FD 5
+
+struct pbp_child {
+	pid_t pid;
+	int pidfd;        /* -1 where pidfd_open is unavailable */
+	int reaped;
+	pbp_exit_status status;
+	pbp_channel *ch;
+	pbp_error error;
+};
+
+/* ---- exit status ---------------------------------------------------------- */
+
+static void
+decode_status(int raw, pbp_exit_status *st)
+{
+	memset(st, 0, sizeof *st);
+	if (WIFEXITED(raw)) {
+		st->exited = 1;
+		st->code = WEXITSTATUS(raw);
+	} else if (WIFSIGNALED(raw)) {
+		st->signal = WTERMSIG(raw);
+		st->core_dumped = WCOREDUMP(raw) ? 1 : 0;
+	}
+}
+
+const char *
+pbp_exit_status_str(const pbp_exit_status *st, char *buf, size_t size)
+{
+	const char *abbrev;
+
+	if (buf == NULL || size == 0)
+		return buf;
+	if (st == NULL) {
+		snprintf(buf, size, "unknown");
+	} else if (st->exited) {
+		snprintf(buf, size, "exited with status %d", st->code);
+	} else if (st->signal != 0) {
+		abbrev = sigabbrev_np(st->signal);
+		snprintf(buf, size, "killed by signal %d (SIG%s)%s", st->signal,
+		         abbrev ? abbrev : "?", st->core_dumped ? ", core dumped" : "");
+	} else {
+		snprintf(buf, size, "still running");
+	}
+	return buf;
+}
+
+/* ---- waiting -------------------------------------------------------------- */
+
+/* waitpid on our own pid only.  Returns 1 when reaped, 0 when still
+ * running, or PBP_ESYS. */
+static int
+try_reap(pbp_child *c, int flags)
+{
+	int raw;
+	pid_t r;
+
+	if (c->reaped)
+		return 1;
+	do
+		r = waitpid(c->pid, &raw, flags);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return pbp__seterr(&c->error, PBP_ESYS, errno, "waitpid(%d): %s", (int)c->pid,
+		                   strerror(errno));
+	if (r == 0)
+		return 0;
+	decode_status(raw, &c->status);
+	c->reaped = 1;
+	if (c->pidfd >= 0)
+		pbp__close(&c->pidfd);
+	return 1;
+}
+
+/* Reads and discards whatever is readable on fd.  Returns 0 at end of
+ * stream or on error, so the caller stops watching the fd. */
+static int
+drain(int fd)
+{
+	char scratch[4096];
+
+	for (;;) {
+		ssize_t n = read(fd, scratch, sizeof scratch);
+
+		if (n > 0)
+			continue;
+		if (n < 0 && errno == EINTR)
+			continue;
+		return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+	}
+}
+
+/* Waits until the child exits or the deadline passes (-1: none).  With
+ * drain_fd >= 0, also reads and discards what the child writes there, so
+ * that a child blocked writing to a full pipe can still finish. */
+static int
+wait_exit(pbp_child *c, int64_t deadline, int drain_fd)
+{
+	for (;;) {
+		struct pollfd pfd[2];
+		nfds_t n = 0;
+		int rc = try_reap(c, WNOHANG), timeout = -1;
+
+		if (rc != 0)
+			return rc < 0 ? rc : 0;
+		if (deadline >= 0) {
+			int64_t left = deadline - pbp__now_ms();
+
+			if (left <= 0)
+				return pbp__seterr(&c->error, PBP_ETIMEDOUT, 0,
+				                   "child pid %d is still running", (int)c->pid);
+			timeout = left > 1000000000 ? 1000000000 : (int)left;
+		}
+		if (c->pidfd >= 0) {
+			pfd[n].fd = c->pidfd;
+			pfd[n++].events = POLLIN;
+		} else if (timeout < 0 || timeout > 10) {
+			/* No pidfd: poll the process every 10 ms. */
+			timeout = 10;
+		}
+		if (drain_fd >= 0) {
+			pfd[n].fd = drain_fd;
+			pfd[n++].events = POLLIN;
+		}
+		if (poll(pfd, n, timeout) < 0 && errno != EINTR)
+			return pbp__seterr(&c->error, PBP_ESYS, errno, "poll: %s", strerror(errno));
+		if (drain_fd >= 0 && (pfd[n - 1].revents & (POLLIN | POLLHUP | POLLERR)) &&
+		    !drain(drain_fd))
+			drain_fd = -1;
+	}
+}
+
+int
+pbp_child_wait(pbp_child *c, int timeout_ms, pbp_exit_status *out)
+{
+	int rc;
+
+	if (c == NULL)
+		return PBP_EINVAL;
+	rc = wait_exit(c, pbp__deadline(timeout_ms), -1);
+	if (rc == 0 && out != NULL)
+		*out = c->status;
+	return rc;
+}
+
+/* Best effort: the caller goes on to wait either way. */
+static void
+signal_child(pbp_child *c, int sig)
+{
+	if (!c->reaped)
+		(void)kill(c->pid, sig);
+}
+
+int
+pbp_child_kill(pbp_child *c, int sig)
+{
+	if (c == NULL)
+		return PBP_EINVAL;
+	/* Until we reap it, the pid stays ours (a zombie keeps it), so it
+	 * cannot name a recycled process. */
+	if (c->reaped)
+		return 0;
+	if (kill(c->pid, sig) != 0 && errno != ESRCH)
+		return pbp__seterr(&c->error, PBP_ESYS, errno, "kill(%d, %d): %s", (int)c->pid,
+		                   sig, strerror(errno));
+	return 0;
+}
+
+int
+pbp_child_close(pbp_child *c, int grace_ms, pbp_exit_status *out)
+{
+	int rc;
+
+	if (c == NULL)
+		return PBP_EINVAL;
+	if (!c->reaped) {
+		/* Goodbye is best effort: the child may be gone or not reading. */
+		(void)pbp__channel_goodbye_by(c->ch, PBP_GOODBYE_DONE, NULL,
+		                              pbp__deadline(grace_ms));
+		rc = wait_exit(c, pbp__deadline(grace_ms), pbp_channel_read_fd(c->ch));
+		if (rc == PBP_ETIMEDOUT) {
+			signal_child(c, SIGTERM);
+			rc = wait_exit(c, pbp__deadline(grace_ms), pbp_channel_read_fd(c->ch));
+		}
+		if (rc == PBP_ETIMEDOUT) {
+			signal_child(c, SIGKILL);
+			rc = wait_exit(c, -1, pbp_channel_read_fd(c->ch));
+		}
+		if (rc != 0)
+			return rc;
+	}
+	if (out != NULL)
+		*out = c->status;
+	return 0;
+}
+
+/* ---- spawning ------------------------------------------------------------- */
+
+/* Moves *fd to a number >= CHILD_FIRST_FREE_FD, so that the dup2 file
+ * actions onto 3 and 4 can never overwrite a source fd (libuv's "move low
+ * fds out of the way"). */
+static int
+lift_fd(int *fd, pbp_error *err)
+{
+	int nfd;
+
+	if (*fd >= CHILD_FIRST_FREE_FD)
+		return 0;
+	nfd = fcntl(*fd, F_DUPFD_CLOEXEC, CHILD_FIRST_FREE_FD);
+	if (nfd < 0)
+		return pbp__seterr(err, PBP_ESYS, errno, "fcntl(F_DUPFD_CLOEXEC): %s",
+		                   strerror(errno));
+	pbp__close(fd);
+	*fd = nfd;
+	return 0;
+}
+
+/* argv plus the two handle strings and the terminating NULL. */
+static char **
+build_argv(const char *path, const char *const *argv)
+{
+	static char wname[] = "3", rname[] = "4";
+	size_t n = 0;
+	char **v;
+
+	while (argv != NULL && argv[n] != NULL)
+		n++;
+	v = calloc(n + (n == 0) + 3, sizeof *v);
+	if (v == NULL)
+		return NULL;
+	if (n == 0)
+		v[n++] = (char *)path;
+	else
+		memcpy(v, argv, n * sizeof *v);
+	v[n++] = wname;
+	v[n++] = rname;
+	v[n] = NULL;
+	return v;
+}
+
+/* Starts the process.  child_w / child_r are the child's pipe ends. */
+static int
+start(pbp_child *c, const char *path, char *const *argv, int child_w, int child_r,
+      const pbp_spawn_options *o, pbp_error *err)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, all;
+	int rc;
+
+	if (posix_spawn_file_actions_init(&fa) != 0)
+		return pbp__seterr(err, PBP_ENOMEM, ENOMEM, "posix_spawn_file_actions_init failed");
+	if (posix_spawnattr_init(&attr) != 0) {
+		posix_spawn_file_actions_destroy(&fa);
+		return pbp__seterr(err, PBP_ENOMEM, ENOMEM, "posix_spawnattr_init failed");
+	}
+	/* dup2 leaves 3 and 4 without FD_CLOEXEC; closefrom then closes
+	 * everything else the child would have inherited, including fds of
+	 * the caller (or a test runner) that lack FD_CLOEXEC. */
+	rc = posix_spawn_file_actions_adddup2(&fa, child_w, CHILD_WRITE_FD);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, child_r, CHILD_READ_FD);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_addclosefrom_np(&fa, CHILD_FIRST_FREE_FD);
+	if (rc == 0 && o->cwd != NULL)
+		rc = posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
+	/* The child starts with an empty signal mask and default handlers,
+	 * whatever this thread blocks or this process ignores (a SIG_IGN for
+	 * SIGPIPE would otherwise reach the child). */
+	sigemptyset(&none);
+	sigfillset(&all);
+	if (rc == 0)
+		rc = posix_spawnattr_setsigmask(&attr, &none);
+	if (rc == 0)
+		rc = posix_spawnattr_setsigdefault(&attr, &all);
+	if (rc == 0)
+		rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	if (rc != 0) {
+		rc = pbp__seterr(err, PBP_ESYS, rc, "preparing posix_spawn: %s", strerror(rc));
+	} else {
+		char *const *envp = o->envp != NULL ? o->envp : environ;
+
+		rc = strchr(path, '/') != NULL
+			? posix_spawn(&c->pid, path, &fa, &attr, argv, envp)
+			: posix_spawnp(&c->pid, path, &fa, &attr, argv, envp);
+		if (rc != 0)
+			rc = pbp__seterr(err, PBP_EEXEC, rc, "cannot execute '%s': %s", path,
+			                 strerror(rc));
+	}
+	posix_spawnattr_destroy(&attr);
+	posix_spawn_file_actions_destroy(&fa);
+	return rc;
+}
+
+/* After a failed handshake: find out how the child ended (or end it), so
+ * the message can say, and so nothing is left behind. */
+static void
+handshake_failed(pbp_child *c, pbp_error *err)
+{
+	char how[80];
+	size_t len;
+
+	/* A child that closed its pipes is usually exiting; give it a moment. */
+	if (wait_exit(c, pbp__deadline(250), -1) != 0) {
+		signal_child(c, SIGKILL);
+		(void)wait_exit(c, -1, -1);
+		snprintf(how, sizeof how, "; child pid %d did not exit and was killed", (int)c->pid);
+	} else {
+		len = (size_t)snprintf(how, sizeof how, "; child pid %d ", (int)c->pid);
+		pbp_exit_status_str(&c->status, how + len, sizeof how - len);
+	}
+	if (err != NULL) {
+		len = strlen(err->msg);
+		if (len < sizeof err->msg - 1)
+			snprintf(err->msg + len, sizeof err->msg - len, "%s", how);
+	}
+}
+
+int
+pbp_child_spawn(pbp_child **out, const char *path, const char *const *argv,
+                const pbp_spawn_options *opts, pbp_error *err)
+{
+	static const pbp_spawn_options defaults = PBP_SPAWN_OPTIONS_INIT;
+	int to_child[2] = { -1, -1 }, from_child[2] = { -1, -1 }, rc;
+	pbp_child *c = NULL;
+	char **av = NULL;
+
+	if (out == NULL || path == NULL || *path == '\0')
+		return pbp__seterr(err, PBP_EINVAL, 0, "pbp_child_spawn: NULL out or empty path");
+	if (opts == NULL)
+		opts = &defaults;
+	if (opts->version != PBP_SPAWN_OPTIONS_VERSION)
+		return pbp__seterr(err, PBP_EINVAL, 0,
+		                   "pbp_spawn_options.version is %u, expected %u", opts->version,
+		                   PBP_SPAWN_OPTIONS_VERSION);
+	c = calloc(1, sizeof *c);
+	av = build_argv(path, argv);
+	if (c == NULL || av == NULL) {
+		rc = pbp__seterr(err, PBP_ENOMEM, ENOMEM, "out of memory spawning '%s'", path);
+		goto fail;
+	}
+	c->pidfd = -1;
+	c->pid = -1;
+	/* Born close-on-exec: no process spawned by another thread between
+	 * here and our posix_spawn can inherit an end (pipe() then fcntl()
+	 * would leave that window open). */
+	if (pipe2(to_child, O_CLOEXEC) != 0 || pipe2(from_child, O_CLOEXEC) != 0) {
+		rc = pbp__seterr(err, PBP_ESYS, errno, "pipe2: %s", strerror(errno));
+		goto fail;
+	}
+	if ((rc = lift_fd(&from_child[1], err)) != 0 || (rc = lift_fd(&to_child[0], err)) != 0)
+		goto fail;
+	rc = start(c, path, av, from_child[1], to_child[0], opts, err);
+	/* Close our copies of the child's ends on every path: while one stays
+	 * open here, the parent never sees end of stream from the child. */
+	pbp__close(&from_child[1]);
+	pbp__close(&to_child[0]);
+	if (rc != 0)
+		goto fail;
+	/* A pidfd lets waits sleep in poll() with a deadline instead of
+	 * polling waitpid.  Where the kernel lacks it, wait_exit polls. */
+	c->pidfd = pidfd_open(c->pid, 0);
+	rc = pbp_channel_from_fds(&c->ch, from_child[0], to_child[1], opts->channel, err);
+	if (rc != 0) {
+		handshake_failed(c, NULL);
+		goto fail;
+	}
+	from_child[0] = to_child[1] = -1; /* the channel owns them now */
+	if (!(opts->flags & PBP_SPAWN_NO_HANDSHAKE)) {
+		rc = pbp_channel_handshake(c->ch);
+		if (rc != 0) {
+			if (err != NULL)
+				*err = *pbp_channel_error(c->ch);
+			pbp_channel_free(c->ch); /* EOF for the child, if it waits */
+			c->ch = NULL;
+			handshake_failed(c, err);
+			goto fail;
+		}
+	}
+	free(av);
+	*out = c;
+	return 0;
+fail:
+	pbp__close(&to_child[0]);
+	pbp__close(&to_child[1]);
+	pbp__close(&from_child[0]);
+	pbp__close(&from_child[1]);
+	if (c != NULL)
+		pbp__close(&c->pidfd);
+	free(c);
+	free(av);
+	return rc;
+}
+
+pbp_channel *
+pbp_child_channel(const pbp_child *c)
+{
+	return c ? c->ch : NULL;
+}
+
+pid_t
+pbp_child_pid(const pbp_child *c)
+{
+	return c ? c->pid : -1;
+}
+
+const pbp_error *
+pbp_child_error(const pbp_child *c)
+{
+	return &c->error;
+}
+
+void
+pbp_child_free(pbp_child *c)
+{
+	int saved = errno;
+
+	if (c == NULL)
+		return;
+	if (!c->reaped) {
+		signal_child(c, SIGKILL);
+		(void)wait_exit(c, -1, -1);
+	}
+	pbp_channel_free(c->ch);
+	pbp__close(&c->pidfd);
+	free(c);
+	errno = saved;
+}
