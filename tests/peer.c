@@ -1,0 +1,203 @@
+/*
+ * pbptest-peer: a child program for the spawn tests.  Usage:
+ *     pbptest-peer MODE [ARG] WRITE_HANDLE READ_HANDLE
+ * Modes:
+ *   echo          handshake, send every message back, exit 0 at end of stream
+ *   exit N        handshake, then exit N at once
+ *   early N       exit N before the handshake
+ *   silent        never handshake; exit 0 when the read side reaches EOF
+ *   garbage       write text instead of a Hello; exit at EOF
+ *   midframe      handshake, wait for one message, write half a frame, SIGKILL self
+ *   signal N      handshake, then raise signal N
+ *   info          handshake, send a Text "fds=0,1,...;cwd=...;env=$PBPTEST_VAR",
+ *                 then echo
+ *   orphan        handshake, spawn `pbptest-peer echo` as a grandchild, send its
+ *                 pid as a Text, then SIGKILL self without cleaning up
+ *   stubborn      handshake, then ignore end of stream and sleep (exits on SIGTERM)
+ *   immortal      like stubborn, and ignores SIGTERM too
+ *   flood N       handshake, then at end of stream send N 255-byte Texts, exit 0
+ */
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <pbpipe/pbpipe.h>
+
+#include "pbptest.pb.h"
+#include "pbptest_fingerprint.h"
+
+static const pbp_msgtype types[] = {
+	PBP_MSGTYPE(pbptest_Type_TEXT, pbptest_Text),
+};
+
+static pbp_channel_options
+options(void)
+{
+	pbp_channel_options o = PBP_CHANNEL_OPTIONS_INIT;
+
+	o.types = types;
+	o.ntypes = 1;
+	o.schema_fingerprint = PBPTEST_SCHEMA_FINGERPRINT;
+	return o;
+}
+
+static void
+die(const char *what, const char *msg)
+{
+	fprintf(stderr, "pbptest-peer: %s: %s\n", what, msg);
+	exit(3);
+}
+
+static void
+send_text(pbp_channel *ch, const char *s)
+{
+	pbptest_Text t;
+
+	snprintf(t.text, sizeof t.text, "%s", s);
+	if (pbp_channel_send(ch, pbptest_Type_TEXT, &t) != 0)
+		die("send", pbp_channel_errmsg(ch));
+}
+
+static int
+echo(pbp_channel *ch)
+{
+	pbp_msginfo mi;
+	int rc;
+
+	while ((rc = pbp_channel_recv(ch, &mi)) == 0)
+		if (pbp_channel_send_raw(ch, mi.type, mi.id, mi.payload, mi.size) != 0)
+			die("echo", pbp_channel_errmsg(ch));
+	if (rc != PBP_EOF)
+		die("recv", pbp_channel_errmsg(ch));
+	pbp_channel_free(ch);
+	return 0;
+}
+
+static void
+wait_eof(int fd)
+{
+	char b[256];
+
+	while (read(fd, b, sizeof b) != 0)
+		usleep(1000);
+}
+
+static void
+info(pbp_channel *ch)
+{
+	char buf[256], cwd[128];
+	size_t n = 0;
+	struct dirent *d;
+	DIR *dir = opendir("/proc/self/fd");
+	int self = dirfd(dir);
+
+	n += (size_t)snprintf(buf + n, sizeof buf - n, "fds=");
+	while ((d = readdir(dir)) != NULL)
+		if (d->d_name[0] != '.' && atoi(d->d_name) != self)
+			n += (size_t)snprintf(buf + n, sizeof buf - n, "%s,", d->d_name);
+	closedir(dir);
+	if (getcwd(cwd, sizeof cwd) == NULL)
+		strcpy(cwd, "?");
+	snprintf(buf + n, sizeof buf - n, ";cwd=%s;env=%s", cwd,
+	         getenv("PBPTEST_VAR") ? getenv("PBPTEST_VAR") : "(unset)");
+	send_text(ch, buf);
+}
+
+int
+main(int argc, char **argv)
+{
+	pbp_channel_options o = options();
+	const char *mode = argc > 1 ? argv[1] : "";
+	int arg = argc >= 5 ? atoi(argv[2]) : 0;
+	pbp_channel *ch;
+	pbp_msginfo mi;
+	pbp_error err;
+
+	if (argc < 4)
+		die("usage", "pbptest-peer MODE [ARG] WRITE_HANDLE READ_HANDLE");
+	if (strcmp(mode, "early") == 0)
+		return arg;
+	if (pbp_channel_from_argv(&ch, argc, argv, &o, &err) != 0)
+		die("handles", err.msg);
+	if (strcmp(mode, "silent") == 0) {
+		wait_eof(pbp_channel_read_fd(ch));
+		pbp_channel_free(ch);
+		return 0;
+	}
+	if (strcmp(mode, "garbage") == 0) {
+		static const char junk[] = "SYNC\nHello from Process B!\nEND\n"
+		                           "SYNC\nHello from Process B!\nEND\n"
+		                           "SYNC\nHello from Process B!\nEND\n";
+		if (write(pbp_channel_write_fd(ch), junk, sizeof junk - 1) < 0)
+			return 4;
+		wait_eof(pbp_channel_read_fd(ch));
+		pbp_channel_free(ch);
+		return 0;
+	}
+	if (pbp_channel_handshake(ch) != 0)
+		die("handshake", pbp_channel_errmsg(ch));
+	if (strcmp(mode, "echo") == 0)
+		return echo(ch);
+	if (strcmp(mode, "exit") == 0)
+		exit(arg);
+	if (strcmp(mode, "signal") == 0) {
+		raise(arg);
+		return 5;
+	}
+	if (strcmp(mode, "midframe") == 0) {
+		/* A frame declaring 100 body bytes, of which 3 arrive. */
+		static const unsigned char half[] = { 100, 0x1a, 0x62, 0x08 };
+
+		if (pbp_channel_recv(ch, &mi) != 0)
+			die("recv", pbp_channel_errmsg(ch));
+		if (write(pbp_channel_write_fd(ch), half, sizeof half) < 0)
+			return 4;
+		raise(SIGKILL);
+	}
+	if (strcmp(mode, "info") == 0) {
+		info(ch);
+		return echo(ch);
+	}
+	if (strcmp(mode, "orphan") == 0) {
+		pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
+		const char *av[] = { argv[0], "echo", NULL };
+		pbp_child *gc;
+		char buf[32];
+
+		so.channel = &o;
+		if (pbp_child_spawn(&gc, "/proc/self/exe", av, &so, &err) != 0)
+			die("spawn", err.msg);
+		snprintf(buf, sizeof buf, "%d", (int)pbp_child_pid(gc));
+		send_text(ch, buf);
+		/* Wait until the parent has read the pid, then die abruptly. */
+		if (pbp_channel_recv(ch, &mi) != 0)
+			die("recv", pbp_channel_errmsg(ch));
+		raise(SIGKILL);
+	}
+	if (strcmp(mode, "stubborn") == 0 || strcmp(mode, "immortal") == 0) {
+		if (strcmp(mode, "immortal") == 0)
+			signal(SIGTERM, SIG_IGN);
+		send_text(ch, "ready");
+		for (;;)
+			pause();
+	}
+	if (strcmp(mode, "flood") == 0) {
+		pbptest_Text t;
+		int i;
+
+		memset(t.text, 'f', sizeof t.text - 1);
+		t.text[sizeof t.text - 1] = '\0';
+		while (pbp_channel_recv(ch, &mi) == 0)
+			;
+		for (i = 0; i < arg; i++)
+			if (pbp_channel_send(ch, pbptest_Type_TEXT, &t) != 0)
+				die("flood", pbp_channel_errmsg(ch));
+		pbp_channel_free(ch);
+		return 0;
+	}
+	die("mode", mode);
+	return 3;
+}
