@@ -1,42 +1,58 @@
 /*
- * channel.c: the channel object.  It owns two fds, a frame reader (the
- * receive buffer) and a fixed write buffer, and keeps the error state:
- * receive errors and send errors are tracked apart, so a peer that stops
+ * channel.c: the channel object.  It owns a transport (two fds by
+ * default), a frame reader (the receive buffer) and a write buffer, and
+ * keeps the error state.
+ *
+ * Receive errors and send errors are tracked apart, so a peer that stops
  * reading (EPIPE) can still be read to the end, and a peer that sends
  * garbage can still be told Goodbye.
+ *
+ * Every frame is encoded whole into the write buffer before any of it is
+ * written.  So a send that hits its deadline halfway keeps the rest queued
+ * and the next call finishes it (nothing is lost, nothing is sent twice),
+ * and while a write would block, the channel keeps reading what the peer
+ * sends into the receive buffer: two sides writing large frames at each
+ * other both make progress instead of deadlocking.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <pb_decode.h>
 #include <pb_encode.h>
 
 #include "pbp_internal.h"
 
-#define WBUF_SIZE (64u * 1024u)
+/* Initial sizes of both buffers, and the slack the receive buffer may hold
+ * beyond one largest frame while a blocked send drains incoming data. */
+#define BUF_INITIAL (64u * 1024u)
+#define RX_SLACK (64u * 1024u)
 
 enum { ST_NEW = 0, ST_READY = 1 };
 
 struct pbp_channel {
-	int rfd, wfd;
+	const pbp__io_ops *io;
+	void *io_ctx;
+	pbp__fds fds;        /* the fd transport's state; io_ctx points here */
+	int owns_fds;
 	int state;
 	int rx_err;          /* sticky receive error (PBP_EOF included) */
 	int tx_err;          /* sticky send error */
+	int rx_eof;          /* the transport reported end of stream */
+	int wr_closed;
 	pbp_error rx_error;  /* describes rx_err */
 	pbp_error tx_error;  /* describes tx_err */
 	pbp_error error;     /* the most recent failure */
 	pbp__reader rd;
 	uint8_t *wbuf;
-	size_t wlen;
+	size_t wcap, woff, wlen; /* wbuf[woff..wlen) is queued output */
 	const pbp_msgtype *types;
 	size_t ntypes;
 	uint64_t fingerprint;
 	uint32_t max_frame;  /* our own limit */
 	uint32_t limit;      /* effective limit, both directions */
-	int handshake_timeout_ms;
+	int timeout[3];      /* by PBP_TIMEOUT_*: ms, < 0 for none */
 	pbp_peer_info peer;
 	int have_msg;
 	pbp_msginfo msg;
@@ -75,11 +91,57 @@ check_options(const pbp_channel_options *o, pbp_error *err)
 	return 0;
 }
 
+static int
+opt_timeout(int v, int dflt)
+{
+	return v == 0 ? dflt : v < 0 ? -1 : v;
+}
+
+int
+pbp__channel_new_io(pbp_channel **out, const pbp__io_ops *io, void *ctx,
+                    const pbp_channel_options *opts, pbp_error *err)
+{
+	static const pbp_channel_options defaults = PBP_CHANNEL_OPTIONS_INIT;
+	pbp_channel *ch;
+	int rc;
+
+	if (out == NULL || io == NULL)
+		return pbp__seterr(err, PBP_EINVAL, 0, "NULL out or transport");
+	if (opts == NULL)
+		opts = &defaults;
+	rc = check_options(opts, err);
+	if (rc != 0)
+		return rc;
+	ch = calloc(1, sizeof *ch);
+	if (ch == NULL)
+		return pbp__seterr(err, PBP_ENOMEM, 0, "out of memory allocating a channel");
+	ch->io = io;
+	ch->io_ctx = ctx;
+	ch->fds.rfd = ch->fds.wfd = -1;
+	ch->types = opts->types;
+	ch->ntypes = opts->ntypes;
+	ch->fingerprint = opts->schema_fingerprint;
+	ch->max_frame = opts->max_frame ? opts->max_frame : PBP_DEFAULT_MAX_FRAME;
+	ch->timeout[PBP_TIMEOUT_HANDSHAKE] =
+		opt_timeout(opts->handshake_timeout_ms, PBP_DEFAULT_HANDSHAKE_TIMEOUT_MS);
+	ch->timeout[PBP_TIMEOUT_SEND] = opt_timeout(opts->send_timeout_ms, -1);
+	ch->timeout[PBP_TIMEOUT_RECV] = opt_timeout(opts->recv_timeout_ms, -1);
+	ch->wbuf = malloc(BUF_INITIAL);
+	ch->wcap = BUF_INITIAL;
+	/* Before the handshake, accept one small frame: a Hello. */
+	if (ch->wbuf == NULL ||
+	    pbp__reader_init(&ch->rd, PBP__HANDSHAKE_MAX_FRAME, BUF_INITIAL) != 0) {
+		pbp_channel_free_keep_fds(ch);
+		return pbp__seterr(err, PBP_ENOMEM, 0, "out of memory allocating channel buffers");
+	}
+	*out = ch;
+	return 0;
+}
+
 int
 pbp_channel_from_fds(pbp_channel **out, int read_fd, int write_fd,
                      const pbp_channel_options *opts, pbp_error *err)
 {
-	static const pbp_channel_options defaults = PBP_CHANNEL_OPTIONS_INIT;
 	pbp_channel *ch;
 	int rc;
 
@@ -87,40 +149,21 @@ pbp_channel_from_fds(pbp_channel **out, int read_fd, int write_fd,
 		return pbp__seterr(err, PBP_EINVAL, 0,
 		                   "pbp_channel_from_fds: NULL out or negative fd (%d, %d)",
 		                   read_fd, write_fd);
-	if (opts == NULL)
-		opts = &defaults;
-	rc = check_options(opts, err);
-	if (rc != 0)
-		return rc;
 	rc = pbp__fd_prepare(read_fd, err);
 	if (rc == 0 && write_fd != read_fd)
 		rc = pbp__fd_prepare(write_fd, err);
+	if (rc == 0)
+		rc = pbp__channel_new_io(&ch, &pbp__fd_io, NULL, opts, err);
 	if (rc != 0)
 		return rc;
-
-	ch = calloc(1, sizeof *ch);
-	if (ch == NULL)
-		return pbp__seterr(err, PBP_ENOMEM, 0, "out of memory allocating a channel");
-	ch->rfd = ch->wfd = -1;
-	ch->types = opts->types;
-	ch->ntypes = opts->ntypes;
-	ch->fingerprint = opts->schema_fingerprint;
-	ch->max_frame = opts->max_frame ? opts->max_frame : PBP_DEFAULT_MAX_FRAME;
-	ch->handshake_timeout_ms = opts->handshake_timeout_ms == 0
-		? PBP_DEFAULT_HANDSHAKE_TIMEOUT_MS : opts->handshake_timeout_ms;
-	ch->wbuf = malloc(WBUF_SIZE);
-	if (ch->wbuf == NULL ||
-	    pbp__reader_init(&ch->rd, PBP__HANDSHAKE_MAX_FRAME, PBP__READER_INITIAL_CAP) != 0)
-		goto fail;
 	/* Only now, when nothing can fail any more, does the channel take
 	 * the fds: ownership moves on success only. */
-	ch->rfd = read_fd;
-	ch->wfd = write_fd;
+	ch->fds.rfd = read_fd;
+	ch->fds.wfd = write_fd;
+	ch->io_ctx = &ch->fds;
+	ch->owns_fds = 1;
 	*out = ch;
 	return 0;
-fail:
-	pbp_channel_free_keep_fds(ch);
-	return pbp__seterr(err, PBP_ENOMEM, 0, "out of memory allocating channel buffers");
 }
 
 void
@@ -138,10 +181,12 @@ pbp_channel_free(pbp_channel *ch)
 {
 	if (ch == NULL)
 		return;
-	if (ch->wfd == ch->rfd)
-		ch->wfd = -1; /* one socket for both directions: close it once */
-	pbp__close(&ch->wfd);
-	pbp__close(&ch->rfd);
+	if (ch->owns_fds) {
+		if (ch->fds.wfd == ch->fds.rfd)
+			ch->fds.wfd = -1; /* one socket for both directions */
+		pbp__close(&ch->fds.wfd);
+		pbp__close(&ch->fds.rfd);
+	}
 	pbp_channel_free_keep_fds(ch);
 }
 
@@ -149,9 +194,9 @@ pbp_channel_free(pbp_channel *ch)
 
 /* Records a failure of the current call only. */
 static int
-fail(pbp_channel *ch, int code, const char *fmt, const char *arg)
+fail(pbp_channel *ch, int code, const char *msg)
 {
-	return pbp__seterr(&ch->error, code, 0, fmt, arg);
+	return pbp__seterr(&ch->error, code, 0, "%s", msg);
 }
 
 /* Makes the error now in ch->error sticky for receiving. */
@@ -173,7 +218,7 @@ tx_fail(pbp_channel *ch, int code)
 	return code;
 }
 
-/* Returns the sticky error again, re-describing it as the latest. */
+/* Returns a sticky error again, re-describing it as the latest. */
 static int
 rx_again(pbp_channel *ch)
 {
@@ -186,6 +231,17 @@ tx_again(pbp_channel *ch)
 {
 	ch->error = ch->tx_error;
 	return ch->tx_err;
+}
+
+static int
+sys_error(pbp_channel *ch, long e, const char *what)
+{
+	int en = (int)-e;
+
+	if (en == EPIPE)
+		return pbp__seterr(&ch->error, PBP_EPIPE, EPIPE,
+		                   "%s: the peer has closed its read side", what);
+	return pbp__seterr(&ch->error, PBP_ESYS, en, "%s: %s", what, strerror(en));
 }
 
 const pbp_error *
@@ -203,13 +259,13 @@ pbp_channel_errmsg(const pbp_channel *ch)
 int
 pbp_channel_read_fd(const pbp_channel *ch)
 {
-	return ch->rfd;
+	return ch->fds.rfd;
 }
 
 int
 pbp_channel_write_fd(const pbp_channel *ch)
 {
-	return ch->wfd;
+	return ch->fds.wfd;
 }
 
 int
@@ -221,6 +277,136 @@ pbp_channel_peer(const pbp_channel *ch, pbp_peer_info *out)
 	return 0;
 }
 
+int
+pbp_channel_set_timeout(pbp_channel *ch, int which, int timeout_ms)
+{
+	if (ch == NULL || which < PBP_TIMEOUT_SEND || which > PBP_TIMEOUT_HANDSHAKE)
+		return ch ? fail(ch, PBP_EINVAL, "set_timeout: unknown timeout") : PBP_EINVAL;
+	ch->timeout[which] = timeout_ms < 0 ? -1 : timeout_ms;
+	return 0;
+}
+
+size_t
+pbp_channel_pending(const pbp_channel *ch)
+{
+	return ch ? ch->wlen - ch->woff : 0;
+}
+
+/* ---- moving bytes -------------------------------------------------------- */
+
+/* Reads once into the receive buffer if it has room.  Returns 1 if bytes
+ * arrived or end of stream was seen, 0 if nothing was ready or there was
+ * no room, or a (sticky) receive error. */
+static int
+fill_once(pbp_channel *ch)
+{
+	uint8_t *p;
+	size_t room;
+	long n;
+
+	if (ch->rx_eof || ch->rx_err != 0)
+		return 0;
+	if (pbp__reader_space(&ch->rd, &p, &room) != 0)
+		return rx_fail(ch, pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM,
+		                               "out of memory growing the receive buffer"));
+	if (room == 0)
+		return 0;
+	n = ch->io->read(ch->io_ctx, p, room);
+	if (n > 0) {
+		pbp__reader_commit(&ch->rd, (size_t)n);
+		return 1;
+	}
+	if (n == 0) {
+		ch->rx_eof = 1;
+		pbp__reader_set_eof(&ch->rd);
+		return 1;
+	}
+	if (n == -EAGAIN)
+		return 0;
+	sys_error(ch, n, "read");
+	return rx_fail(ch, ch->error.code);
+}
+
+/* True while the receive buffer can take more without a receive call. */
+static int
+rx_room(pbp_channel *ch)
+{
+	return !ch->rx_eof && ch->rx_err == 0 && pbp__reader_pending(&ch->rd) < ch->rd.max_cap;
+}
+
+/* Writes the queued output.  While the transport is full, keeps reading
+ * incoming data (up to the receive buffer's bound) so that a peer that is
+ * itself blocked writing to us can finish and start reading.  On a
+ * deadline, returns PBP_ETIMEDOUT with the rest still queued. */
+static int
+flush(pbp_channel *ch, int64_t deadline)
+{
+	while (ch->woff < ch->wlen) {
+		long n = ch->io->write(ch->io_ctx, ch->wbuf + ch->woff, ch->wlen - ch->woff);
+		int ev;
+
+		if (n > 0) {
+			ch->woff += (size_t)n;
+			continue;
+		}
+		if (n != -EAGAIN && n != 0) {
+			sys_error(ch, n, "write");
+			return tx_fail(ch, ch->error.code);
+		}
+		ev = ch->io->wait(ch->io_ctx, PBP__IO_WRITE | (rx_room(ch) ? PBP__IO_READ : 0),
+		                  deadline);
+		if (ev == 0)
+			return pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
+			                   "send deadline passed with %zu bytes still queued",
+			                   ch->wlen - ch->woff);
+		if (ev < 0) {
+			sys_error(ch, ev, "wait");
+			return tx_fail(ch, ch->error.code);
+		}
+		if (ev & PBP__IO_READ)
+			(void)fill_once(ch); /* a receive error surfaces on recv */
+	}
+	ch->woff = ch->wlen = 0;
+	return 0;
+}
+
+/* Reads until a whole frame is buffered, then decodes its envelope.
+ * Returns 0 with *f filled, or an error for the caller to make sticky
+ * (except PBP_ETIMEDOUT: a partial frame stays buffered). */
+static int
+read_frame(pbp_channel *ch, pbp__frame *f, int64_t deadline)
+{
+	const uint8_t *body;
+	size_t len;
+	int rc;
+
+	for (;;) {
+		rc = pbp__reader_next(&ch->rd, &body, &len);
+		if (rc == 1)
+			return pbp__frame_decode(body, len, f, &ch->error);
+		if (rc < 0) {
+			if (rc != PBP_EOF)
+				ch->error = ch->rd.error;
+			return rc;
+		}
+		if (ch->rx_err != 0)
+			return rx_again(ch);
+		rc = fill_once(ch);
+		if (rc < 0)
+			return rc;
+		if (rc == 0) {
+			int ev = ch->io->wait(ch->io_ctx, PBP__IO_READ, deadline);
+
+			if (ev == 0)
+				return pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
+				                   "receive deadline passed (%zu bytes of a frame buffered)",
+				                   pbp__reader_pending(&ch->rd));
+			if (ev < 0)
+				return sys_error(ch, ev, "wait");
+		}
+	}
+}
+
 /* ---- sending ------------------------------------------------------------- */
 
 /* Checks that sending is possible now. */
@@ -230,68 +416,93 @@ tx_ready(pbp_channel *ch)
 	if (ch->tx_err != 0)
 		return tx_again(ch);
 	if (ch->state != ST_READY)
-		return fail(ch, PBP_EINVAL, "%s", "send before a successful handshake");
-	if (ch->wfd < 0)
-		return fail(ch, PBP_EINVAL, "%s", "send after the write side was closed");
+		return fail(ch, PBP_EINVAL, "send before a successful handshake");
+	if (ch->wr_closed)
+		return fail(ch, PBP_EINVAL, "send after the write side was closed");
 	return 0;
 }
 
-/* Writes out the write buffer. */
+/* Makes room for n more bytes of output after what is queued. */
 static int
-flush(pbp_channel *ch, int64_t deadline)
+tx_reserve(pbp_channel *ch, size_t n)
 {
-	size_t done;
-	int rc;
+	size_t queued = ch->wlen - ch->woff, ncap;
+	uint8_t *nb;
 
-	if (ch->wlen == 0)
-		return 0;
-	rc = pbp__write_all(ch->wfd, ch->wbuf, ch->wlen, deadline, &done, &ch->error);
-	ch->wlen = 0;
-	return rc == 0 ? 0 : tx_fail(ch, rc);
-}
-
-/* nanopb output callback for frames larger than the write buffer: fill the
- * buffer, write it out when full, repeat.  Memory stays at WBUF_SIZE. */
-static bool
-stream_out(pb_ostream_t *os, const pb_byte_t *buf, size_t count)
-{
-	pbp_channel *ch = os->state;
-
-	while (count > 0) {
-		size_t room = WBUF_SIZE - ch->wlen;
-
-		if (room == 0) {
-			if (flush(ch, -1) != 0)
-				return false;
-			room = WBUF_SIZE;
-		}
-		if (room > count)
-			room = count;
-		memcpy(ch->wbuf + ch->wlen, buf, room);
-		ch->wlen += room;
-		buf += room;
-		count -= room;
+	if (ch->woff > 0 && ch->wcap - ch->wlen < n) {
+		memmove(ch->wbuf, ch->wbuf + ch->woff, queued);
+		ch->woff = 0;
+		ch->wlen = queued;
 	}
-	return true;
+	if (ch->wcap - ch->wlen >= n)
+		return 0;
+	/* Bounded: n is at most one frame within the limit, and what is
+	 * queued is at most one earlier frame (a send that timed out). */
+	ncap = ch->wcap * 2 > queued + n ? ch->wcap * 2 : queued + n;
+	nb = realloc(ch->wbuf, ncap);
+	if (nb == NULL)
+		return pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM,
+		                   "out of memory for a frame of %zu bytes", n);
+	ch->wbuf = nb;
+	ch->wcap = ncap;
+	return 0;
 }
 
-/* Writes the envelope header for a payload of psize bytes into the write
- * buffer, after checking the frame against the limit. */
+/* Queues one application frame whose payload is written by put(). */
 static int
-put_header(pbp_channel *ch, uint32_t type, uint64_t id, size_t psize)
+queue_message(pbp_channel *ch, uint32_t type, uint64_t id, size_t psize,
+              int (*put)(pbp_channel *, uint8_t *, size_t, const void *, const void *),
+              const void *a, const void *b)
 {
 	uint8_t hdr[PBP__MSG_HEADER_MAX];
 	uint64_t body;
-	size_t hlen = pbp__message_header(hdr, type, id, psize, &body);
+	size_t hlen;
+	int rc;
 
+	if (type == 0)
+		return fail(ch, PBP_EINVAL, "message type 0 is reserved");
+	hlen = pbp__message_header(hdr, type, id, psize, &body);
 	if (hlen == 0 || body > ch->limit)
 		return pbp__seterr(&ch->error, PBP_EMSGSIZE, 0,
-		                   "a frame of %zu payload bytes exceeds the limit of %" PRIu32 " bytes",
-		                   psize, ch->limit);
-	if (type == 0)
-		return fail(ch, PBP_EINVAL, "%s", "message type 0 is reserved");
-	memcpy(ch->wbuf, hdr, hlen);
-	ch->wlen = hlen;
+		                   "a message of %zu bytes does not fit the frame limit of %" PRIu32
+		                   " bytes", psize, ch->limit);
+	/* A send that timed out left the rest of its frame queued; finish
+	 * it first, so at most one earlier frame is ever queued. */
+	if (ch->wlen > ch->woff) {
+		rc = flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
+		if (rc != 0)
+			return rc;
+	}
+	rc = tx_reserve(ch, hlen + psize);
+	if (rc != 0)
+		return rc;
+	memcpy(ch->wbuf + ch->wlen, hdr, hlen);
+	rc = put(ch, ch->wbuf + ch->wlen + hlen, psize, a, b);
+	if (rc != 0)
+		return rc; /* nothing was queued: the stream is intact */
+	ch->wlen += hlen + psize;
+	return 0;
+}
+
+static int
+put_encoded(pbp_channel *ch, uint8_t *out, size_t size, const void *fields, const void *msg)
+{
+	pb_ostream_t os = pb_ostream_from_buffer(out, size);
+
+	if (!pb_encode(&os, fields, msg) || os.bytes_written != size)
+		return pbp__seterr(&ch->error, PBP_EENCODE, 0, "encoding a message: %s",
+		                   os.errmsg ? os.errmsg
+		                             : "callbacks wrote a different size the second time");
+	return 0;
+}
+
+static int
+put_raw(pbp_channel *ch, uint8_t *out, size_t size, const void *payload, const void *unused)
+{
+	(void)ch;
+	(void)unused;
+	if (size > 0)
+		memcpy(out, payload, size);
 	return 0;
 }
 
@@ -300,48 +511,22 @@ pbp_channel_send_ex(pbp_channel *ch, uint32_t type, uint64_t id,
                     const pb_msgdesc_t *fields, const void *msg)
 {
 	size_t psize;
-	pb_ostream_t os;
 	int rc;
 
 	if (ch == NULL || fields == NULL || msg == NULL)
-		return ch ? fail(ch, PBP_EINVAL, "%s", "send: NULL descriptor or message") : PBP_EINVAL;
+		return ch ? fail(ch, PBP_EINVAL, "send: NULL descriptor or message") : PBP_EINVAL;
 	rc = tx_ready(ch);
 	if (rc != 0)
 		return rc;
+	ch->have_msg = 0; /* the send may move the receive buffer */
 	if (!pb_get_encoded_size(&psize, fields, msg))
-		return pbp__seterr(&ch->error, PBP_EENCODE, 0, "sizing message type %" PRIu32 ": %s",
-		                   type, "nanopb refused (a callback failed or a field is invalid)");
-	rc = put_header(ch, type, id, psize);
-	if (rc != 0)
-		return rc;
-	if (ch->wlen + psize <= WBUF_SIZE) {
-		/* The common case: the frame fits, encode straight into the
-		 * buffer and write it with one write(). */
-		os = pb_ostream_from_buffer(ch->wbuf + ch->wlen, psize);
-		if (!pb_encode(&os, fields, msg) || os.bytes_written != psize) {
-			ch->wlen = 0; /* nothing was written: the stream is intact */
-			return pbp__seterr(&ch->error, PBP_EENCODE, 0,
-			                   "encoding message type %" PRIu32 ": %s", type,
-			                   os.errmsg ? os.errmsg : "callbacks wrote a different size");
-		}
-		ch->wlen += psize;
-		return flush(ch, -1);
-	}
-	os.callback = stream_out;
-	os.state = ch;
-	os.max_size = psize;
-	os.bytes_written = 0;
-	os.errmsg = NULL;
-	if (!pb_encode(&os, fields, msg) || os.bytes_written != psize) {
-		ch->wlen = 0;
-		if (ch->tx_err != 0)
-			return tx_again(ch); /* the write itself failed */
-		pbp__seterr(&ch->error, PBP_EENCODE, 0,
-		            "encoding message type %" PRIu32 " (part of the frame already sent): %s",
-		            type, os.errmsg ? os.errmsg : "callbacks wrote a different size");
-		return tx_fail(ch, PBP_EENCODE);
-	}
-	return flush(ch, -1);
+		return pbp__seterr(&ch->error, PBP_EENCODE, 0,
+		                   "sizing message type %" PRIu32 ": a callback failed or a field is invalid",
+		                   type);
+	rc = queue_message(ch, type, id, psize, put_encoded, fields, msg);
+	if (rc == 0)
+		rc = flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
+	return rc;
 }
 
 static const pbp_msgtype *
@@ -376,69 +561,66 @@ pbp_channel_send_raw(pbp_channel *ch, uint32_t type, uint64_t id,
 	int rc;
 
 	if (ch == NULL || (payload == NULL && size > 0))
-		return ch ? fail(ch, PBP_EINVAL, "%s", "send_raw: NULL payload") : PBP_EINVAL;
+		return ch ? fail(ch, PBP_EINVAL, "send_raw: NULL payload") : PBP_EINVAL;
 	rc = tx_ready(ch);
-	if (rc == 0)
-		rc = put_header(ch, type, id, size);
 	if (rc != 0)
 		return rc;
-	if (ch->wlen + size <= WBUF_SIZE) {
-		memcpy(ch->wbuf + ch->wlen, payload, size);
-		ch->wlen += size;
-		return flush(ch, -1);
-	}
-	/* Too big to copy: write the header, then the payload in place. */
-	rc = flush(ch, -1);
-	if (rc == 0) {
-		size_t done;
-
-		rc = pbp__write_all(ch->wfd, payload, size, -1, &done, &ch->error);
-		if (rc != 0)
-			rc = tx_fail(ch, rc);
-	}
+	ch->have_msg = 0;
+	rc = queue_message(ch, type, id, size, put_raw, payload, NULL);
+	if (rc == 0)
+		rc = flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
 	return rc;
 }
 
-/* Sends one control frame (Hello or Goodbye). */
+int
+pbp_channel_flush(pbp_channel *ch)
+{
+	if (ch == NULL)
+		return PBP_EINVAL;
+	if (ch->tx_err != 0)
+		return tx_again(ch);
+	return flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
+}
+
+/* Queues and writes one control frame (Hello or Goodbye). */
 static int
 send_control(pbp_channel *ch, const pbpipe_Envelope *env, int64_t deadline)
 {
 	size_t n;
-	int rc = pbp__control_encode(ch->wbuf, WBUF_SIZE, env, &n, &ch->error);
+	int rc = tx_reserve(ch, PBP__HANDSHAKE_MAX_FRAME);
 
+	if (rc == 0)
+		rc = pbp__control_encode(ch->wbuf + ch->wlen, PBP__HANDSHAKE_MAX_FRAME, env, &n,
+		                         &ch->error);
 	if (rc != 0)
-		return tx_fail(ch, rc);
-	ch->wlen = n;
+		return rc;
+	ch->wlen += n;
 	return flush(ch, deadline);
 }
 
 int
 pbp_channel_close_write(pbp_channel *ch)
 {
-	int e;
+	int rc = 0, e;
 
 	if (ch == NULL)
 		return PBP_EINVAL;
-	if (ch->wfd == ch->rfd) {
-		/* One socket carries both directions: keep it for reading. */
-		if (ch->wfd >= 0 && shutdown(ch->wfd, SHUT_WR) != 0 && errno != ENOTCONN)
-			e = errno;
-		else
-			e = 0;
-		ch->wfd = -1;
-	} else {
-		e = pbp__close(&ch->wfd);
+	if (ch->wr_closed)
+		return 0;
+	/* Queued output (a send that timed out) goes first; on a deadline
+	 * the write side stays open so the caller can try again. */
+	if (ch->wlen > ch->woff && ch->tx_err == 0) {
+		rc = flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
+		if (rc == PBP_ETIMEDOUT)
+			return rc;
 	}
+	ch->wr_closed = 1;
+	ch->woff = ch->wlen = 0;
+	e = ch->io->close_write(ch->io_ctx);
 	if (e != 0)
 		return pbp__seterr(&ch->error, PBP_ESYS, e, "closing the write side: %s",
 		                   strerror(e));
-	return 0;
-}
-
-int
-pbp_channel_goodbye(pbp_channel *ch, int reason, const char *detail)
-{
-	return pbp__channel_goodbye_by(ch, reason, detail, -1);
+	return rc;
 }
 
 int
@@ -451,53 +633,32 @@ pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail,
 	if (ch == NULL)
 		return PBP_EINVAL;
 	rc = tx_ready(ch);
+	if (rc == 0 && ch->wlen > ch->woff)
+		rc = flush(ch, deadline);
 	if (rc == 0) {
 		memset(&env, 0, sizeof env);
 		env.which_body = pbpipe_Envelope_goodbye_tag;
 		env.body.goodbye.reason = (pbpipe_Goodbye_Reason)reason;
-		if (detail != NULL) {
+		if (detail != NULL)
 			strncpy(env.body.goodbye.detail, detail, sizeof env.body.goodbye.detail - 1);
-		}
 		rc = send_control(ch, &env, deadline);
 	}
+	/* Whatever happened, the write side is done. */
+	ch->woff = ch->wlen = 0;
 	rc2 = pbp_channel_close_write(ch);
 	return rc != 0 ? rc : rc2;
 }
 
-/* ---- receiving ----------------------------------------------------------- */
-
-/* Reads until a whole frame is buffered, then decodes its envelope.
- * Returns 0 with *f filled, or an error that the caller makes sticky. */
-static int
-read_frame(pbp_channel *ch, pbp__frame *f, int64_t deadline)
+int
+pbp_channel_goodbye(pbp_channel *ch, int reason, const char *detail)
 {
-	const uint8_t *body;
-	size_t len, got;
-	uint8_t *space;
-	int rc;
-
-	for (;;) {
-		rc = pbp__reader_next(&ch->rd, &body, &len);
-		if (rc == 1)
-			return pbp__frame_decode(body, len, f, &ch->error);
-		if (rc < 0) {
-			if (rc != PBP_EOF)
-				ch->error = ch->rd.error;
-			return rc;
-		}
-		rc = pbp__reader_space(&ch->rd, &space, &got);
-		if (rc != 0)
-			return pbp__seterr(&ch->error, PBP_ENOMEM, 0,
-			                   "out of memory growing the receive buffer");
-		rc = pbp__read_some(ch->rfd, space, got, deadline, &got, &ch->error);
-		if (rc == PBP_EOF)
-			pbp__reader_set_eof(&ch->rd);
-		else if (rc != 0)
-			return rc;
-		else
-			pbp__reader_commit(&ch->rd, got);
-	}
+	if (ch == NULL)
+		return PBP_EINVAL;
+	return pbp__channel_goodbye_by(ch, reason, detail,
+	                               pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
 }
+
+/* ---- the handshake ------------------------------------------------------- */
 
 int
 pbp_channel_handshake(pbp_channel *ch)
@@ -510,12 +671,16 @@ pbp_channel_handshake(pbp_channel *ch)
 	if (ch == NULL)
 		return PBP_EINVAL;
 	if (ch->state != ST_NEW)
-		return fail(ch, PBP_EINVAL, "%s", "handshake already done");
+		return fail(ch, PBP_EINVAL, "handshake already done");
 	if (ch->rx_err != 0)
 		return rx_again(ch);
-	deadline = pbp__deadline(ch->handshake_timeout_ms);
+	deadline = pbp__deadline(ch->timeout[PBP_TIMEOUT_HANDSHAKE]);
 	pbp__hello_make(&env, ch->max_frame, ch->fingerprint);
 	rc = send_control(ch, &env, deadline);
+	if (rc == PBP_ETIMEDOUT)
+		rc = pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
+		                 "the peer did not take our Hello within %d ms",
+		                 ch->timeout[PBP_TIMEOUT_HANDSHAKE]);
 	if (rc != 0)
 		goto failed;
 	rc = read_frame(ch, &f, deadline);
@@ -524,7 +689,8 @@ pbp_channel_handshake(pbp_channel *ch)
 		                 "the peer closed the stream before sending its Hello");
 	else if (rc == PBP_ETIMEDOUT)
 		rc = pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
-		                 "no Hello from the peer within %d ms", ch->handshake_timeout_ms);
+		                 "no Hello from the peer within %d ms",
+		                 ch->timeout[PBP_TIMEOUT_HANDSHAKE]);
 	else if (rc == 0 && f.kind == PBP__FRAME_GOODBYE)
 		rc = pbp__seterr(&ch->error, PBP_EPROTO, 0,
 		                 "the peer said Goodbye (reason %d: %s) instead of Hello",
@@ -537,9 +703,12 @@ pbp_channel_handshake(pbp_channel *ch)
 		                      &ch->error);
 	if (rc != 0)
 		goto failed;
-	/* Both sides compute the same minimum and hold each other to it. */
+	/* Both sides compute the same minimum and hold each other to it.
+	 * The receive buffer holds one largest frame plus some slack for
+	 * data drained while a send is blocked. */
 	ch->limit = ch->peer.effective_max_frame;
 	ch->rd.limit = ch->limit;
+	ch->rd.max_cap = (size_t)ch->limit + PBP__VARINT32_MAX + RX_SLACK;
 	ch->state = ST_READY;
 	return 0;
 failed:
@@ -548,29 +717,43 @@ failed:
 	return tx_fail(ch, rc);
 }
 
+/* ---- receiving ----------------------------------------------------------- */
+
 static int
 rx_ready(pbp_channel *ch)
 {
 	if (ch->rx_err != 0)
 		return rx_again(ch);
 	if (ch->state != ST_READY)
-		return fail(ch, PBP_EINVAL, "%s", "receive before a successful handshake");
+		return fail(ch, PBP_EINVAL, "receive before a successful handshake");
 	return 0;
 }
 
 int
 pbp_channel_recv(pbp_channel *ch, pbp_msginfo *out)
 {
+	int64_t deadline;
 	pbp__frame f;
 	int rc;
 
 	if (ch == NULL || out == NULL)
-		return ch ? fail(ch, PBP_EINVAL, "%s", "recv: NULL out") : PBP_EINVAL;
+		return ch ? fail(ch, PBP_EINVAL, "recv: NULL out") : PBP_EINVAL;
 	ch->have_msg = 0;
 	rc = rx_ready(ch);
 	if (rc != 0)
 		return rc;
-	rc = read_frame(ch, &f, -1);
+	deadline = pbp__deadline(ch->timeout[PBP_TIMEOUT_RECV]);
+	/* Output still queued (a send that timed out) goes first: the peer
+	 * may be waiting for it before it answers.  A send error does not
+	 * stop receiving what the peer sent before it left. */
+	if (ch->wlen > ch->woff && ch->tx_err == 0) {
+		rc = flush(ch, deadline);
+		if (rc == PBP_ETIMEDOUT)
+			return rc;
+	}
+	rc = read_frame(ch, &f, deadline);
+	if (rc == PBP_ETIMEDOUT)
+		return rc; /* not sticky: a partial frame stays buffered */
 	if (rc == PBP_EOF)
 		pbp__seterr(&ch->error, PBP_EOF, 0, "end of stream: the peer closed between frames");
 	if (rc == 0 && f.kind == PBP__FRAME_GOODBYE) {
@@ -578,7 +761,8 @@ pbp_channel_recv(pbp_channel *ch, pbp_msginfo *out)
 		ch->peer.goodbye_reason = (int)f.goodbye.reason;
 		memcpy(ch->peer.goodbye_detail, f.goodbye.detail, sizeof ch->peer.goodbye_detail);
 		ch->peer.goodbye_detail[sizeof ch->peer.goodbye_detail - 1] = '\0';
-		rc = pbp__seterr(&ch->error, PBP_EOF, 0, "end of stream: the peer said Goodbye (reason %d%s%s)",
+		rc = pbp__seterr(&ch->error, PBP_EOF, 0,
+		                 "end of stream: the peer said Goodbye (reason %d%s%s)",
 		                 (int)f.goodbye.reason, f.goodbye.detail[0] ? ": " : "",
 		                 f.goodbye.detail);
 	} else if (rc == 0 && f.kind == PBP__FRAME_HELLO) {
@@ -601,9 +785,10 @@ pbp_channel_decode(pbp_channel *ch, const pb_msgdesc_t *fields, void *msg)
 	pb_istream_t is;
 
 	if (ch == NULL || fields == NULL || msg == NULL)
-		return ch ? fail(ch, PBP_EINVAL, "%s", "decode: NULL descriptor or message") : PBP_EINVAL;
+		return ch ? fail(ch, PBP_EINVAL, "decode: NULL descriptor or message") : PBP_EINVAL;
 	if (!ch->have_msg)
-		return fail(ch, PBP_EINVAL, "%s", "decode: no message received");
+		return fail(ch, PBP_EINVAL,
+		            "decode: no message received (or a send since then released it)");
 	is = pb_istream_from_buffer(ch->msg.payload, ch->msg.size);
 	if (!pb_decode(&is, fields, msg))
 		return pbp__seterr(&ch->error, PBP_EDECODE, 0,
@@ -620,7 +805,7 @@ pbp_channel_recv_msg(pbp_channel *ch, uint32_t *type, void *msg, size_t msg_size
 	int rc;
 
 	if (ch == NULL || type == NULL || msg == NULL)
-		return ch ? fail(ch, PBP_EINVAL, "%s", "recv_msg: NULL argument") : PBP_EINVAL;
+		return ch ? fail(ch, PBP_EINVAL, "recv_msg: NULL argument") : PBP_EINVAL;
 	rc = pbp_channel_recv(ch, &info);
 	if (rc != 0)
 		return rc;
@@ -628,7 +813,8 @@ pbp_channel_recv_msg(pbp_channel *ch, uint32_t *type, void *msg, size_t msg_size
 	t = find_type(ch, info.type);
 	if (t == NULL)
 		return pbp__seterr(&ch->error, PBP_ETYPE, 0,
-		                   "received message type %" PRIu32 " (%zu bytes), which has no registered descriptor",
+		                   "received message type %" PRIu32
+		                   " (%zu bytes), which has no registered descriptor",
 		                   info.type, info.size);
 	if (msg_size < t->size)
 		return pbp__seterr(&ch->error, PBP_EINVAL, 0,

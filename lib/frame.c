@@ -247,6 +247,7 @@ pbp__reader_init(pbp__reader *r, uint32_t limit, size_t initial_cap)
 	if (r->buf == NULL)
 		return PBP_ENOMEM;
 	r->cap = initial_cap;
+	r->max_cap = initial_cap;
 	return 0;
 }
 
@@ -282,24 +283,25 @@ int
 pbp__reader_space(pbp__reader *r, uint8_t **p, size_t *n)
 {
 	size_t pending = r->end - r->start;
-	size_t need = frame_need(r);
+	size_t frame = frame_need(r);
+	size_t bound = r->max_cap > frame ? r->max_cap : frame;
+	size_t need = frame > pending + 1 ? frame : pending + 1;
 
-	if (need < pending + 1)
-		need = pending + 1;
 	if (r->cap - r->start < need || r->end == r->cap) {
 		/* Compact: move the partial frame to the front. */
 		memmove(r->buf, r->buf + r->start, pending);
 		r->start = 0;
 		r->end = pending;
 	}
-	if (r->cap < need) {
-		/* Grow only to what a length already checked against the limit
-		 * needs; doubling (capped at that) keeps growth amortised. */
+	if (r->cap < need && need <= bound) {
+		/* Grow only up to the bound, or to what one frame whose length
+		 * was already checked against the limit needs; doubling keeps
+		 * the growth amortised. */
 		size_t ncap = r->cap * 2 > need ? r->cap * 2 : need;
 		uint8_t *nb;
 
-		if (ncap > (size_t)r->limit + PBP__VARINT32_MAX && need <= (size_t)r->limit + PBP__VARINT32_MAX)
-			ncap = (size_t)r->limit + PBP__VARINT32_MAX;
+		if (ncap > bound)
+			ncap = bound;
 		nb = realloc(r->buf, ncap);
 		if (nb == NULL)
 			return PBP_ENOMEM;
@@ -307,7 +309,7 @@ pbp__reader_space(pbp__reader *r, uint8_t **p, size_t *n)
 		r->cap = ncap;
 	}
 	*p = r->buf + r->end;
-	*n = r->cap - r->end;
+	*n = r->cap - r->end; /* 0 when full of whole frames up to the bound */
 	return 0;
 }
 
@@ -320,22 +322,25 @@ pbp__reader_commit(pbp__reader *r, size_t n)
 int
 pbp__reader_feed(pbp__reader *r, const void *data, size_t n)
 {
-	const uint8_t *src = data;
+	size_t pending = r->end - r->start;
 
-	while (n > 0) {
-		uint8_t *p;
-		size_t room;
-		int rc = pbp__reader_space(r, &p, &room);
-
-		if (rc != 0)
-			return rc;
-		if (room > n)
-			room = n;
-		memcpy(p, src, room);
-		pbp__reader_commit(r, room);
-		src += room;
-		n -= room;
+	if (n == 0)
+		return 0;
+	if (r->cap - r->end < n) {
+		memmove(r->buf, r->buf + r->start, pending);
+		r->start = 0;
+		r->end = pending;
 	}
+	if (r->cap - r->end < n) {
+		uint8_t *nb = realloc(r->buf, pending + n);
+
+		if (nb == NULL)
+			return PBP_ENOMEM;
+		r->buf = nb;
+		r->cap = pending + n;
+	}
+	memcpy(r->buf + r->end, data, n);
+	r->end += n;
 	return 0;
 }
 

@@ -1,7 +1,7 @@
 /*
- * io.c: the thin OS layer.  Every fd a channel uses is non-blocking; these
- * loops turn that into "wait until done or until the deadline" with
- * poll(), and handle EINTR, EAGAIN, short reads and writes, and SIGPIPE.
+ * io.c: the thin OS layer.  The fd transport of a channel (non-blocking
+ * read and write, poll with a deadline, SIGPIPE kept away), the clock, and
+ * fd helpers.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,111 +45,6 @@ pbp__fd_prepare(int fd, pbp_error *err)
 	return 0;
 }
 
-/* Waits until fd is ready for events or the deadline passes. */
-static int
-wait_fd(int fd, short events, int64_t deadline, pbp_error *err)
-{
-	struct pollfd pfd = { .fd = fd, .events = events };
-
-	for (;;) {
-		int timeout = -1, rc;
-
-		if (deadline >= 0) {
-			int64_t left = deadline - pbp__now_ms();
-
-			if (left <= 0)
-				return pbp__seterr(err, PBP_ETIMEDOUT, 0,
-				                   "deadline passed waiting for fd %d", fd);
-			timeout = left > 1000000000 ? 1000000000 : (int)left;
-		}
-		rc = poll(&pfd, 1, timeout);
-		if (rc > 0)
-			return 0; /* ready, or POLLHUP/POLLERR: the next call tells */
-		if (rc < 0 && errno != EINTR)
-			return pbp__seterr(err, PBP_ESYS, errno, "poll: %s", strerror(errno));
-	}
-}
-
-int
-pbp__read_some(int fd, void *buf, size_t n, int64_t deadline, size_t *got,
-               pbp_error *err)
-{
-	*got = 0;
-	for (;;) {
-		ssize_t r = read(fd, buf, n);
-		int rc;
-
-		if (r > 0) {
-			*got = (size_t)r;
-			return 0;
-		}
-		if (r == 0)
-			return PBP_EOF;
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return pbp__seterr(err, PBP_ESYS, errno, "read: %s", strerror(errno));
-		rc = wait_fd(fd, POLLIN, deadline, err);
-		if (rc != 0)
-			return rc;
-	}
-}
-
-int
-pbp__write_all(int fd, const void *buf, size_t n, int64_t deadline,
-               size_t *done, pbp_error *err)
-{
-	const char *p = buf;
-	sigset_t pipe_set, old;
-	int rc = 0, blocked;
-
-	/* A write to a pipe with no reader raises SIGPIPE, whose default
-	 * action kills the process.  Block it in this thread only, for this
-	 * call only, so the write fails with EPIPE instead; never touch the
-	 * process-wide disposition (libgit2's disable_signals does the same).
-	 * If the caller had it blocked already, leave everything as it is. */
-	sigemptyset(&pipe_set);
-	sigaddset(&pipe_set, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-	blocked = sigismember(&old, SIGPIPE);
-
-	*done = 0;
-	while (*done < n) {
-		ssize_t w = write(fd, p + *done, n - *done);
-
-		if (w >= 0) {
-			*done += (size_t)w;
-			continue;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			rc = wait_fd(fd, POLLOUT, deadline, err);
-			if (rc != 0)
-				break;
-			continue;
-		}
-		if (errno == EPIPE) {
-			if (!blocked) {
-				/* Consume the SIGPIPE this write raised before
-				 * unblocking, or it would be delivered. */
-				struct timespec zero = { 0, 0 };
-
-				while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
-					;
-			}
-			rc = pbp__seterr(err, PBP_EPIPE, EPIPE,
-			                 "write: the peer has closed its read side");
-			break;
-		}
-		rc = pbp__seterr(err, PBP_ESYS, errno, "write: %s", strerror(errno));
-		break;
-	}
-	if (!blocked)
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return rc;
-}
-
 int
 pbp__close(int *fd)
 {
@@ -165,3 +61,119 @@ pbp__close(int *fd)
 	errno = saved;
 	return rc;
 }
+
+/* ---- the fd transport ---------------------------------------------------- */
+
+static long
+fd_read(void *ctx, void *buf, size_t n)
+{
+	pbp__fds *f = ctx;
+
+	for (;;) {
+		ssize_t r = read(f->rfd, buf, n);
+
+		if (r >= 0)
+			return (long)r;
+		if (errno != EINTR)
+			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	}
+}
+
+static long
+fd_write(void *ctx, const void *buf, size_t n)
+{
+	pbp__fds *f = ctx;
+	sigset_t pipe_set, old;
+	ssize_t w;
+	int e = 0;
+
+	/* A write to a pipe with no reader raises SIGPIPE, whose default
+	 * action kills the process.  Block it in this thread only, for this
+	 * write only, so the write fails with EPIPE instead; never touch the
+	 * process-wide disposition (libgit2's disable_signals does the same).
+	 * If the caller had it blocked already, leave everything alone. */
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	do
+		w = write(f->wfd, buf, n);
+	while (w < 0 && errno == EINTR);
+	if (w < 0)
+		e = errno;
+	if (!sigismember(&old, SIGPIPE)) {
+		if (e == EPIPE) {
+			/* Consume the SIGPIPE this write raised before
+			 * unblocking, or it would be delivered. */
+			struct timespec zero = { 0, 0 };
+
+			while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+				;
+		}
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	if (w >= 0)
+		return (long)w;
+	return e == EWOULDBLOCK ? -EAGAIN : -e;
+}
+
+static int
+fd_wait(void *ctx, int events, int64_t deadline)
+{
+	pbp__fds *f = ctx;
+	struct pollfd pfd[2];
+	nfds_t n = 0;
+	int ready = 0, i;
+
+	if ((events & PBP__IO_READ) && f->rfd >= 0) {
+		pfd[n].fd = f->rfd;
+		pfd[n++].events = POLLIN;
+	}
+	if ((events & PBP__IO_WRITE) && f->wfd >= 0) {
+		pfd[n].fd = f->wfd;
+		pfd[n++].events = POLLOUT;
+	}
+	for (;;) {
+		int timeout = -1, rc;
+
+		if (deadline >= 0) {
+			int64_t left = deadline - pbp__now_ms();
+
+			if (left <= 0)
+				return 0;
+			timeout = left > 1000000000 ? 1000000000 : (int)left;
+		}
+		rc = poll(pfd, n, timeout);
+		if (rc > 0)
+			break;
+		if (rc < 0 && errno != EINTR)
+			return -errno;
+	}
+	for (i = 0; i < (int)n; i++) {
+		if (pfd[i].revents == 0)
+			continue;
+		/* POLLHUP and POLLERR mean the next read or write will say
+		 * what happened, so they count as ready. */
+		ready |= pfd[i].events == POLLIN ? PBP__IO_READ : PBP__IO_WRITE;
+	}
+	return ready;
+}
+
+static int
+fd_close_write(void *ctx)
+{
+	pbp__fds *f = ctx;
+	int e = 0;
+
+	if (f->wfd < 0)
+		return 0;
+	if (f->wfd == f->rfd) {
+		/* One socket carries both directions: keep it for reading. */
+		if (shutdown(f->wfd, SHUT_WR) != 0 && errno != ENOTCONN)
+			e = errno;
+		f->wfd = -1;
+		return e;
+	}
+	return pbp__close(&f->wfd);
+}
+
+const pbp__io_ops pbp__fd_io = { fd_read, fd_write, fd_wait, fd_close_write };

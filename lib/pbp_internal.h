@@ -101,6 +101,8 @@ typedef struct pbp__reader {
 	size_t cap;
 	size_t start;     /* first unconsumed byte */
 	size_t end;       /* one past the last byte fed */
+	size_t max_cap;   /* pbp__reader_space grows the buffer up to this, or
+	                     to what the current frame needs if that is more */
 	uint32_t limit;   /* largest body accepted */
 	int eof;          /* no more bytes will come */
 	int err;          /* sticky error code, or 0 */
@@ -111,13 +113,16 @@ typedef struct pbp__reader {
 
 int pbp__reader_init(pbp__reader *r, uint32_t limit, size_t initial_cap);
 void pbp__reader_free(pbp__reader *r);
-/* Returns space for more input: at least 1 byte, as much as is free.  May
- * compact or grow the buffer, which invalidates pointers from earlier
- * pbp__reader_next() calls.  Returns 0 or PBP_ENOMEM. */
+/* Returns space for more input, as much as is free.  May compact or grow
+ * the buffer (up to max_cap, or what the current frame needs), which
+ * invalidates pointers from earlier pbp__reader_next() calls.  *n is 0 only
+ * when the buffer is full of whole frames up to max_cap.  Returns 0 or
+ * PBP_ENOMEM. */
 int pbp__reader_space(pbp__reader *r, uint8_t **p, size_t *n);
 /* Records that n bytes were written at the pointer from pbp__reader_space. */
 void pbp__reader_commit(pbp__reader *r, size_t n);
-/* Copies data in (convenience for tests and fuzzers).  0 or PBP_ENOMEM. */
+/* Copies data in, growing as needed regardless of max_cap (for tests and
+ * fuzzers).  0 or PBP_ENOMEM. */
 int pbp__reader_feed(pbp__reader *r, const void *data, size_t n);
 /* Marks end of input. */
 void pbp__reader_set_eof(pbp__reader *r);
@@ -155,20 +160,43 @@ int64_t pbp__now_ms(void);
 int64_t pbp__deadline(int timeout_ms);
 /* Sets O_NONBLOCK and FD_CLOEXEC.  0 or PBP_ESYS. */
 int pbp__fd_prepare(int fd, pbp_error *err);
-/* Reads up to n bytes, waiting until the deadline for some to arrive.
- * Returns 0 with *got > 0, PBP_EOF (read returned 0), PBP_ETIMEDOUT or
- * PBP_ESYS.  Retries EINTR. */
-int pbp__read_some(int fd, void *buf, size_t n, int64_t deadline, size_t *got,
-                   pbp_error *err);
-/* Writes all n bytes, waiting until the deadline.  *done counts bytes
- * written even on failure.  Returns 0, PBP_EPIPE (no reader; SIGPIPE is
- * blocked in this thread for the duration and never delivered),
- * PBP_ETIMEDOUT or PBP_ESYS.  Retries EINTR and short writes. */
-int pbp__write_all(int fd, const void *buf, size_t n, int64_t deadline,
-                   size_t *done, pbp_error *err);
 /* Closes *fd unless it is -1, then sets it to -1.  Never retries after
  * EINTR (the fd is gone on Linux).  Preserves errno.  Returns 0, or the
  * errno close() reported. */
 int pbp__close(int *fd);
+
+/*
+ * How a channel moves bytes.  A channel over fds uses pbp__fd_io; tests and
+ * fuzzers plug in memory transports that inject short reads and writes,
+ * EAGAIN and failures at chosen offsets.  No operation blocks except wait.
+ */
+#define PBP__IO_READ 1
+#define PBP__IO_WRITE 2
+
+typedef struct pbp__io_ops {
+	/* Bytes read (> 0), 0 at end of stream, -EAGAIN when nothing is
+	 * ready, or another -errno. */
+	long (*read)(void *ctx, void *buf, size_t n);
+	/* Bytes written (>= 0), -EAGAIN when full, -EPIPE when nobody reads,
+	 * or another -errno. */
+	long (*write)(void *ctx, const void *buf, size_t n);
+	/* Waits until one of events (PBP__IO_READ | PBP__IO_WRITE) is ready
+	 * or the deadline (-1: none) passes.  Returns the ready events (> 0),
+	 * 0 on timeout, or -errno.  End of stream and errors count as ready. */
+	int (*wait)(void *ctx, int events, int64_t deadline);
+	/* Closes the write direction.  0 or an errno. */
+	int (*close_write)(void *ctx);
+} pbp__io_ops;
+
+/* The fd transport: ctx points to a pbp__fds. */
+typedef struct pbp__fds {
+	int rfd, wfd;
+} pbp__fds;
+extern const pbp__io_ops pbp__fd_io;
+
+/* A channel over a custom transport (tests, fuzzers).  The channel does not
+ * own ctx; pbp_channel_free() leaves it alone. */
+int pbp__channel_new_io(pbp_channel **out, const pbp__io_ops *io, void *ctx,
+                        const pbp_channel_options *opts, pbp_error *err);
 
 #endif /* PBP_INTERNAL_H */

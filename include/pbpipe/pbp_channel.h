@@ -106,11 +106,22 @@ typedef struct pbp_channel_options {
 	                                  pbpipe_add_proto_library(FINGERPRINT) */
 	uint32_t max_frame;          /**< largest frame body accepted; 0 means
 	                                  PBP_DEFAULT_MAX_FRAME */
-	int handshake_timeout_ms;    /**< 0 means the default; < 0 means none */
+	int handshake_timeout_ms;    /**< 0 means the default (5000 ms); < 0 means none */
+	int send_timeout_ms;         /**< deadline of each send; 0 means the default
+	                                  (none); < 0 means none */
+	int recv_timeout_ms;         /**< deadline of each receive; 0 means the
+	                                  default (none); < 0 means none */
 } pbp_channel_options;
 
 /** Initializer for pbp_channel_options: every field at its default. */
-#define PBP_CHANNEL_OPTIONS_INIT { PBP_CHANNEL_OPTIONS_VERSION, NULL, 0, 0, 0, 0 }
+#define PBP_CHANNEL_OPTIONS_INIT { PBP_CHANNEL_OPTIONS_VERSION, NULL, 0, 0, 0, 0, 0, 0 }
+
+/** Which deadline pbp_channel_set_timeout() changes. */
+enum pbp_timeout_kind {
+	PBP_TIMEOUT_SEND = 0,      /**< each send, flush, Goodbye, close_write */
+	PBP_TIMEOUT_RECV = 1,      /**< each receive */
+	PBP_TIMEOUT_HANDSHAKE = 2, /**< the handshake as a whole */
+};
 
 /** Reasons carried by a Goodbye frame (pbpipe.Goodbye.Reason). */
 enum pbp_goodbye_reason {
@@ -139,7 +150,7 @@ typedef struct pbp_msginfo {
 	uint32_t type;         /**< the wire type number */
 	uint64_t id;           /**< the correlation id, 0 when unused */
 	const void *payload;   /**< the encoded message; valid until the next
-	                            receive on this channel or its free */
+	                            send or receive on this channel, or its free */
 	size_t size;           /**< payload size in bytes */
 } pbp_msginfo;
 
@@ -188,13 +199,21 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_handshake(pbp_channel *ch);
  *
  * @return 0; PBP_ETYPE (no such type in the options); PBP_EMSGSIZE (the
  *         frame would exceed the negotiated limit; nothing was sent);
- *         PBP_EENCODE (nanopb refused); PBP_EPIPE (the peer has gone);
- *         PBP_ESYS; PBP_EINVAL (no handshake yet, or the write side was
+ *         PBP_EENCODE (nanopb refused; nothing was sent); PBP_ETIMEDOUT
+ *         (the send deadline passed: the frame, or the rest of it, stays
+ *         queued and goes out first with the next send, flush, receive
+ *         or close_write: do not send it again); PBP_EPIPE (the peer has
+ *         gone; sticky for sending, receiving still works); PBP_ESYS;
+ *         PBP_ENOMEM; PBP_EINVAL (no handshake yet, or the write side was
  *         closed).
  *
- * Blocks until the whole frame has been written to the fd.  A frame that
- * fits the write buffer (64 KiB) goes out in one write().  The library
- * keeps no pointer into msg.
+ * The frame is encoded whole into the channel's write buffer (which grows
+ * to the largest frame sent and is kept), then written, usually with one
+ * write().  Blocks until it is written or the send deadline passes; while
+ * the pipe is full it keeps reading incoming frames into the receive buffer
+ * (bounded by the frame limit plus 64 KiB), so two peers sending large
+ * frames to each other at once do not deadlock.  Releases the message of
+ * the last pbp_channel_recv().  The library keeps no pointer into msg.
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_send(pbp_channel *ch, uint32_t type,
                                              const void *msg);
@@ -221,6 +240,25 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_send_raw(pbp_channel *ch, uint32_t type,
                                                  size_t size);
 
 /**
+ * Writes out output still queued by a send that timed out.  0 when nothing
+ * is queued.  Errors as for pbp_channel_send_ex().  Blocks up to the send
+ * deadline.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_flush(pbp_channel *ch);
+
+/** Bytes of output queued and not yet written (after a send timed out). */
+PBP_API size_t pbp_channel_pending(const pbp_channel *ch);
+
+/**
+ * Sets a deadline for the following calls of one kind: timeout_ms from the
+ * start of each call; 0 means do not wait at all; < 0 means no deadline.
+ * @param which  PBP_TIMEOUT_SEND, PBP_TIMEOUT_RECV or PBP_TIMEOUT_HANDSHAKE
+ * @return 0, or PBP_EINVAL for an unknown kind.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_set_timeout(pbp_channel *ch, int which,
+                                                    int timeout_ms);
+
+/**
  * Receives the next application message without decoding it.
  * Goodbye frames are recorded (see pbp_channel_peer()) and end the stream.
  *
@@ -230,21 +268,26 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_send_raw(pbp_channel *ch, uint32_t type,
  *         PBP_EMSGSIZE (a declared length over the limit, detected before
  *         the body is read or any memory is sized for it); PBP_EPROTO (a
  *         frame that is not a valid envelope, a second Hello);
- *         PBP_ESYS; PBP_EINVAL (no handshake yet).  All but PBP_EINVAL are
- *         sticky.
+ *         PBP_ETIMEDOUT (the receive deadline passed; not sticky: a
+ *         partial frame stays buffered for the next call); PBP_ESYS;
+ *         PBP_EINVAL (no handshake yet).  Others are sticky.
  *
- * Blocks until a whole frame has arrived.  Reads are buffered: one read()
- * usually brings in several small frames.
+ * Output still queued by a send that timed out is written first.  Then
+ * blocks until a whole frame has arrived or the receive deadline passes.
+ * Reads are buffered: one read() usually brings in several small frames.
+ * The payload stays valid until the next send or receive on the channel.
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_recv(pbp_channel *ch, pbp_msginfo *out);
 
 /**
  * Decodes the message last returned by pbp_channel_recv() into msg (which
  * nanopb initialises first; set callbacks in msg beforehand if `fields` has
- * callback fields).  May be called several times for the same message.
+ * callback fields).  May be called several times for the same message,
+ * until the next send or receive.
  *
  * @return 0; PBP_EDECODE (the payload does not decode as `fields`; the
- *         channel stays usable); PBP_EINVAL (no message received).
+ *         channel stays usable); PBP_EINVAL (no message received, or a
+ *         send or receive since released it).
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_decode(pbp_channel *ch,
                                                const pb_msgdesc_t *fields,
@@ -281,10 +324,12 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_goodbye(pbp_channel *ch, int reason,
 /**
  * Closes the write side (half-close).  The peer sees PBP_EOF after the
  * frames already sent; this side can still receive.  Later sends return
- * PBP_EINVAL.  Closing twice is a no-op.
+ * PBP_EINVAL.  Closing twice is a no-op.  Output still queued is written
+ * first, within the send deadline.
  *
- * @return 0, or PBP_ESYS if close() reported an error (the fd is closed
- *         anyway).
+ * @return 0; PBP_ETIMEDOUT (queued output could not be written in time;
+ *         the write side stays open); PBP_ESYS if close() reported an
+ *         error (the fd is closed anyway).
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_close_write(pbp_channel *ch);
 
