@@ -117,7 +117,7 @@ pbp__channel_new_io(pbp_channel **out, const pbp__io_ops *io, void *ctx,
 		return pbp__seterr(err, PBP_ENOMEM, 0, "out of memory allocating a channel");
 	ch->io = io;
 	ch->io_ctx = ctx;
-	ch->fds.rfd = ch->fds.wfd = -1;
+	ch->fds.rfd = ch->fds.wfd = ch->fds.auxfd = -1;
 	ch->types = opts->types;
 	ch->ntypes = opts->ntypes;
 	ch->fingerprint = opts->schema_fingerprint;
@@ -242,6 +242,14 @@ sys_error(pbp_channel *ch, long e, const char *what)
 		return pbp__seterr(&ch->error, PBP_EPIPE, EPIPE,
 		                   "%s: the peer has closed its read side", what);
 	return pbp__seterr(&ch->error, PBP_ESYS, en, "%s: %s", what, strerror(en));
+}
+
+void
+pbp__channel_set_aux(pbp_channel *ch, int fd, int (*drain)(void *), void *arg)
+{
+	ch->fds.auxfd = fd;
+	ch->fds.aux_drain = drain;
+	ch->fds.aux_arg = arg;
 }
 
 const pbp_error *
@@ -821,4 +829,56 @@ pbp_channel_recv_msg(pbp_channel *ch, uint32_t *type, void *msg, size_t msg_size
 		                   "recv_msg: buffer of %zu bytes is smaller than %s (%zu bytes)",
 		                   msg_size, t->name ? t->name : "the message", t->size);
 	return pbp_channel_decode(ch, t->fields, msg);
+}
+
+/* ---- the report ---------------------------------------------------------- */
+
+static int
+end_of(int code)
+{
+	switch (code) {
+	case PBP_ETRUNC: return PBP_END_TRUNCATED;
+	case PBP_EPROTO:
+	case PBP_EDECODE:
+	case PBP_EENCODE: return PBP_END_MALFORMED;
+	case PBP_EMSGSIZE: return PBP_END_OVERSIZE;
+	case PBP_ETIMEDOUT: return PBP_END_TIMEOUT;
+	case PBP_EPIPE: return PBP_END_PEER_GONE;
+	default: return PBP_END_IO;
+	}
+}
+
+int
+pbp_channel_report(const pbp_channel *ch, pbp_report *out)
+{
+	const pbp_error *e = NULL;
+
+	if (ch == NULL || out == NULL)
+		return PBP_EINVAL;
+	memset(out, 0, sizeof *out);
+	if (ch->state == ST_NEW && ch->rx_err != 0) {
+		e = &ch->rx_error;
+		out->end = e->code == PBP_ETIMEDOUT ? PBP_END_TIMEOUT : PBP_END_HANDSHAKE;
+	} else if (ch->rx_err == PBP_EOF) {
+		out->end = ch->peer.goodbye_received ? PBP_END_GOODBYE : PBP_END_EOF;
+	} else if (ch->rx_err != 0) {
+		e = &ch->rx_error;
+		out->end = end_of(e->code);
+	} else if (ch->tx_err != 0) {
+		e = &ch->tx_error;
+		out->end = end_of(e->code);
+	} else if (ch->error.code == PBP_ETIMEDOUT) {
+		e = &ch->error;
+		out->end = PBP_END_TIMEOUT;
+	}
+	if (e != NULL) {
+		out->error = e->code;
+		memcpy(out->message, e->msg, sizeof out->message);
+	} else if (out->end != PBP_END_OPEN) {
+		memcpy(out->message, ch->rx_error.msg, sizeof out->message);
+	}
+	out->goodbye_reason = ch->peer.goodbye_reason;
+	memcpy(out->goodbye_detail, ch->peer.goodbye_detail, sizeof out->goodbye_detail);
+	out->fate = PBP_FATE_NONE;
+	return 0;
 }

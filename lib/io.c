@@ -120,8 +120,8 @@ static int
 fd_wait(void *ctx, int events, int64_t deadline)
 {
 	pbp__fds *f = ctx;
-	struct pollfd pfd[2];
-	nfds_t n = 0;
+	struct pollfd pfd[3];
+	nfds_t n = 0, aux = 0;
 	int ready = 0, i;
 
 	if ((events & PBP__IO_READ) && f->rfd >= 0) {
@@ -131,6 +131,11 @@ fd_wait(void *ctx, int events, int64_t deadline)
 	if ((events & PBP__IO_WRITE) && f->wfd >= 0) {
 		pfd[n].fd = f->wfd;
 		pfd[n++].events = POLLOUT;
+	}
+	if (f->auxfd >= 0) {
+		aux = n;
+		pfd[n].fd = f->auxfd;
+		pfd[n++].events = POLLIN;
 	}
 	for (;;) {
 		int timeout = -1, rc;
@@ -143,13 +148,23 @@ fd_wait(void *ctx, int events, int64_t deadline)
 			timeout = left > 1000000000 ? 1000000000 : (int)left;
 		}
 		rc = poll(pfd, n, timeout);
-		if (rc > 0)
-			break;
 		if (rc < 0 && errno != EINTR)
 			return -errno;
+		if (rc <= 0)
+			continue;
+		if (f->auxfd >= 0 && pfd[aux].revents != 0) {
+			if (!f->aux_drain(f->aux_arg)) {
+				/* The aux fd reached its end; its owner closes it. */
+				f->auxfd = -1;
+				n = aux;
+			}
+			if (rc == 1)
+				continue;
+		}
+		break;
 	}
 	for (i = 0; i < (int)n; i++) {
-		if (pfd[i].revents == 0)
+		if (pfd[i].revents == 0 || (f->auxfd >= 0 && i == (int)aux))
 			continue;
 		/* POLLHUP and POLLERR mean the next read or write will say
 		 * what happened, so they count as ready. */

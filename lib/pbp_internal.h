@@ -188,11 +188,21 @@ typedef struct pbp__io_ops {
 	int (*close_write)(void *ctx);
 } pbp__io_ops;
 
-/* The fd transport: ctx points to a pbp__fds. */
+/* The fd transport: ctx points to a pbp__fds.  While it waits, it also
+ * watches auxfd (when >= 0) and calls aux_drain(aux_arg) whenever auxfd is
+ * readable: the spawner uses this to collect a child's stderr during every
+ * blocking channel call, so the child can never block on a full stderr
+ * pipe while the parent blocks waiting for the child. */
 typedef struct pbp__fds {
 	int rfd, wfd;
+	int auxfd;
+	int (*aux_drain)(void *aux_arg); /* returns 0 once auxfd reached its end */
+	void *aux_arg;
 } pbp__fds;
 extern const pbp__io_ops pbp__fd_io;
+
+/* Sets the aux fd of a channel over fds (see pbp__fds). */
+void pbp__channel_set_aux(pbp_channel *ch, int fd, int (*drain)(void *), void *arg);
 
 /* A channel over a custom transport (tests, fuzzers).  The channel does not
  * own ctx; pbp_channel_free() leaves it alone. */

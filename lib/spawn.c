@@ -40,7 +40,60 @@ struct pbp_child {
 	pbp_exit_status status;
 	pbp_channel *ch;
 	pbp_error error;
+	/* Captured stderr: the read end of the child's stderr pipe and the
+	 * last tail_cap bytes read from it. */
+	int errfd;
+	char *tail;
+	size_t tail_cap, tail_len, err_total;
 };
+
+/* ---- captured stderr ------------------------------------------------------ */
+
+static void
+tail_add(pbp_child *c, const char *p, size_t n)
+{
+	c->err_total += n;
+	if (n >= c->tail_cap) {
+		memcpy(c->tail, p + n - c->tail_cap, c->tail_cap);
+		c->tail_len = c->tail_cap;
+		return;
+	}
+	if (c->tail_len + n > c->tail_cap) {
+		size_t drop = c->tail_len + n - c->tail_cap;
+
+		memmove(c->tail, c->tail + drop, c->tail_len - drop);
+		c->tail_len -= drop;
+	}
+	memcpy(c->tail + c->tail_len, p, n);
+	c->tail_len += n;
+}
+
+/* Reads what the child has written to stderr.  Returns 0 once the pipe
+ * reached end of stream (and is closed), 1 otherwise.  Used as the
+ * channel transport's aux drain, so it runs during every blocking
+ * channel call. */
+static int
+drain_stderr(void *arg)
+{
+	pbp_child *c = arg;
+	char buf[4096];
+
+	while (c->errfd >= 0) {
+		ssize_t n = read(c->errfd, buf, sizeof buf);
+
+		if (n > 0) {
+			tail_add(c, buf, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 1;
+		pbp__close(&c->errfd);
+		return 0;
+	}
+	return 0;
+}
 
 /* ---- exit status ---------------------------------------------------------- */
 
@@ -125,14 +178,15 @@ drain(int fd)
 
 /* Waits until the child exits or the deadline passes (-1: none).  With
  * drain_fd >= 0, also reads and discards what the child writes there, so
- * that a child blocked writing to a full pipe can still finish. */
+ * that a child blocked writing to a full pipe can still finish.  Captured
+ * stderr is collected meanwhile. */
 static int
 wait_exit(pbp_child *c, int64_t deadline, int drain_fd)
 {
 	for (;;) {
-		struct pollfd pfd[2];
+		struct pollfd pfd[3];
+		int rc = try_reap(c, WNOHANG), timeout = -1, idrain = -1, ierr = -1;
 		nfds_t n = 0;
-		int rc = try_reap(c, WNOHANG), timeout = -1;
 
 		if (rc != 0)
 			return rc < 0 ? rc : 0;
@@ -152,13 +206,23 @@ wait_exit(pbp_child *c, int64_t deadline, int drain_fd)
 			timeout = 10;
 		}
 		if (drain_fd >= 0) {
+			idrain = (int)n;
 			pfd[n].fd = drain_fd;
 			pfd[n++].events = POLLIN;
 		}
-		if (poll(pfd, n, timeout) < 0 && errno != EINTR)
+		if (c->errfd >= 0) {
+			ierr = (int)n;
+			pfd[n].fd = c->errfd;
+			pfd[n++].events = POLLIN;
+		}
+		if (poll(pfd, n, timeout) < 0) {
+			if (errno == EINTR)
+				continue;
 			return pbp__seterr(&c->error, PBP_ESYS, errno, "poll: %s", strerror(errno));
-		if (drain_fd >= 0 && (pfd[n - 1].revents & (POLLIN | POLLHUP | POLLERR)) &&
-		    !drain(drain_fd))
+		}
+		if (ierr >= 0 && pfd[ierr].revents != 0)
+			(void)drain_stderr(c);
+		if (idrain >= 0 && pfd[idrain].revents != 0 && !drain(drain_fd))
 			drain_fd = -1;
 	}
 }
@@ -271,10 +335,26 @@ build_argv(const char *path, const char *const *argv)
 	return v;
 }
 
-/* Starts the process.  child_w / child_r are the child's pipe ends. */
+/* The child's stdout and stderr, as file actions. */
+static int
+add_stdio(posix_spawn_file_actions_t *fa, const pbp_spawn_options *o, int errw)
+{
+	int rc = 0;
+
+	if (o->stdout_mode == PBP_STDIO_DEVNULL)
+		rc = posix_spawn_file_actions_addopen(fa, 1, "/dev/null", O_WRONLY, 0);
+	if (rc == 0 && o->stderr_mode == PBP_STDIO_DEVNULL)
+		rc = posix_spawn_file_actions_addopen(fa, 2, "/dev/null", O_WRONLY, 0);
+	if (rc == 0 && o->stderr_mode == PBP_STDIO_CAPTURE)
+		rc = posix_spawn_file_actions_adddup2(fa, errw, 2);
+	return rc;
+}
+
+/* Starts the process.  child_w / child_r are the child's pipe ends, errw
+ * the write end of its stderr pipe (or -1). */
 static int
 start(pbp_child *c, const char *path, char *const *argv, int child_w, int child_r,
-      const pbp_spawn_options *o, pbp_error *err)
+      int errw, const pbp_spawn_options *o, pbp_error *err)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -293,6 +373,8 @@ start(pbp_child *c, const char *path, char *const *argv, int child_w, int child_
 	rc = posix_spawn_file_actions_adddup2(&fa, child_w, CHILD_WRITE_FD);
 	if (rc == 0)
 		rc = posix_spawn_file_actions_adddup2(&fa, child_r, CHILD_READ_FD);
+	if (rc == 0)
+		rc = add_stdio(&fa, o, errw);
 	if (rc == 0)
 		rc = posix_spawn_file_actions_addclosefrom_np(&fa, CHILD_FIRST_FREE_FD);
 	if (rc == 0 && o->cwd != NULL)
@@ -325,6 +407,76 @@ start(pbp_child *c, const char *path, char *const *argv, int child_w, int child_
 	return rc;
 }
 
+/* Fills the child half of a report: its fate and captured stderr.
+ * Reaps the child if it has exited, without blocking. */
+static void
+report_child(pbp_child *c, pbp_report *r)
+{
+	(void)try_reap(c, WNOHANG);
+	r->pid = c->pid;
+	if (!c->reaped)
+		r->fate = PBP_FATE_RUNNING;
+	else
+		r->fate = c->status.exited ? PBP_FATE_EXITED : PBP_FATE_SIGNALED;
+	r->status = c->status;
+	if (c->errfd >= 0)
+		(void)drain_stderr(c);
+	r->stderr_len = c->tail_len;
+	r->stderr_total = c->err_total;
+	if (c->tail_len > 0)
+		memcpy(r->stderr_tail, c->tail, c->tail_len);
+	r->stderr_tail[c->tail_len] = '\0';
+}
+
+int
+pbp_child_report(pbp_child *c, pbp_report *out)
+{
+	if (c == NULL || out == NULL)
+		return PBP_EINVAL;
+	if (c->ch != NULL)
+		(void)pbp_channel_report(c->ch, out);
+	else
+		memset(out, 0, sizeof *out);
+	report_child(c, out);
+	return 0;
+}
+
+static const char *
+end_str(int end)
+{
+	static const char *const names[] = {
+		"open", "clean end of stream", "the peer said Goodbye", "truncated frame",
+		"malformed frame", "oversize frame", "handshake failed", "deadline passed",
+		"peer gone", "I/O error", "exec failed",
+	};
+
+	return end >= 0 && end <= PBP_END_EXEC ? names[end] : "unknown";
+}
+
+const char *
+pbp_report_str(const pbp_report *r, char *buf, size_t size)
+{
+	char how[96];
+	size_t n;
+
+	if (buf == NULL || size == 0)
+		return buf;
+	if (r == NULL) {
+		snprintf(buf, size, "no report");
+		return buf;
+	}
+	n = (size_t)snprintf(buf, size, "%s", end_str(r->end));
+	if (n < size && r->error != 0 && r->message[0] != '\0')
+		n += (size_t)snprintf(buf + n, size - n, " (%s)", r->message);
+	else if (n < size && r->end == PBP_END_GOODBYE)
+		n += (size_t)snprintf(buf + n, size - n, " (reason %d%s%s)", r->goodbye_reason,
+		                      r->goodbye_detail[0] ? ": " : "", r->goodbye_detail);
+	if (n < size && r->fate != PBP_FATE_NONE && r->fate != PBP_FATE_EXEC_FAILED)
+		snprintf(buf + n, size - n, "; child pid %d %s", (int)r->pid,
+		         pbp_exit_status_str(&r->status, how, sizeof how));
+	return buf;
+}
+
 /* After a failed handshake: find out how the child ended (or end it), so
  * the message can say, and so nothing is left behind. */
 static void
@@ -349,78 +501,169 @@ handshake_failed(pbp_child *c, pbp_error *err)
 	}
 }
 
+/* Creates the pipes.  Born close-on-exec: no process spawned by another
+ * thread between here and our posix_spawn can inherit an end (pipe() then
+ * fcntl() would leave that window open).  The child's ends are moved to
+ * numbers >= CHILD_FIRST_FREE_FD, so that the dup2 file actions onto 2, 3
+ * and 4 can never overwrite a source fd (libuv's "move low fds out of the
+ * way"). */
+static int
+make_pipes(int to_child[2], int from_child[2], int errp[2], int capture, pbp_error *err)
+{
+	int rc;
+
+	if (pipe2(to_child, O_CLOEXEC) != 0 || pipe2(from_child, O_CLOEXEC) != 0 ||
+	    (capture && pipe2(errp, O_CLOEXEC | O_NONBLOCK) != 0))
+		return pbp__seterr(err, PBP_ESYS, errno, "pipe2: %s", strerror(errno));
+	if ((rc = lift_fd(&from_child[1], err)) != 0 || (rc = lift_fd(&to_child[0], err)) != 0 ||
+	    (capture && (rc = lift_fd(&errp[1], err)) != 0))
+		return rc;
+	return 0;
+}
+
+static void
+close_all(int *fds, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		pbp__close(&fds[i]);
+}
+
+static int
+check_spawn_options(const pbp_spawn_options *o, pbp_error *err)
+{
+	if (o->version != PBP_SPAWN_OPTIONS_VERSION)
+		return pbp__seterr(err, PBP_EINVAL, 0,
+		                   "pbp_spawn_options.version is %u, expected %u", o->version,
+		                   PBP_SPAWN_OPTIONS_VERSION);
+	if (o->stdout_mode != PBP_STDIO_INHERIT && o->stdout_mode != PBP_STDIO_DEVNULL)
+		return pbp__seterr(err, PBP_EINVAL, 0, "stdout_mode %d is not valid", o->stdout_mode);
+	if (o->stderr_mode < PBP_STDIO_INHERIT || o->stderr_mode > PBP_STDIO_CAPTURE)
+		return pbp__seterr(err, PBP_EINVAL, 0, "stderr_mode %d is not valid", o->stderr_mode);
+	if (o->stderr_tail > PBP_STDERR_TAIL_MAX)
+		return pbp__seterr(err, PBP_EINVAL, 0, "stderr_tail %zu is over %u", o->stderr_tail,
+		                   PBP_STDERR_TAIL_MAX);
+	return 0;
+}
+
+static pbp_child *
+child_new(const pbp_spawn_options *o)
+{
+	pbp_child *c = calloc(1, sizeof *c);
+
+	if (c == NULL)
+		return NULL;
+	c->pidfd = c->errfd = -1;
+	c->pid = -1;
+	if (o->stderr_mode == PBP_STDIO_CAPTURE) {
+		c->tail_cap = o->stderr_tail ? o->stderr_tail : PBP_STDERR_TAIL_DEFAULT;
+		c->tail = malloc(c->tail_cap);
+		if (c->tail == NULL) {
+			free(c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+static void
+child_destroy(pbp_child *c)
+{
+	if (c == NULL)
+		return;
+	pbp_channel_free(c->ch);
+	pbp__close(&c->pidfd);
+	pbp__close(&c->errfd);
+	free(c->tail);
+	free(c);
+}
+
 int
 pbp_child_spawn(pbp_child **out, const char *path, const char *const *argv,
                 const pbp_spawn_options *opts, pbp_error *err)
 {
 	static const pbp_spawn_options defaults = PBP_SPAWN_OPTIONS_INIT;
-	int to_child[2] = { -1, -1 }, from_child[2] = { -1, -1 }, rc;
+	/* to_child[2], from_child[2], errp[2] */
+	int fds[6] = { -1, -1, -1, -1, -1, -1 }, *to_child = fds, *from_child = fds + 2,
+	    *errp = fds + 4, capture, rc;
+	pbp_error local;
 	pbp_child *c = NULL;
 	char **av = NULL;
 
+	if (err == NULL)
+		err = &local;
 	if (out == NULL || path == NULL || *path == '\0')
 		return pbp__seterr(err, PBP_EINVAL, 0, "pbp_child_spawn: NULL out or empty path");
 	if (opts == NULL)
 		opts = &defaults;
-	if (opts->version != PBP_SPAWN_OPTIONS_VERSION)
-		return pbp__seterr(err, PBP_EINVAL, 0,
-		                   "pbp_spawn_options.version is %u, expected %u", opts->version,
-		                   PBP_SPAWN_OPTIONS_VERSION);
-	c = calloc(1, sizeof *c);
+	if ((rc = check_spawn_options(opts, err)) != 0)
+		return rc;
+	capture = opts->stderr_mode == PBP_STDIO_CAPTURE;
+	c = child_new(opts);
 	av = build_argv(path, argv);
 	if (c == NULL || av == NULL) {
 		rc = pbp__seterr(err, PBP_ENOMEM, ENOMEM, "out of memory spawning '%s'", path);
 		goto fail;
 	}
-	c->pidfd = -1;
-	c->pid = -1;
-	/* Born close-on-exec: no process spawned by another thread between
-	 * here and our posix_spawn can inherit an end (pipe() then fcntl()
-	 * would leave that window open). */
-	if (pipe2(to_child, O_CLOEXEC) != 0 || pipe2(from_child, O_CLOEXEC) != 0) {
-		rc = pbp__seterr(err, PBP_ESYS, errno, "pipe2: %s", strerror(errno));
+	if ((rc = make_pipes(to_child, from_child, errp, capture, err)) != 0)
 		goto fail;
-	}
-	if ((rc = lift_fd(&from_child[1], err)) != 0 || (rc = lift_fd(&to_child[0], err)) != 0)
-		goto fail;
-	rc = start(c, path, av, from_child[1], to_child[0], opts, err);
+	rc = start(c, path, av, from_child[1], to_child[0], errp[1], opts, err);
 	/* Close our copies of the child's ends on every path: while one stays
 	 * open here, the parent never sees end of stream from the child. */
 	pbp__close(&from_child[1]);
 	pbp__close(&to_child[0]);
+	pbp__close(&errp[1]);
 	if (rc != 0)
 		goto fail;
+	c->errfd = errp[0];
+	errp[0] = -1;
 	/* A pidfd lets waits sleep in poll() with a deadline instead of
 	 * polling waitpid.  Where the kernel lacks it, wait_exit polls. */
 	c->pidfd = pidfd_open(c->pid, 0);
 	rc = pbp_channel_from_fds(&c->ch, from_child[0], to_child[1], opts->channel, err);
-	if (rc != 0) {
-		handshake_failed(c, NULL);
-		goto fail;
-	}
+	if (rc != 0)
+		goto fail_started;
 	from_child[0] = to_child[1] = -1; /* the channel owns them now */
+	if (c->errfd >= 0)
+		pbp__channel_set_aux(c->ch, c->errfd, drain_stderr, c);
 	if (!(opts->flags & PBP_SPAWN_NO_HANDSHAKE)) {
 		rc = pbp_channel_handshake(c->ch);
 		if (rc != 0) {
-			if (err != NULL)
-				*err = *pbp_channel_error(c->ch);
-			pbp_channel_free(c->ch); /* EOF for the child, if it waits */
-			c->ch = NULL;
-			handshake_failed(c, err);
-			goto fail;
+			*err = *pbp_channel_error(c->ch);
+			goto fail_started;
 		}
 	}
 	free(av);
 	*out = c;
 	return 0;
+fail_started:
+	/* The process exists: report on it, end it, reap it. */
+	if (opts->report != NULL && c->ch != NULL)
+		(void)pbp_channel_report(c->ch, opts->report);
+	pbp_channel_free(c->ch); /* end of stream for the child, if it waits */
+	c->ch = NULL;
+	handshake_failed(c, err);
+	if (opts->report != NULL) {
+		if (opts->report->end == PBP_END_OPEN) {
+			opts->report->end = PBP_END_IO;
+			opts->report->error = rc;
+			memcpy(opts->report->message, err->msg, sizeof opts->report->message);
+		}
+		report_child(c, opts->report);
+	}
+	goto cleanup;
 fail:
-	pbp__close(&to_child[0]);
-	pbp__close(&to_child[1]);
-	pbp__close(&from_child[0]);
-	pbp__close(&from_child[1]);
-	if (c != NULL)
-		pbp__close(&c->pidfd);
-	free(c);
+	if (opts->report != NULL) {
+		memset(opts->report, 0, sizeof *opts->report);
+		opts->report->end = rc == PBP_EEXEC ? PBP_END_EXEC : PBP_END_IO;
+		opts->report->fate = rc == PBP_EEXEC ? PBP_FATE_EXEC_FAILED : PBP_FATE_NONE;
+		opts->report->error = rc;
+		memcpy(opts->report->message, err->msg, sizeof opts->report->message);
+	}
+cleanup:
+	close_all(fds, 6);
+	child_destroy(c);
 	free(av);
 	return rc;
 }
@@ -454,8 +697,6 @@ pbp_child_free(pbp_child *c)
 		signal_child(c, SIGKILL);
 		(void)wait_exit(c, -1, -1);
 	}
-	pbp_channel_free(c->ch);
-	pbp__close(&c->pidfd);
-	free(c);
+	child_destroy(c);
 	errno = saved;
 }

@@ -66,6 +66,20 @@ typedef struct pbp_child pbp_child;
  *  on pbp_child_channel() yourself. */
 #define PBP_SPAWN_NO_HANDSHAKE 0x1u
 
+/** What the child's stdout or stderr is connected to. */
+enum pbp_stdio {
+	PBP_STDIO_INHERIT = 0, /**< the parent's own (the default) */
+	PBP_STDIO_DEVNULL = 1, /**< /dev/null */
+	PBP_STDIO_CAPTURE = 2, /**< stderr only: a pipe read by pbpipe, whose
+	                            last bytes go into the pbp_report */
+};
+
+/** Default and largest number of stderr bytes kept with PBP_STDIO_CAPTURE. */
+#define PBP_STDERR_TAIL_DEFAULT 4096u
+#define PBP_STDERR_TAIL_MAX 65536u
+
+struct pbp_report;
+
 /** Options for pbp_child_spawn().  Start from PBP_SPAWN_OPTIONS_INIT. */
 typedef struct pbp_spawn_options {
 	unsigned int version;             /**< PBP_SPAWN_OPTIONS_VERSION */
@@ -73,10 +87,17 @@ typedef struct pbp_spawn_options {
 	char *const *envp;                /**< child environment; NULL: ours */
 	const char *cwd;                  /**< child working dir; NULL: ours */
 	unsigned int flags;               /**< PBP_SPAWN_* flags */
+	int stdout_mode;                  /**< PBP_STDIO_INHERIT or _DEVNULL */
+	int stderr_mode;                  /**< PBP_STDIO_INHERIT, _DEVNULL or _CAPTURE */
+	size_t stderr_tail;               /**< bytes of stderr kept with CAPTURE;
+	                                       0: PBP_STDERR_TAIL_DEFAULT */
+	struct pbp_report *report;        /**< if not NULL, filled when the spawn
+	                                       fails: how, the child's fate, and
+	                                       its captured stderr */
 } pbp_spawn_options;
 
 /** Initializer for pbp_spawn_options: every field at its default. */
-#define PBP_SPAWN_OPTIONS_INIT { PBP_SPAWN_OPTIONS_VERSION, NULL, NULL, NULL, 0 }
+#define PBP_SPAWN_OPTIONS_INIT { PBP_SPAWN_OPTIONS_VERSION, NULL, NULL, NULL, 0, 0, 0, 0, NULL }
 
 /** How a child process ended. */
 typedef struct pbp_exit_status {
@@ -163,6 +184,66 @@ PBP_API const pbp_error *pbp_child_error(const pbp_child *c);
  * no-op.
  */
 PBP_API void pbp_child_free(pbp_child *c);
+
+/** How a channel ended (pbp_report.end). */
+enum pbp_end {
+	PBP_END_OPEN = 0,      /**< nothing has ended it yet */
+	PBP_END_EOF = 1,       /**< the peer closed between frames: a clean end */
+	PBP_END_GOODBYE = 2,   /**< the peer said Goodbye (see goodbye_reason) */
+	PBP_END_TRUNCATED = 3, /**< the stream stopped inside a frame */
+	PBP_END_MALFORMED = 4, /**< the peer sent bytes that are not a valid frame */
+	PBP_END_OVERSIZE = 5,  /**< the peer declared a frame over the limit */
+	PBP_END_HANDSHAKE = 6, /**< the handshake failed (error says why) */
+	PBP_END_TIMEOUT = 7,   /**< a deadline passed (handshake, or the last call) */
+	PBP_END_PEER_GONE = 8, /**< a write found nobody reading */
+	PBP_END_IO = 9,        /**< an OS call failed */
+	PBP_END_EXEC = 10,     /**< the child could not be executed */
+};
+
+/** What became of the child process (pbp_report.fate). */
+enum pbp_fate {
+	PBP_FATE_NONE = 0,        /**< no child (a channel over plain fds) */
+	PBP_FATE_RUNNING = 1,     /**< still running when the report was made */
+	PBP_FATE_EXITED = 2,      /**< exited: status.code */
+	PBP_FATE_SIGNALED = 3,    /**< killed by status.signal */
+	PBP_FATE_EXEC_FAILED = 4, /**< never started: see error */
+};
+
+/**
+ * A death report: how a channel ended and what became of its child, in
+ * one place.  Filled by pbp_child_report(), pbp_channel_report(), or by a
+ * failed pbp_child_spawn() through pbp_spawn_options.report.
+ */
+typedef struct pbp_report {
+	int end;                      /**< enum pbp_end */
+	int error;                    /**< the PBP_E* code behind it, 0 for a clean end */
+	char message[PBP_ERRMSG_SIZE];/**< that error's message */
+	int goodbye_reason;           /**< with PBP_END_GOODBYE */
+	char goodbye_detail[128];     /**< with PBP_END_GOODBYE */
+	int fate;                     /**< enum pbp_fate */
+	pbp_exit_status status;       /**< with EXITED or SIGNALED */
+	pid_t pid;                    /**< the child's pid, or 0 */
+	size_t stderr_len;            /**< bytes in stderr_tail */
+	size_t stderr_total;          /**< bytes the child wrote to stderr in all */
+	char stderr_tail[PBP_STDERR_TAIL_MAX + 1]; /**< the last bytes it wrote,
+	                                   NUL-terminated (with PBP_STDIO_CAPTURE) */
+} pbp_report;
+
+/**
+ * Fills out with how the child's channel ended and what became of the
+ * child (checked now, without blocking: a child that has exited is reaped),
+ * including captured stderr.  Can be called at any time, as often as
+ * needed.  @return 0, or PBP_EINVAL for a NULL argument.
+ */
+PBP_API int pbp_child_report(pbp_child *c, pbp_report *out);
+
+/** Like pbp_child_report() for a channel without a child (fate NONE). */
+PBP_API int pbp_channel_report(const pbp_channel *ch, pbp_report *out);
+
+/** A one-line summary of a report, such as "truncated frame (end of
+ *  stream inside a frame body (3 of 100 bytes)); child pid 42 killed by
+ *  signal 9 (SIGKILL)".  Returns buf. */
+PBP_API const char *pbp_report_str(const pbp_report *r, char *buf, size_t size);
 
 /**
  * Writes a one-line description of st, such as "exited with status 0" or
