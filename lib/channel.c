@@ -631,6 +631,23 @@ pbp_channel_close_write(pbp_channel *ch)
 	return rc;
 }
 
+/* Copies at most size - 1 bytes of src, cut at a UTF-8 character boundary:
+ * Goodbye.detail is a protobuf string, and other protobuf libraries reject
+ * a frame whose strings are not valid UTF-8. */
+static void
+copy_utf8(char *dst, size_t size, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (n >= size) {
+		n = size - 1;
+		while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
+			n--; /* src[n] continues a character: cut before it starts */
+	}
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 int
 pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail,
                         int64_t deadline)
@@ -648,7 +665,7 @@ pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail,
 		env.which_body = pbpipe_Envelope_goodbye_tag;
 		env.body.goodbye.reason = (pbpipe_Goodbye_Reason)reason;
 		if (detail != NULL)
-			strncpy(env.body.goodbye.detail, detail, sizeof env.body.goodbye.detail - 1);
+			copy_utf8(env.body.goodbye.detail, sizeof env.body.goodbye.detail, detail);
 		rc = send_control(ch, &env, deadline);
 	}
 	/* Whatever happened, the write side is done. */

@@ -135,7 +135,11 @@ decode_message(pb_istream_t *s, pbp__frame *out, pbp_error *err)
 			goto bad;
 		}
 		if (tag == 1 || tag == 2) {
-			if (wt != PB_WT_VARINT || !pb_decode_varint(s, &v))
+			if (wt != PB_WT_VARINT) {
+				PB_SET_ERROR(s, "wrong wire type");
+				goto bad;
+			}
+			if (!pb_decode_varint(s, &v))
 				goto bad;
 			if (tag == 1) {
 				if (v > UINT32_MAX)
@@ -148,7 +152,11 @@ decode_message(pb_istream_t *s, pbp__frame *out, pbp_error *err)
 		} else if (tag == 3) {
 			pb_istream_t sub;
 
-			if (wt != PB_WT_STRING || !pb_make_string_substream(s, &sub))
+			if (wt != PB_WT_STRING) {
+				PB_SET_ERROR(s, "wrong wire type");
+				goto bad;
+			}
+			if (!pb_make_string_substream(s, &sub))
 				goto bad;
 			/* A buffer stream's state is its read pointer. */
 			out->payload = (const uint8_t *)sub.state;

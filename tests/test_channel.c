@@ -187,6 +187,18 @@ T(goodbye_ends_the_stream_with_a_reason)
 	             "the write side is closed");
 	pbp_channel_free(a);
 	pbp_channel_free(b);
+
+	/* Cut at a character boundary: 2-byte characters give 126 bytes. */
+	pbt_pair(&a, &b, NULL, NULL);
+	longtext[0] = '\0';
+	for (int i = 0; i < 100; i++)
+		strcat(longtext, "\xc3\xa9"); /* U+00E9 */
+	cr_assert_eq(pbp_channel_goodbye(a, PBP_GOODBYE_ERROR, longtext), 0);
+	cr_assert_eq(pbp_channel_recv(b, &mi), PBP_EOF);
+	cr_assert_eq(pbp_channel_peer(b, &p), 0);
+	cr_assert_eq(strlen(p.goodbye_detail), 126);
+	pbp_channel_free(a);
+	pbp_channel_free(b);
 }
 
 /* A scripted peer: handshakes with A by raw bytes, then the test writes

@@ -40,13 +40,16 @@
  * calling thread only for the duration of the write, so a departed peer
  * gives PBP_EPIPE instead of killing the process.
  *
- * Errors: a stream error (PBP_ETRUNC, PBP_EPROTO, PBP_EMSGSIZE on receive,
- * PBP_ESYS, PBP_EPIPE, a failed handshake) is sticky: the stream is out of
- * sync, and every later call returns the same code.  PBP_EOF is sticky for
- * receiving only.  Other errors (PBP_EINVAL, PBP_ETYPE, PBP_EDECODE of an
- * application payload, PBP_EMSGSIZE or PBP_EENCODE detected before anything
- * was written) fail only the call.  pbp_channel_error() always describes the
- * most recent failure.
+ * Errors: a stream error is sticky: the stream is out of sync, and every
+ * later call in that direction returns the same code.  Receiving: PBP_EOF,
+ * PBP_ETRUNC, PBP_EPROTO, PBP_EMSGSIZE, PBP_EDECODE of an envelope, PBP_ESYS.
+ * Sending: PBP_EPIPE, PBP_ESYS.  A failed handshake fails both directions.
+ * Other errors fail only the call: PBP_EINVAL, PBP_ETYPE, PBP_ETIMEDOUT
+ * (nothing is lost: see pbp_channel_send() and pbp_channel_recv()),
+ * PBP_EDECODE of an application payload, and PBP_EMSGSIZE or PBP_EENCODE
+ * of a frame we were about to send.  pbp_channel_error() always describes
+ * the most recent failure; pbp_channel_report() (pbp_child.h) says how the
+ * channel ended.
  */
 #ifndef PBPIPE_PBP_CHANNEL_H
 #define PBPIPE_PBP_CHANNEL_H
@@ -184,9 +187,10 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_from_fds(pbp_channel **out, int read_fd,
  * @return 0; PBP_ETIMEDOUT (deadline passed); PBP_ETRUNC (the peer closed
  *         before its Hello was complete); PBP_EPROTO (not a Hello, bad
  *         magic, a different major version or schema fingerprint: the
- *         message names both values); PBP_EMSGSIZE (the first frame is
- *         larger than any Hello may be); PBP_EPIPE, PBP_ESYS.  Every error
- *         is sticky.
+ *         message names both values; a peer frame limit under 256);
+ *         PBP_EDECODE (the first frame is not valid protobuf);
+ *         PBP_EMSGSIZE (the first frame is larger than any Hello may be,
+ *         1024 bytes); PBP_EPIPE, PBP_ESYS.  Every error is sticky.
  *
  * Blocks for at most the handshake deadline.  Calling it twice is
  * PBP_EINVAL.
@@ -266,8 +270,10 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_set_timeout(pbp_channel *ch, int which,
  * @return 0; PBP_EOF (the peer closed between frames or said Goodbye: a
  *         normal end); PBP_ETRUNC (end of stream inside a frame);
  *         PBP_EMSGSIZE (a declared length over the limit, detected before
- *         the body is read or any memory is sized for it); PBP_EPROTO (a
- *         frame that is not a valid envelope, a second Hello);
+ *         the body is read or any memory is sized for it); PBP_EDECODE (a
+ *         frame that is not valid protobuf); PBP_EPROTO (an envelope with
+ *         no body or two, message type 0, a second Hello, a length prefix
+ *         over 5 bytes);
  *         PBP_ETIMEDOUT (the receive deadline passed; not sticky: a
  *         partial frame stays buffered for the next call); PBP_ESYS;
  *         PBP_EINVAL (no handshake yet).  Others are sticky.

@@ -25,14 +25,17 @@ enum pbp_errcode {
 	/** End of stream inside a frame header, a frame body or before the
 	 *  handshake completed. */
 	PBP_ETRUNC = -2,
-	/** The peer broke the protocol: bad magic, incompatible version,
-	 *  different schema fingerprint, a frame that is not a valid
-	 *  envelope, or an unexpected control message. */
+	/** The peer broke the protocol with valid protobuf: bad magic, an
+	 *  incompatible version, a different schema fingerprint, an envelope
+	 *  with no body or two, message type 0, or an unexpected control
+	 *  message. */
 	PBP_EPROTO = -3,
 	/** A frame is larger than the negotiated limit. */
 	PBP_EMSGSIZE = -4,
-	/** nanopb could not decode an application message; its message is
-	 *  kept in the error record. */
+	/** Bytes that are not valid protobuf: a frame from the peer that is
+	 *  not a valid envelope (sticky: the peer is broken), or an
+	 *  application payload that does not decode as the given message type
+	 *  (that call only).  nanopb's message is kept in the error record. */
 	PBP_EDECODE = -5,
 	/** nanopb could not encode a message; its message is kept. */
 	PBP_EENCODE = -6,
