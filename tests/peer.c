@@ -16,6 +16,14 @@
  *   stubborn      handshake, then ignore end of stream and sleep (exits on SIGTERM)
  *   immortal      like stubborn, and ignores SIGTERM too
  *   flood N       handshake, then at end of stream send N 255-byte Texts, exit 0
+ * Hostile modes:
+ *   oversize      handshake, then declare a frame of 2^31 bytes
+ *   lengthonly    handshake, then declare a 100-byte frame, send nothing, wait
+ *   spam          handshake, then send frames as fast as possible, forever
+ *   closeread     handshake, close the read handle, send one Text, wait for EOF
+ *   closewrite    handshake, close the write handle, wait for EOF, exit 0
+ *   stdout        write the Hello to stdout instead of the write handle, wait
+ *   stderr N      write N bytes of numbered lines to stderr, exit 3 (no handshake)
  */
 #include <dirent.h>
 #include <signal.h>
@@ -122,6 +130,34 @@ main(int argc, char **argv)
 		return arg;
 	if (pbp_channel_from_argv(&ch, argc, argv, &o, &err) != 0)
 		die("handles", err.msg);
+	if (strcmp(mode, "stderr") == 0) {
+		char line[32];
+		int i, n;
+
+		for (i = 0; arg > 0; i++, arg -= n) {
+			n = snprintf(line, sizeof line, "stderr line %d\n", i);
+			if (n > arg)
+				n = arg;
+			if (write(2, line, (size_t)n) < 0)
+				return 4;
+		}
+		pbp_channel_free(ch);
+		return 3;
+	}
+	if (strcmp(mode, "stdout") == 0) {
+		/* A helper that speaks its protocol on the wrong fd. */
+		int rfd = pbp_channel_read_fd(ch);
+		pbp_channel *wrong;
+
+		pbp_channel_free_keep_fds(ch);
+		if (pbp_channel_from_fds(&wrong, rfd, 1, &o, &err) != 0)
+			die("stdout", err.msg);
+		if (pbp_channel_handshake(wrong) != 0)
+			fprintf(stderr, "pbptest-peer: %s\n", pbp_channel_errmsg(wrong));
+		wait_eof(rfd);
+		pbp_channel_free(wrong);
+		return 0;
+	}
 	if (strcmp(mode, "silent") == 0) {
 		wait_eof(pbp_channel_read_fd(ch));
 		pbp_channel_free(ch);
@@ -183,6 +219,41 @@ main(int argc, char **argv)
 		send_text(ch, "ready");
 		for (;;)
 			pause();
+	}
+	if (strcmp(mode, "oversize") == 0 || strcmp(mode, "lengthonly") == 0) {
+		static const unsigned char huge[] = { 0x80, 0x80, 0x80, 0x80, 0x08 };
+		static const unsigned char hundred[] = { 100 };
+		int big = strcmp(mode, "oversize") == 0;
+
+		if (write(pbp_channel_write_fd(ch), big ? huge : hundred,
+		          big ? sizeof huge : sizeof hundred) < 0)
+			return 4;
+		wait_eof(pbp_channel_read_fd(ch));
+		pbp_channel_free(ch);
+		return 0;
+	}
+	if (strcmp(mode, "spam") == 0) {
+		pbptest_Text t = { "spam" };
+
+		while (pbp_channel_send(ch, pbptest_Type_TEXT, &t) == 0)
+			;
+		pbp_channel_free(ch);
+		return 0;
+	}
+	if (strcmp(mode, "closeread") == 0) {
+		int rfd = pbp_channel_read_fd(ch);
+
+		close(rfd);
+		send_text(ch, "reading nothing");
+		pause();
+		return 0;
+	}
+	if (strcmp(mode, "closewrite") == 0) {
+		if (pbp_channel_close_write(ch) != 0)
+			return 4;
+		wait_eof(pbp_channel_read_fd(ch));
+		pbp_channel_free(ch);
+		return 0;
 	}
 	if (strcmp(mode, "flood") == 0) {
 		pbptest_Text t;
