@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <pbpipe/pbpipe.h>
@@ -52,11 +53,22 @@ options(void)
 	return o;
 }
 
+/* The channel, global so that every exit path can free it: the spawn
+ * tests run this program under valgrind, which counts what is left. */
+static pbp_channel *the_ch;
+
+static void
+leave(int code)
+{
+	pbp_channel_free(the_ch);
+	exit(code);
+}
+
 static void
 die(const char *what, const char *msg)
 {
 	fprintf(stderr, "pbptest-peer: %s: %s\n", what, msg);
-	exit(3);
+	leave(3);
 }
 
 static void
@@ -103,8 +115,14 @@ info(pbp_channel *ch)
 	int self = dirfd(dir);
 
 	n += (size_t)snprintf(buf + n, sizeof buf - n, "fds=");
+	struct rlimit rl;
+
+	/* valgrind keeps its own fds above the limit it reports: skip those. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		rl.rlim_cur = RLIM_INFINITY;
 	while ((d = readdir(dir)) != NULL)
-		if (d->d_name[0] != '.' && atoi(d->d_name) != self)
+		if (d->d_name[0] != '.' && atoi(d->d_name) != self &&
+		    (rlim_t)atoi(d->d_name) < rl.rlim_cur)
 			n += (size_t)snprintf(buf + n, sizeof buf - n, "%s,", d->d_name);
 	closedir(dir);
 	if (getcwd(cwd, sizeof cwd) == NULL)
@@ -130,6 +148,7 @@ main(int argc, char **argv)
 		return arg;
 	if (pbp_channel_from_argv(&ch, argc, argv, &o, &err) != 0)
 		die("handles", err.msg);
+	the_ch = ch;
 	if (strcmp(mode, "stderr") == 0) {
 		char line[32];
 		int i, n;
@@ -150,6 +169,7 @@ main(int argc, char **argv)
 		pbp_channel *wrong;
 
 		pbp_channel_free_keep_fds(ch);
+		the_ch = NULL;
 		if (pbp_channel_from_fds(&wrong, rfd, 1, &o, &err) != 0)
 			die("stdout", err.msg);
 		if (pbp_channel_handshake(wrong) != 0)
@@ -178,7 +198,7 @@ main(int argc, char **argv)
 	if (strcmp(mode, "echo") == 0)
 		return echo(ch);
 	if (strcmp(mode, "exit") == 0)
-		exit(arg);
+		leave(arg);
 	if (strcmp(mode, "signal") == 0) {
 		raise(arg);
 		return 5;
@@ -204,7 +224,9 @@ main(int argc, char **argv)
 		char buf[32];
 
 		so.channel = &o;
-		if (pbp_child_spawn(&gc, "/proc/self/exe", av, &so, &err) != 0)
+		/* argv[0] is our path (the tests pass it): /proc/self/exe
+		 * would name valgrind's tool under valgrind. */
+		if (pbp_child_spawn(&gc, argv[0], av, &so, &err) != 0)
 			die("spawn", err.msg);
 		snprintf(buf, sizeof buf, "%d", (int)pbp_child_pid(gc));
 		send_text(ch, buf);

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -17,6 +18,18 @@ const pbp_msgtype pbt_types[] = {
 };
 const size_t pbt_ntypes = sizeof pbt_types / sizeof pbt_types[0];
 
+int
+pbt_valgrind(void)
+{
+	return getenv("PBPTEST_VALGRIND") != NULL;
+}
+
+int
+pbt_scale(int ms)
+{
+	return pbt_valgrind() ? ms * 10 : ms;
+}
+
 pbp_channel_options
 pbt_options(void)
 {
@@ -25,7 +38,7 @@ pbt_options(void)
 	o.types = pbt_types;
 	o.ntypes = pbt_ntypes;
 	o.schema_fingerprint = PBPTEST_SCHEMA_FINGERPRINT;
-	o.handshake_timeout_ms = 2000;
+	o.handshake_timeout_ms = pbt_scale(2000);
 	return o;
 }
 

@@ -26,6 +26,14 @@ typedef union pbt_any {
 	pbptest_Empty empty;
 } pbt_any;
 
+/* True when scripts/test runs the suite under valgrind (PBPTEST_VALGRIND
+ * set): children start ten times slower, and valgrind's exec of a traced
+ * child succeeds even for a file that is not executable. */
+int pbt_valgrind(void);
+/* A deadline in ms for something a real child must do, scaled under
+ * valgrind. */
+int pbt_scale(int ms);
+
 /* Options with the test types and fingerprint, and a 2 s handshake. */
 pbp_channel_options pbt_options(void);
 
