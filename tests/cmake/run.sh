@@ -10,6 +10,7 @@ work=$2
 rm -rf "$work"
 mkdir -p "$work"
 cp -r "$src/tests/cmake/proj" "$work/proj"
+mkdir -p "$work/proj/proto"
 p=$work/proj
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
