@@ -28,6 +28,8 @@
  * beyond one largest frame while a blocked send drains incoming data. */
 #define BUF_INITIAL (64u * 1024u)
 #define RX_SLACK (64u * 1024u)
+/* With PBP_CHANNEL_COALESCE, queued frames go out once this much is queued. */
+#define COALESCE_MAX (64u * 1024u)
 
 enum { ST_NEW = 0, ST_READY = 1 };
 
@@ -53,6 +55,8 @@ struct pbp_channel {
 	uint32_t max_frame;  /* our own limit */
 	uint32_t limit;      /* effective limit, both directions */
 	int timeout[3];      /* by PBP_TIMEOUT_*: ms, < 0 for none */
+	unsigned int flags;  /* PBP_CHANNEL_* */
+	int spin_us;         /* low-latency receive, 0: off */
 	pbp_peer_info peer;
 	int have_msg;
 	pbp_msginfo msg;
@@ -75,6 +79,9 @@ check_options(const pbp_channel_options *o, pbp_error *err)
 		return pbp__seterr(err, PBP_EINVAL, 0,
 		                   "max_frame %" PRIu32 " is outside [%u, %u]",
 		                   o->max_frame, PBP_MIN_MAX_FRAME, PBP_MAX_MAX_FRAME);
+	if (o->flags & ~PBP_CHANNEL_COALESCE)
+		return pbp__seterr(err, PBP_EINVAL, 0, "unknown flags 0x%x in options",
+		                   o->flags & ~PBP_CHANNEL_COALESCE);
 	if (o->ntypes > 0 && o->types == NULL)
 		return pbp__seterr(err, PBP_EINVAL, 0, "ntypes is %zu but types is NULL",
 		                   o->ntypes);
@@ -126,6 +133,8 @@ pbp__channel_new_io(pbp_channel **out, const pbp__io_ops *io, void *ctx,
 		opt_timeout(opts->handshake_timeout_ms, PBP_DEFAULT_HANDSHAKE_TIMEOUT_MS);
 	ch->timeout[PBP_TIMEOUT_SEND] = opt_timeout(opts->send_timeout_ms, -1);
 	ch->timeout[PBP_TIMEOUT_RECV] = opt_timeout(opts->recv_timeout_ms, -1);
+	ch->flags = opts->flags;
+	ch->spin_us = opts->spin_us > 0 ? opts->spin_us : 0;
 	ch->wbuf = malloc(BUF_INITIAL);
 	ch->wcap = BUF_INITIAL;
 	/* Before the handshake, accept one small frame: a Hello. */
@@ -149,13 +158,23 @@ pbp_channel_from_fds(pbp_channel **out, int read_fd, int write_fd,
 		return pbp__seterr(err, PBP_EINVAL, 0,
 		                   "pbp_channel_from_fds: NULL out or negative fd (%d, %d)",
 		                   read_fd, write_fd);
+	/* Options first: a bad option must not leave the fds modified. */
+	rc = pbp__channel_new_io(&ch, &pbp__fd_io, NULL, opts, err);
+	if (rc != 0)
+		return rc;
 	rc = pbp__fd_prepare(read_fd, err);
 	if (rc == 0 && write_fd != read_fd)
 		rc = pbp__fd_prepare(write_fd, err);
-	if (rc == 0)
-		rc = pbp__channel_new_io(&ch, &pbp__fd_io, NULL, opts, err);
-	if (rc != 0)
+	if (rc != 0) {
+		pbp_channel_free_keep_fds(ch);
 		return rc;
+	}
+	if (opts == NULL || opts->pipe_size >= 0) {
+		int size = opts && opts->pipe_size ? opts->pipe_size : PBP_DEFAULT_PIPE_SIZE;
+
+		pbp__fd_pipe_size(read_fd, size);
+		pbp__fd_pipe_size(write_fd, size);
+	}
 	/* Only now, when nothing can fail any more, does the channel take
 	 * the fds: ownership moves on success only. */
 	ch->fds.rfd = read_fd;
@@ -378,6 +397,23 @@ flush(pbp_channel *ch, int64_t deadline)
 	return 0;
 }
 
+/* The low-latency receive: keeps trying to read for up to spin_us before
+ * the caller goes to sleep in poll().  A sleeping reader needs a wake-up
+ * from the scheduler (tens of microseconds on a VM); a spinning one sees
+ * the data as soon as it lands, at the price of a busy CPU. */
+static int
+spin_fill(pbp_channel *ch, int64_t deadline)
+{
+	int64_t end = pbp__now_ns() + (int64_t)ch->spin_us * 1000;
+	int rc = 0;
+
+	if (deadline >= 0 && end > deadline * 1000000)
+		end = deadline * 1000000;
+	while (rc == 0 && pbp__now_ns() < end)
+		rc = fill_once(ch);
+	return rc;
+}
+
 /* Reads until a whole frame is buffered, then decodes its envelope.
  * Returns 0 with *f filled, or an error for the caller to make sticky
  * (except PBP_ETIMEDOUT: a partial frame stays buffered). */
@@ -400,6 +436,8 @@ read_frame(pbp_channel *ch, pbp__frame *f, int64_t deadline)
 		if (ch->rx_err != 0)
 			return rx_again(ch);
 		rc = fill_once(ch);
+		if (rc == 0 && ch->spin_us > 0 && ch->state == ST_READY)
+			rc = spin_fill(ch, deadline);
 		if (rc < 0)
 			return rc;
 		if (rc == 0) {
@@ -474,9 +512,11 @@ queue_message(pbp_channel *ch, uint32_t type, uint64_t id, size_t psize,
 		return pbp__seterr(&ch->error, PBP_EMSGSIZE, 0,
 		                   "a message of %zu bytes does not fit the frame limit of %" PRIu32
 		                   " bytes", psize, ch->limit);
-	/* A send that timed out left the rest of its frame queued; finish
-	 * it first, so at most one earlier frame is ever queued. */
-	if (ch->wlen > ch->woff) {
+	/* Output already queued (a send that timed out, or coalesced frames
+	 * that this one would push past COALESCE_MAX) goes first, which keeps
+	 * the write buffer within one frame plus COALESCE_MAX. */
+	if (ch->wlen > ch->woff &&
+	    (!(ch->flags & PBP_CHANNEL_COALESCE) || ch->wlen - ch->woff + hlen + psize > COALESCE_MAX)) {
 		rc = flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
 		if (rc != 0)
 			return rc;
@@ -514,6 +554,16 @@ put_raw(pbp_channel *ch, uint8_t *out, size_t size, const void *payload, const v
 	return 0;
 }
 
+/* After a frame is queued: write it now, unless coalescing and there is
+ * room for more. */
+static int
+send_done(pbp_channel *ch)
+{
+	if ((ch->flags & PBP_CHANNEL_COALESCE) && ch->wlen - ch->woff < COALESCE_MAX)
+		return 0;
+	return flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
+}
+
 int
 pbp_channel_send_ex(pbp_channel *ch, uint32_t type, uint64_t id,
                     const pb_msgdesc_t *fields, const void *msg)
@@ -532,9 +582,7 @@ pbp_channel_send_ex(pbp_channel *ch, uint32_t type, uint64_t id,
 		                   "sizing message type %" PRIu32 ": a callback failed or a field is invalid",
 		                   type);
 	rc = queue_message(ch, type, id, psize, put_encoded, fields, msg);
-	if (rc == 0)
-		rc = flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
-	return rc;
+	return rc == 0 ? send_done(ch) : rc;
 }
 
 static const pbp_msgtype *
@@ -575,9 +623,7 @@ pbp_channel_send_raw(pbp_channel *ch, uint32_t type, uint64_t id,
 		return rc;
 	ch->have_msg = 0;
 	rc = queue_message(ch, type, id, size, put_raw, payload, NULL);
-	if (rc == 0)
-		rc = flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
-	return rc;
+	return rc == 0 ? send_done(ch) : rc;
 }
 
 int

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +23,15 @@ pbp__now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+pbp__now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 int64_t
@@ -43,6 +53,15 @@ pbp__fd_prepare(int fd, pbp_error *err)
 		return pbp__seterr(err, PBP_ESYS, errno, "fcntl(%d, FD_CLOEXEC): %s",
 		                   fd, strerror(errno));
 	return 0;
+}
+
+void
+pbp__fd_pipe_size(int fd, int size)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) && fcntl(fd, F_GETPIPE_SZ) != size)
+		(void)fcntl(fd, F_SETPIPE_SZ, size);
 }
 
 int

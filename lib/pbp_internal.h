@@ -154,12 +154,16 @@ int pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail,
 
 /* ---- io.c: thin OS layer ------------------------------------------------- */
 
-/* Monotonic clock in milliseconds. */
+/* Monotonic clock in milliseconds and in nanoseconds. */
 int64_t pbp__now_ms(void);
+int64_t pbp__now_ns(void);
 /* An absolute deadline timeout_ms from now, or -1 for none (timeout < 0). */
 int64_t pbp__deadline(int timeout_ms);
 /* Sets O_NONBLOCK and FD_CLOEXEC.  0 or PBP_ESYS. */
 int pbp__fd_prepare(int fd, pbp_error *err);
+/* Asks for a pipe capacity of size bytes if fd is a pipe.  Best effort: the
+ * kernel may refuse (per-user pipe limits); the pipe then keeps its size. */
+void pbp__fd_pipe_size(int fd, int size);
 /* Closes *fd unless it is -1, then sets it to -1.  Never retries after
  * EINTR (the fd is gone on Linux).  Preserves errno.  Returns 0, or the
  * errno close() reported. */

@@ -568,3 +568,153 @@ T(free_keep_fds_leaves_them_open)
 	close(wfd);
 	pbp_channel_free(b);
 }
+
+/* ---- performance options ------------------------------------------------- */
+
+struct echoer {
+	pbp_channel *ch;
+	int rc;
+};
+
+static void *
+echo_thread(void *arg)
+{
+	struct echoer *e = arg;
+	pbp_msginfo mi;
+
+	while ((e->rc = pbp_channel_recv(e->ch, &mi)) == 0)
+		if ((e->rc = pbp_channel_send_raw(e->ch, mi.type, mi.id, mi.payload, mi.size)) != 0)
+			break;
+	return NULL;
+}
+
+T(coalescing_queues_until_flush_or_receive)
+{
+	pbp_channel_options o = pbt_options();
+	pbptest_Numbers n = { .i64 = 1 };
+	struct echoer e;
+	pbp_channel *a, *b;
+	pbp_msginfo mi;
+	pthread_t t;
+	int i;
+
+	o.flags = PBP_CHANNEL_COALESCE;
+	pbt_pair(&a, &b, &o, NULL);
+	for (i = 0; i < 100; i++)
+		cr_assert_eq(pbp_channel_send(a, pbptest_Type_NUMBERS, &n), 0);
+	cr_assert_gt(pbp_channel_pending(a), 0, "frames are queued, not written");
+	cr_assert_eq(pbp_channel_set_timeout(b, PBP_TIMEOUT_RECV, 0), 0);
+	cr_assert_eq(pbp_channel_recv(b, &mi), PBP_ETIMEDOUT, "nothing reached the peer yet");
+	cr_assert_eq(pbp_channel_flush(a), 0);
+	cr_assert_eq(pbp_channel_pending(a), 0);
+	for (i = 0; i < 100; i++)
+		cr_assert_eq(pbp_channel_recv(b, &mi), 0, "frame %d: %s", i, pbp_channel_errmsg(b));
+	/* Request/response cannot stall: receiving flushes first. */
+	cr_assert_eq(pbp_channel_set_timeout(b, PBP_TIMEOUT_RECV, -1), 0);
+	e = (struct echoer){ b, 0 };
+	t = pbt_spawn_thread(echo_thread, &e);
+	for (i = 0; i < 50; i++) {
+		n.i64 = i;
+		cr_assert_eq(pbp_channel_send(a, pbptest_Type_NUMBERS, &n), 0);
+		cr_assert_eq(pbp_channel_recv(a, &mi), 0, "%s", pbp_channel_errmsg(a));
+	}
+	cr_assert_eq(pbp_channel_close_write(a), 0);
+	pbt_join(t);
+	cr_assert_eq(e.rc, PBP_EOF);
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+}
+
+T(coalescing_writes_when_64k_are_queued)
+{
+	pbp_channel_options o = pbt_options();
+	pbp_channel *a, *b;
+	char payload[1000];
+	size_t most = 0;
+	int i;
+
+	memset(payload, 'p', sizeof payload);
+	o.flags = PBP_CHANNEL_COALESCE;
+	pbt_pair(&a, &b, &o, NULL);
+	/* 200 frames of ~1 KiB: about 3 writes of 64 KiB, never more queued. */
+	for (i = 0; i < 200; i++) {
+		cr_assert_eq(pbp_channel_send_raw(a, 1, 0, payload, sizeof payload), 0);
+		if (pbp_channel_pending(a) > most)
+			most = pbp_channel_pending(a);
+	}
+	cr_assert_leq(most, 64 * 1024);
+	cr_assert_lt(pbp_channel_pending(a), 200 * sizeof payload, "some were written");
+	cr_assert_eq(pbp_channel_close_write(a), 0, "close_write flushes");
+	for (i = 0; i < 200; i++) {
+		pbp_msginfo mi;
+
+		cr_assert_eq(pbp_channel_recv(b, &mi), 0);
+		cr_assert_eq(mi.size, sizeof payload);
+	}
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+}
+
+T(low_latency_receive_works)
+{
+	pbp_channel_options o = pbt_options();
+	pbp_channel *a, *b;
+	struct echoer e;
+	pbp_msginfo mi;
+	pthread_t t;
+	int i;
+
+	o.spin_us = 200;
+	pbt_pair(&a, &b, &o, &o);
+	e = (struct echoer){ b, 0 };
+	t = pbt_spawn_thread(echo_thread, &e);
+	for (i = 0; i < 200; i++) {
+		cr_assert_eq(pbp_channel_send_raw(a, 1, (uint64_t)i, "ping", 4), 0);
+		cr_assert_eq(pbp_channel_recv(a, &mi), 0);
+		cr_assert_eq(mi.id, (uint64_t)i);
+	}
+	/* A receive deadline shorter than the spin still holds. */
+	cr_assert_eq(pbp_channel_set_timeout(a, PBP_TIMEOUT_RECV, 0), 0);
+	cr_assert_eq(pbp_channel_recv(a, &mi), PBP_ETIMEDOUT);
+	cr_assert_eq(pbp_channel_close_write(a), 0);
+	pbt_join(t);
+	cr_assert_eq(e.rc, PBP_EOF);
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+}
+
+T(pipe_capacity_option)
+{
+	pbp_channel_options keep = pbt_options(), big = pbt_options();
+	pbp_channel *a, *b;
+
+	pbt_pair(&a, &b, NULL, NULL);
+	cr_assert_eq(fcntl(pbp_channel_read_fd(a), F_GETPIPE_SZ), PBP_DEFAULT_PIPE_SIZE);
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+	keep.pipe_size = -1;
+	pbt_pair(&a, &b, &keep, &keep);
+	cr_assert_eq(fcntl(pbp_channel_read_fd(a), F_GETPIPE_SZ), 65536, "the kernel's default");
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+	big.pipe_size = 256 * 1024;
+	pbt_pair(&a, &b, &big, &big);
+	cr_assert_eq(fcntl(pbp_channel_write_fd(a), F_GETPIPE_SZ), 256 * 1024);
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+}
+
+T(unknown_flags_are_refused)
+{
+	pbp_channel_options o = pbt_options();
+	pbp_channel *a = NULL;
+	pbp_error err;
+	int fds[4];
+
+	pbt_pipes(fds);
+	o.flags = 0x80;
+	cr_assert_eq(pbp_channel_from_fds(&a, fds[0], fds[3], &o, &err), PBP_EINVAL);
+	cr_assert_neq(strstr(err.msg, "unknown flags 0x80"), NULL, "%s", err.msg);
+	for (int i = 0; i < 4; i++)
+		close(fds[i]);
+}

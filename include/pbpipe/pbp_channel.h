@@ -114,10 +114,30 @@ typedef struct pbp_channel_options {
 	                                  (none); < 0 means none */
 	int recv_timeout_ms;         /**< deadline of each receive; 0 means the
 	                                  default (none); < 0 means none */
+	unsigned int flags;          /**< PBP_CHANNEL_* flags */
+	int spin_us;                 /**< low-latency receive: before sleeping,
+	                                  poll for up to this many microseconds
+	                                  (burns CPU; see docs/performance.md);
+	                                  0: off */
+	int pipe_size;               /**< F_SETPIPE_SZ for pipe fds: 0 means
+	                                  PBP_DEFAULT_PIPE_SIZE, < 0 leaves the
+	                                  kernel's size; failure is not an error */
 } pbp_channel_options;
 
 /** Initializer for pbp_channel_options: every field at its default. */
-#define PBP_CHANNEL_OPTIONS_INIT { PBP_CHANNEL_OPTIONS_VERSION, NULL, 0, 0, 0, 0, 0, 0 }
+#define PBP_CHANNEL_OPTIONS_INIT { PBP_CHANNEL_OPTIONS_VERSION, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+
+/**
+ * Write coalescing: a send queues its frame and returns; queued frames go
+ * out in one write() when 64 KiB are queued, on pbp_channel_flush(), before
+ * a receive waits for data, and on Goodbye or close_write.  For streams of
+ * small messages; request/response never stalls, because receiving
+ * flushes first.
+ */
+#define PBP_CHANNEL_COALESCE 0x1u
+
+/** Pipe capacity pbpipe asks for by default (F_SETPIPE_SZ). */
+#define PBP_DEFAULT_PIPE_SIZE (1024 * 1024)
 
 /** Which deadline pbp_channel_set_timeout() changes. */
 enum pbp_timeout_kind {
