@@ -737,7 +737,7 @@ pbp_channel_handshake(pbp_channel *ch)
 	int64_t deadline;
 	pbpipe_Envelope env;
 	pbp__frame f;
-	int rc;
+	int rc, sent;
 
 	if (ch == NULL)
 		return PBP_EINVAL;
@@ -752,10 +752,16 @@ pbp_channel_handshake(pbp_channel *ch)
 		rc = pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
 		                 "the peer did not take our Hello within %d ms",
 		                 ch->timeout[PBP_TIMEOUT_HANDSHAKE]);
-	if (rc != 0)
+	if (rc != 0 && rc != PBP_EPIPE)
 		goto failed;
+	/* A peer that stopped reading may still have written: a peer that
+	 * died before its Hello is then reported the same way whichever
+	 * end of the pipes the kernel closed first. */
+	sent = rc;
 	rc = read_frame(ch, &f, deadline);
-	if (rc == PBP_EOF)
+	if (rc == 0 && sent != 0)
+		rc = sent;
+	else if (rc == PBP_EOF)
 		rc = pbp__seterr(&ch->error, PBP_ETRUNC, 0,
 		                 "the peer closed the stream before sending its Hello");
 	else if (rc == PBP_ETIMEDOUT)

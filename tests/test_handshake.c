@@ -283,11 +283,22 @@ T(no_io_before_the_handshake)
 
 T(peer_that_reads_nothing_and_exits)
 {
+	pbpipe_Hello h = pbt_good_hello();
+	uint8_t buf[256];
+	size_t n = pbt_hello_frame(buf, sizeof buf, &h);
 	pbp_channel *a;
 	int fds[4];
 
+	/* Gone before its Hello: whichever end closed first, truncation. */
 	a = scripted(fds, NULL);
-	close_peer(fds); /* no reader for A's Hello, no writer for the peer's */
+	close_peer(fds);
+	cr_assert_eq(pbp_channel_handshake(a), PBP_ETRUNC, "%s", pbp_channel_errmsg(a));
+	pbp_channel_free(a);
+
+	/* Sent its Hello but reads nothing: the peer is gone for sending. */
+	a = scripted(fds, NULL);
+	pbt_write_all(fds[1], buf, n);
+	close_peer(fds);
 	cr_assert_eq(pbp_channel_handshake(a), PBP_EPIPE, "%s", pbp_channel_errmsg(a));
 	pbp_channel_free(a);
 }
