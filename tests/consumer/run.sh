@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs pbpipe from a build tree into a scratch prefix, then builds the
+# consumer project against it twice (find_package; pkg-config + make) and
+# runs it.  Usage: run.sh <pbpipe build dir> <scratch dir>
+set -euo pipefail
+build=$1
+work=$2
+here=$(cd "$(dirname "$0")" && pwd)
+rm -rf "$work"
+mkdir -p "$work"
+cmake --install "$build" --prefix "$work/prefix" >/dev/null
+libdir=$(dirname "$(find "$work/prefix" -name pbpipe.pc)")/..
+
+echo "== find_package"
+cmake -S "$here" -B "$work/cmake" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+cmake --build "$work/cmake" >/dev/null
+out=$(cd "$work/cmake" && ./calc-parent)
+echo "$out"
+[ "$out" = "2 + 40 = 42" ] || { echo "FAIL: unexpected output"; exit 1; }
+ldd "$work/cmake/calc-helper" | grep -q "libpbpipe.so.0 => $work/prefix" ||
+  { echo "FAIL: calc-helper does not use the installed libpbpipe.so"; exit 1; }
+
+echo "== pkg-config + make"
+export PKG_CONFIG_PATH=$libdir/pkgconfig
+pkg-config --modversion pbpipe
+make -s -f "$here/Makefile" SRC="$here" OUT="$work/make"
+out=$(cd "$work/make" && ./calc-parent)
+echo "$out"
+[ "$out" = "2 + 40 = 42" ] || { echo "FAIL: unexpected output"; exit 1; }
+echo "consumer: all checks passed"
