@@ -56,6 +56,7 @@ struct pbp_channel {
 	uint32_t limit;      /* effective limit, both directions */
 	int timeout[3];      /* by PBP_TIMEOUT_*: ms, < 0 for none */
 	unsigned int flags;  /* PBP_CHANNEL_* */
+	int trace_fd;        /* frame trace (trace.c), or -1 */
 	int spin_us;         /* low-latency receive, 0: off */
 	pbp_peer_info peer;
 	int have_msg;
@@ -125,6 +126,7 @@ pbp__channel_new_io(pbp_channel **out, const pbp__io_ops *io, void *ctx,
 	ch->io = io;
 	ch->io_ctx = ctx;
 	ch->fds.rfd = ch->fds.wfd = ch->fds.auxfd = -1;
+	ch->trace_fd = -1;
 	ch->types = opts->types;
 	ch->ntypes = opts->ntypes;
 	ch->fingerprint = opts->schema_fingerprint;
@@ -142,6 +144,15 @@ pbp__channel_new_io(pbp_channel **out, const pbp__io_ops *io, void *ctx,
 	    pbp__reader_init(&ch->rd, PBP__HANDSHAKE_MAX_FRAME, BUF_INITIAL) != 0) {
 		pbp_channel_free_keep_fds(ch);
 		return pbp__seterr(err, PBP_ENOMEM, 0, "out of memory allocating channel buffers");
+	}
+	/* PBPIPE_TRACE=FILE traces every channel of the process (and of its
+	 * children, which inherit the environment). */
+	if (getenv("PBPIPE_TRACE") != NULL && *getenv("PBPIPE_TRACE") != '\0') {
+		rc = pbp__trace_open(getenv("PBPIPE_TRACE"), &ch->trace_fd, err);
+		if (rc != 0) {
+			pbp_channel_free_keep_fds(ch);
+			return rc;
+		}
 	}
 	*out = ch;
 	return 0;
@@ -190,6 +201,7 @@ pbp_channel_free_keep_fds(pbp_channel *ch)
 {
 	if (ch == NULL)
 		return;
+	pbp__close(&ch->trace_fd);
 	pbp__reader_free(&ch->rd);
 	free(ch->wbuf);
 	free(ch);
@@ -301,6 +313,20 @@ pbp_channel_peer(const pbp_channel *ch, pbp_peer_info *out)
 	if (ch == NULL || out == NULL)
 		return PBP_EINVAL;
 	*out = ch->peer;
+	return 0;
+}
+
+int
+pbp_channel_set_trace(pbp_channel *ch, const char *path)
+{
+	int fd = -1, rc;
+
+	if (ch == NULL)
+		return PBP_EINVAL;
+	if (path != NULL && (rc = pbp__trace_open(path, &fd, &ch->error)) != 0)
+		return rc;
+	pbp__close(&ch->trace_fd);
+	ch->trace_fd = fd;
 	return 0;
 }
 
@@ -426,8 +452,15 @@ read_frame(pbp_channel *ch, pbp__frame *f, int64_t deadline)
 
 	for (;;) {
 		rc = pbp__reader_next(&ch->rd, &body, &len);
-		if (rc == 1)
+		if (rc == 1) {
+			if (ch->trace_fd >= 0) {
+				uint8_t prefix[PBP__VARINT32_MAX];
+
+				pbp__trace_frame(ch->trace_fd, 'R', prefix,
+				                 (size_t)(pbp__put_varint(prefix, len) - prefix), body, len);
+			}
 			return pbp__frame_decode(body, len, f, &ch->error);
+		}
 		if (rc < 0) {
 			if (rc != PBP_EOF)
 				ch->error = ch->rd.error;
@@ -528,6 +561,8 @@ queue_message(pbp_channel *ch, uint32_t type, uint64_t id, size_t psize,
 	rc = put(ch, ch->wbuf + ch->wlen + hlen, psize, a, b);
 	if (rc != 0)
 		return rc; /* nothing was queued: the stream is intact */
+	if (ch->trace_fd >= 0)
+		pbp__trace_frame(ch->trace_fd, 'S', ch->wbuf + ch->wlen, hlen + psize, NULL, 0);
 	ch->wlen += hlen + psize;
 	return 0;
 }
@@ -648,6 +683,8 @@ send_control(pbp_channel *ch, const pbpipe_Envelope *env, int64_t deadline)
 		                         &ch->error);
 	if (rc != 0)
 		return rc;
+	if (ch->trace_fd >= 0)
+		pbp__trace_frame(ch->trace_fd, 'S', ch->wbuf + ch->wlen, n, NULL, 0);
 	ch->wlen += n;
 	return flush(ch, deadline);
 }

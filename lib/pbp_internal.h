@@ -146,6 +146,17 @@ int pbp__hello_check(const pbpipe_Hello *h, uint32_t our_max_frame,
                      uint64_t our_fingerprint, pbp_peer_info *peer,
                      pbp_error *err);
 
+/* ---- trace.c ------------------------------------------------------------- */
+
+#define PBP__TRACE_HEADER 20
+
+/* Opens (creates, appends to) a trace file, close-on-exec. */
+int pbp__trace_open(const char *path, int *fd, pbp_error *err);
+/* Appends one record: the frame is prefix followed by rest (either may be
+ * empty).  dir is 'S' or 'R'.  Errors are ignored. */
+void pbp__trace_frame(int fd, int dir, const uint8_t *prefix, size_t plen,
+                      const uint8_t *rest, size_t rlen);
+
 /* ---- channel.c ----------------------------------------------------------- */
 
 /* pbp_channel_goodbye() with a deadline for the write. */
