@@ -24,44 +24,7 @@
 
 #include "pbp_internal.h"
 
-/* Initial sizes of both buffers, and the slack the receive buffer may hold
- * beyond one largest frame while a blocked send drains incoming data. */
-#define BUF_INITIAL (64u * 1024u)
-#define RX_SLACK (64u * 1024u)
-/* With PBP_CHANNEL_COALESCE, queued frames go out once this much is queued. */
-#define COALESCE_MAX (64u * 1024u)
-
-enum { ST_NEW = 0, ST_READY = 1 };
-
-struct pbp_channel {
-	const pbp__io_ops *io;
-	void *io_ctx;
-	pbp__fds fds;        /* the fd transport's state; io_ctx points here */
-	int owns_fds;
-	int state;
-	int rx_err;          /* sticky receive error (PBP_EOF included) */
-	int tx_err;          /* sticky send error */
-	int rx_eof;          /* the transport reported end of stream */
-	int wr_closed;
-	pbp_error rx_error;  /* describes rx_err */
-	pbp_error tx_error;  /* describes tx_err */
-	pbp_error error;     /* the most recent failure */
-	pbp__reader rd;
-	uint8_t *wbuf;
-	size_t wcap, woff, wlen; /* wbuf[woff..wlen) is queued output */
-	const pbp_msgtype *types;
-	size_t ntypes;
-	uint64_t fingerprint;
-	uint32_t max_frame;  /* our own limit */
-	uint32_t limit;      /* effective limit, both directions */
-	int timeout[3];      /* by PBP_TIMEOUT_*: ms, < 0 for none */
-	unsigned int flags;  /* PBP_CHANNEL_* */
-	int trace_fd;        /* frame trace (trace.c), or -1 */
-	int spin_us;         /* low-latency receive, 0: off */
-	pbp_peer_info peer;
-	int have_msg;
-	pbp_msginfo msg;
-};
+#include "channel_impl.h"
 
 /* ---- construction -------------------------------------------------------- */
 
@@ -80,9 +43,9 @@ check_options(const pbp_channel_options *o, pbp_error *err)
 		return pbp__seterr(err, PBP_EINVAL, 0,
 		                   "max_frame %" PRIu32 " is outside [%u, %u]",
 		                   o->max_frame, PBP_MIN_MAX_FRAME, PBP_MAX_MAX_FRAME);
-	if (o->flags & ~PBP_CHANNEL_COALESCE)
+	if (o->flags & ~(PBP_CHANNEL_COALESCE | PBP_CHANNEL_DUPLEX))
 		return pbp__seterr(err, PBP_EINVAL, 0, "unknown flags 0x%x in options",
-		                   o->flags & ~PBP_CHANNEL_COALESCE);
+		                   o->flags & ~(PBP_CHANNEL_COALESCE | PBP_CHANNEL_DUPLEX));
 	if (o->ntypes > 0 && o->types == NULL)
 		return pbp__seterr(err, PBP_EINVAL, 0, "ntypes is %zu but types is NULL",
 		                   o->ntypes);
@@ -137,6 +100,15 @@ pbp__channel_new_io(pbp_channel **out, const pbp__io_ops *io, void *ctx,
 	ch->timeout[PBP_TIMEOUT_RECV] = opt_timeout(opts->recv_timeout_ms, -1);
 	ch->flags = opts->flags;
 	ch->spin_us = opts->spin_us > 0 ? opts->spin_us : 0;
+	ch->next_id = 1;
+	/* In duplex mode the send side keeps its own error record and a lock,
+	 * so that one thread can send while another receives. */
+	ch->txe = (ch->flags & PBP_CHANNEL_DUPLEX) ? &ch->error_tx : &ch->error;
+	if ((ch->flags & PBP_CHANNEL_DUPLEX) && pthread_mutex_init(&ch->wlock, NULL) != 0) {
+		ch->flags &= ~PBP_CHANNEL_DUPLEX;
+		pbp_channel_free_keep_fds(ch);
+		return pbp__seterr(err, PBP_ESYS, 0, "pthread_mutex_init failed");
+	}
 	ch->wbuf = malloc(BUF_INITIAL);
 	ch->wcap = BUF_INITIAL;
 	/* Before the handshake, accept one small frame: a Hello. */
@@ -202,6 +174,9 @@ pbp_channel_free_keep_fds(pbp_channel *ch)
 	if (ch == NULL)
 		return;
 	pbp__close(&ch->trace_fd);
+	pbp__calls_free(ch);
+	if (ch->flags & PBP_CHANNEL_DUPLEX)
+		pthread_mutex_destroy(&ch->wlock);
 	pbp__reader_free(&ch->rd);
 	free(ch->wbuf);
 	free(ch);
@@ -240,13 +215,36 @@ rx_fail(pbp_channel *ch, int code)
 	return code;
 }
 
+/* Makes the error now in *ch->txe sticky for sending. */
 static int
 tx_fail(pbp_channel *ch, int code)
 {
-	ch->error.code = code;
+	ch->txe->code = code;
 	ch->tx_err = code;
-	ch->tx_error = ch->error;
+	ch->tx_error = *ch->txe;
 	return code;
+}
+
+/* Records a send-side failure of the current call only. */
+static int
+tx_failmsg(pbp_channel *ch, int code, const char *msg)
+{
+	return pbp__seterr(ch->txe, code, 0, "%s", msg);
+}
+
+/* Duplex mode: the write side is used by one thread at a time. */
+static void
+tx_lock(pbp_channel *ch)
+{
+	if (ch->flags & PBP_CHANNEL_DUPLEX)
+		pthread_mutex_lock(&ch->wlock);
+}
+
+static void
+tx_unlock(pbp_channel *ch)
+{
+	if (ch->flags & PBP_CHANNEL_DUPLEX)
+		pthread_mutex_unlock(&ch->wlock);
 }
 
 /* Returns a sticky error again, re-describing it as the latest. */
@@ -260,19 +258,19 @@ rx_again(pbp_channel *ch)
 static int
 tx_again(pbp_channel *ch)
 {
-	ch->error = ch->tx_error;
+	*ch->txe = ch->tx_error;
 	return ch->tx_err;
 }
 
 static int
-sys_error(pbp_channel *ch, long e, const char *what)
+sys_error(pbp_error *e, long neg_errno, const char *what)
 {
-	int en = (int)-e;
+	int en = (int)-neg_errno;
 
 	if (en == EPIPE)
-		return pbp__seterr(&ch->error, PBP_EPIPE, EPIPE,
-		                   "%s: the peer has closed its read side", what);
-	return pbp__seterr(&ch->error, PBP_ESYS, en, "%s: %s", what, strerror(en));
+		return pbp__seterr(e, PBP_EPIPE, EPIPE, "%s: the peer has closed its read side",
+		                   what);
+	return pbp__seterr(e, PBP_ESYS, en, "%s: %s", what, strerror(en));
 }
 
 void
@@ -293,6 +291,12 @@ const char *
 pbp_channel_errmsg(const pbp_channel *ch)
 {
 	return ch->error.msg;
+}
+
+const pbp_error *
+pbp_channel_send_error(const pbp_channel *ch)
+{
+	return ch->txe;
 }
 
 int
@@ -376,7 +380,7 @@ fill_once(pbp_channel *ch)
 	}
 	if (n == -EAGAIN)
 		return 0;
-	sys_error(ch, n, "read");
+	sys_error(&ch->error, n, "read");
 	return rx_fail(ch, ch->error.code);
 }
 
@@ -384,7 +388,9 @@ fill_once(pbp_channel *ch)
 static int
 rx_room(pbp_channel *ch)
 {
-	return !ch->rx_eof && ch->rx_err == 0 && pbp__reader_pending(&ch->rd) < ch->rd.max_cap;
+	/* In duplex mode another thread owns the receive side. */
+	return !(ch->flags & PBP_CHANNEL_DUPLEX) && !ch->rx_eof && ch->rx_err == 0 &&
+	       pbp__reader_pending(&ch->rd) < ch->rd.max_cap;
 }
 
 /* Writes the queued output.  While the transport is full, keeps reading
@@ -403,18 +409,18 @@ flush(pbp_channel *ch, int64_t deadline)
 			continue;
 		}
 		if (n != -EAGAIN && n != 0) {
-			sys_error(ch, n, "write");
-			return tx_fail(ch, ch->error.code);
+			sys_error(ch->txe, n, "write");
+			return tx_fail(ch, ch->txe->code);
 		}
 		ev = ch->io->wait(ch->io_ctx, PBP__IO_WRITE | (rx_room(ch) ? PBP__IO_READ : 0),
 		                  deadline);
 		if (ev == 0)
-			return pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
+			return pbp__seterr(ch->txe, PBP_ETIMEDOUT, 0,
 			                   "send deadline passed with %zu bytes still queued",
 			                   ch->wlen - ch->woff);
 		if (ev < 0) {
-			sys_error(ch, ev, "wait");
-			return tx_fail(ch, ch->error.code);
+			sys_error(ch->txe, ev, "wait");
+			return tx_fail(ch, ch->txe->code);
 		}
 		if (ev & PBP__IO_READ)
 			(void)fill_once(ch); /* a receive error surfaces on recv */
@@ -481,7 +487,7 @@ read_frame(pbp_channel *ch, pbp__frame *f, int64_t deadline)
 				                   "receive deadline passed (%zu bytes of a frame buffered)",
 				                   pbp__reader_pending(&ch->rd));
 			if (ev < 0)
-				return sys_error(ch, ev, "wait");
+				return sys_error(&ch->error, ev, "wait");
 		}
 	}
 }
@@ -495,9 +501,9 @@ tx_ready(pbp_channel *ch)
 	if (ch->tx_err != 0)
 		return tx_again(ch);
 	if (ch->state != ST_READY)
-		return fail(ch, PBP_EINVAL, "send before a successful handshake");
+		return tx_failmsg(ch, PBP_EINVAL, "send before a successful handshake");
 	if (ch->wr_closed)
-		return fail(ch, PBP_EINVAL, "send after the write side was closed");
+		return tx_failmsg(ch, PBP_EINVAL, "send after the write side was closed");
 	return 0;
 }
 
@@ -516,22 +522,49 @@ tx_reserve(pbp_channel *ch, size_t n)
 	if (ch->wcap - ch->wlen >= n)
 		return 0;
 	/* Bounded: n is at most one frame within the limit, and what is
-	 * queued is at most one earlier frame (a send that timed out). */
+	 * queued is at most QUEUE_MAX (see make_room). */
 	ncap = ch->wcap * 2 > queued + n ? ch->wcap * 2 : queued + n;
 	nb = realloc(ch->wbuf, ncap);
 	if (nb == NULL)
-		return pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM,
+		return pbp__seterr(ch->txe, PBP_ENOMEM, ENOMEM,
 		                   "out of memory for a frame of %zu bytes", n);
 	ch->wbuf = nb;
 	ch->wcap = ncap;
 	return 0;
 }
 
-/* Queues one application frame whose payload is written by put(). */
+/* Before queueing a frame of n bytes: output already queued goes first
+ * when it must.  Blocking sends keep at most one earlier frame queued (a
+ * send that timed out), coalescing ones up to COALESCE_MAX, non-blocking
+ * ones (deadline 0) up to QUEUE_MAX, after which they say PBP_EAGAIN. */
 static int
-queue_message(pbp_channel *ch, uint32_t type, uint64_t id, size_t psize,
-              int (*put)(pbp_channel *, uint8_t *, size_t, const void *, const void *),
-              const void *a, const void *b)
+make_room(pbp_channel *ch, size_t n)
+{
+	size_t queued = ch->wlen - ch->woff;
+	int nonblock = ch->timeout[PBP_TIMEOUT_SEND] == 0, rc;
+
+	if (queued == 0)
+		return 0;
+	if (nonblock) {
+		if (queued + n <= QUEUE_MAX)
+			return 0;
+		rc = flush(ch, pbp__deadline(0));
+		if (rc == PBP_ETIMEDOUT && ch->wlen - ch->woff + n > QUEUE_MAX)
+			return pbp__seterr(ch->txe, PBP_EAGAIN, 0,
+			                   "%zu bytes already queued: poll for writing, then flush",
+			                   ch->wlen - ch->woff);
+		return rc == PBP_ETIMEDOUT ? 0 : rc;
+	}
+	if ((ch->flags & PBP_CHANNEL_COALESCE) && queued + n <= COALESCE_MAX)
+		return 0;
+	return flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
+}
+
+/* Queues one application frame: payload encoded by nanopb from (fields,
+ * msg), or copied from msg (size bytes) when fields is NULL. */
+static int
+queue_message(pbp_channel *ch, uint32_t type, uint64_t id, const pbp__reply *r,
+              const pb_msgdesc_t *fields, const void *msg, size_t psize)
 {
 	uint8_t hdr[PBP__MSG_HEADER_MAX];
 	uint64_t body;
@@ -539,89 +572,79 @@ queue_message(pbp_channel *ch, uint32_t type, uint64_t id, size_t psize,
 	int rc;
 
 	if (type == 0)
-		return fail(ch, PBP_EINVAL, "message type 0 is reserved");
-	hlen = pbp__message_header(hdr, type, id, psize, &body);
+		return tx_failmsg(ch, PBP_EINVAL, "message type 0 is reserved");
+	hlen = pbp__message_header_ex(hdr, type, id, r, psize, &body);
 	if (hlen == 0 || body > ch->limit)
-		return pbp__seterr(&ch->error, PBP_EMSGSIZE, 0,
+		return pbp__seterr(ch->txe, PBP_EMSGSIZE, 0,
 		                   "a message of %zu bytes does not fit the frame limit of %" PRIu32
 		                   " bytes", psize, ch->limit);
-	/* Output already queued (a send that timed out, or coalesced frames
-	 * that this one would push past COALESCE_MAX) goes first, which keeps
-	 * the write buffer within one frame plus COALESCE_MAX. */
-	if (ch->wlen > ch->woff &&
-	    (!(ch->flags & PBP_CHANNEL_COALESCE) || ch->wlen - ch->woff + hlen + psize > COALESCE_MAX)) {
-		rc = flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
-		if (rc != 0)
-			return rc;
-	}
-	rc = tx_reserve(ch, hlen + psize);
-	if (rc != 0)
+	if ((rc = make_room(ch, hlen + psize)) != 0 || (rc = tx_reserve(ch, hlen + psize)) != 0)
 		return rc;
 	memcpy(ch->wbuf + ch->wlen, hdr, hlen);
-	rc = put(ch, ch->wbuf + ch->wlen + hlen, psize, a, b);
-	if (rc != 0)
-		return rc; /* nothing was queued: the stream is intact */
+	if (fields != NULL) {
+		pb_ostream_t os = pb_ostream_from_buffer(ch->wbuf + ch->wlen + hlen, psize);
+
+		if (!pb_encode(&os, fields, msg) || os.bytes_written != psize)
+			/* Nothing was queued: the stream is intact. */
+			return pbp__seterr(ch->txe, PBP_EENCODE, 0, "encoding message type %" PRIu32 ": %s",
+			                   type, os.errmsg ? os.errmsg
+			                                   : "callbacks wrote a different size the second time");
+	} else if (psize > 0) {
+		memcpy(ch->wbuf + ch->wlen + hlen, msg, psize);
+	}
 	if (ch->trace_fd >= 0)
 		pbp__trace_frame(ch->trace_fd, 'S', ch->wbuf + ch->wlen, hlen + psize, NULL, 0);
 	ch->wlen += hlen + psize;
 	return 0;
 }
 
-static int
-put_encoded(pbp_channel *ch, uint8_t *out, size_t size, const void *fields, const void *msg)
-{
-	pb_ostream_t os = pb_ostream_from_buffer(out, size);
-
-	if (!pb_encode(&os, fields, msg) || os.bytes_written != size)
-		return pbp__seterr(&ch->error, PBP_EENCODE, 0, "encoding a message: %s",
-		                   os.errmsg ? os.errmsg
-		                             : "callbacks wrote a different size the second time");
-	return 0;
-}
-
-static int
-put_raw(pbp_channel *ch, uint8_t *out, size_t size, const void *payload, const void *unused)
-{
-	(void)ch;
-	(void)unused;
-	if (size > 0)
-		memcpy(out, payload, size);
-	return 0;
-}
-
 /* After a frame is queued: write it now, unless coalescing and there is
- * room for more. */
+ * room for more.  A non-blocking send succeeds once the frame is queued. */
 static int
 send_done(pbp_channel *ch)
 {
+	int rc;
+
 	if ((ch->flags & PBP_CHANNEL_COALESCE) && ch->wlen - ch->woff < COALESCE_MAX)
 		return 0;
-	return flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
+	rc = flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
+	return rc == PBP_ETIMEDOUT && ch->timeout[PBP_TIMEOUT_SEND] == 0 ? 0 : rc;
+}
+
+int
+pbp__ch_send(pbp_channel *ch, uint32_t type, uint64_t id, const pbp__reply *r,
+             const pb_msgdesc_t *fields, const void *msg, size_t size)
+{
+	int rc;
+
+	tx_lock(ch);
+	rc = tx_ready(ch);
+	if (rc == 0 && fields != NULL && !pb_get_encoded_size(&size, fields, msg))
+		rc = pbp__seterr(ch->txe, PBP_EENCODE, 0,
+		                 "sizing message type %" PRIu32 ": a callback failed or a field is invalid",
+		                 type);
+	if (rc == 0) {
+		if (!(ch->flags & PBP_CHANNEL_DUPLEX))
+			ch->have_msg = 0; /* the send may move the receive buffer */
+		rc = queue_message(ch, type, id, r, fields, msg, size);
+	}
+	if (rc == 0)
+		rc = send_done(ch);
+	tx_unlock(ch);
+	return rc;
 }
 
 int
 pbp_channel_send_ex(pbp_channel *ch, uint32_t type, uint64_t id,
                     const pb_msgdesc_t *fields, const void *msg)
 {
-	size_t psize;
-	int rc;
-
 	if (ch == NULL || fields == NULL || msg == NULL)
-		return ch ? fail(ch, PBP_EINVAL, "send: NULL descriptor or message") : PBP_EINVAL;
-	rc = tx_ready(ch);
-	if (rc != 0)
-		return rc;
-	ch->have_msg = 0; /* the send may move the receive buffer */
-	if (!pb_get_encoded_size(&psize, fields, msg))
-		return pbp__seterr(&ch->error, PBP_EENCODE, 0,
-		                   "sizing message type %" PRIu32 ": a callback failed or a field is invalid",
-		                   type);
-	rc = queue_message(ch, type, id, psize, put_encoded, fields, msg);
-	return rc == 0 ? send_done(ch) : rc;
+		return ch ? tx_failmsg(ch, PBP_EINVAL, "send: NULL descriptor or message") : PBP_EINVAL;
+	return pbp__ch_send(ch, type, id, NULL, fields, msg, 0);
 }
 
-static const pbp_msgtype *
-find_type(const pbp_channel *ch, uint32_t type)
+const pbp_msgtype *
+pbp__ch_find_type(const pbp_channel *ch, uint32_t type)
 {
 	size_t i;
 
@@ -638,9 +661,9 @@ pbp_channel_send(pbp_channel *ch, uint32_t type, const void *msg)
 
 	if (ch == NULL)
 		return PBP_EINVAL;
-	t = find_type(ch, type);
+	t = pbp__ch_find_type(ch, type);
 	if (t == NULL)
-		return pbp__seterr(&ch->error, PBP_ETYPE, 0,
+		return pbp__seterr(ch->txe, PBP_ETYPE, 0,
 		                   "send: no descriptor registered for message type %" PRIu32, type);
 	return pbp_channel_send_ex(ch, type, 0, t->fields, msg);
 }
@@ -649,29 +672,35 @@ int
 pbp_channel_send_raw(pbp_channel *ch, uint32_t type, uint64_t id,
                      const void *payload, size_t size)
 {
-	int rc;
-
 	if (ch == NULL || (payload == NULL && size > 0))
-		return ch ? fail(ch, PBP_EINVAL, "send_raw: NULL payload") : PBP_EINVAL;
-	rc = tx_ready(ch);
-	if (rc != 0)
-		return rc;
-	ch->have_msg = 0;
-	rc = queue_message(ch, type, id, size, put_raw, payload, NULL);
-	return rc == 0 ? send_done(ch) : rc;
+		return ch ? tx_failmsg(ch, PBP_EINVAL, "send_raw: NULL payload") : PBP_EINVAL;
+	return pbp__ch_send(ch, type, id, NULL, NULL, payload, size);
 }
 
 int
 pbp_channel_flush(pbp_channel *ch)
 {
+	int rc;
+
 	if (ch == NULL)
 		return PBP_EINVAL;
-	if (ch->tx_err != 0)
-		return tx_again(ch);
-	return flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
+	tx_lock(ch);
+	rc = ch->tx_err != 0 ? tx_again(ch)
+	                     : flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
+	if (rc == PBP_ETIMEDOUT && ch->timeout[PBP_TIMEOUT_SEND] == 0)
+		rc = pbp__seterr(ch->txe, PBP_EAGAIN, 0, "%zu bytes still queued",
+		                 ch->wlen - ch->woff);
+	tx_unlock(ch);
+	return rc;
 }
 
-/* Queues and writes one control frame (Hello or Goodbye). */
+int
+pbp__ch_deadline_ms(const pbp_channel *ch, int which)
+{
+	return ch->timeout[which];
+}
+
+/* Queues and writes one control frame (Hello, Goodbye, Sync, SyncAck). */
 static int
 send_control(pbp_channel *ch, const pbpipe_Envelope *env, int64_t deadline)
 {
@@ -680,7 +709,7 @@ send_control(pbp_channel *ch, const pbpipe_Envelope *env, int64_t deadline)
 
 	if (rc == 0)
 		rc = pbp__control_encode(ch->wbuf + ch->wlen, PBP__HANDSHAKE_MAX_FRAME, env, &n,
-		                         &ch->error);
+		                         ch->txe);
 	if (rc != 0)
 		return rc;
 	if (ch->trace_fd >= 0)
@@ -690,16 +719,36 @@ send_control(pbp_channel *ch, const pbpipe_Envelope *env, int64_t deadline)
 }
 
 int
-pbp_channel_close_write(pbp_channel *ch)
+pbp__ch_send_sync(pbp_channel *ch, int kind, uint64_t id, int64_t deadline)
+{
+	pbpipe_Envelope env;
+	int rc;
+
+	memset(&env, 0, sizeof env);
+	if (kind == PBP__FRAME_SYNC) {
+		env.which_body = pbpipe_Envelope_sync_tag;
+		env.body.sync.id = id;
+	} else {
+		env.which_body = pbpipe_Envelope_sync_ack_tag;
+		env.body.sync_ack.id = id;
+	}
+	tx_lock(ch);
+	rc = tx_ready(ch);
+	if (rc == 0)
+		rc = send_control(ch, &env, deadline);
+	tx_unlock(ch);
+	return rc;
+}
+
+static int
+close_write_locked(pbp_channel *ch)
 {
 	int rc = 0, e;
 
-	if (ch == NULL)
-		return PBP_EINVAL;
 	if (ch->wr_closed)
 		return 0;
-	/* Queued output (a send that timed out) goes first; on a deadline
-	 * the write side stays open so the caller can try again. */
+	/* Queued output goes first; on a deadline the write side stays open
+	 * so the caller can try again. */
 	if (ch->wlen > ch->woff && ch->tx_err == 0) {
 		rc = flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
 		if (rc == PBP_ETIMEDOUT)
@@ -709,8 +758,20 @@ pbp_channel_close_write(pbp_channel *ch)
 	ch->woff = ch->wlen = 0;
 	e = ch->io->close_write(ch->io_ctx);
 	if (e != 0)
-		return pbp__seterr(&ch->error, PBP_ESYS, e, "closing the write side: %s",
-		                   strerror(e));
+		return pbp__seterr(ch->txe, PBP_ESYS, e, "closing the write side: %s", strerror(e));
+	return rc;
+}
+
+int
+pbp_channel_close_write(pbp_channel *ch)
+{
+	int rc;
+
+	if (ch == NULL)
+		return PBP_EINVAL;
+	tx_lock(ch);
+	rc = close_write_locked(ch);
+	tx_unlock(ch);
 	return rc;
 }
 
@@ -740,6 +801,7 @@ pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail,
 
 	if (ch == NULL)
 		return PBP_EINVAL;
+	tx_lock(ch);
 	rc = tx_ready(ch);
 	if (rc == 0 && ch->wlen > ch->woff)
 		rc = flush(ch, deadline);
@@ -753,7 +815,8 @@ pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail,
 	}
 	/* Whatever happened, the write side is done. */
 	ch->woff = ch->wlen = 0;
-	rc2 = pbp_channel_close_write(ch);
+	rc2 = close_write_locked(ch);
+	tx_unlock(ch);
 	return rc != 0 ? rc : rc2;
 }
 
@@ -833,14 +896,64 @@ failed:
 
 /* ---- receiving ----------------------------------------------------------- */
 
-static int
-rx_ready(pbp_channel *ch)
+int
+pbp__ch_rx_ready(pbp_channel *ch)
 {
 	if (ch->rx_err != 0)
 		return rx_again(ch);
 	if (ch->state != ST_READY)
 		return fail(ch, PBP_EINVAL, "receive before a successful handshake");
 	return 0;
+}
+
+/* Notes a Goodbye: the peer's last frame. */
+static int
+got_goodbye(pbp_channel *ch, const pbp__frame *f)
+{
+	ch->peer.goodbye_received = 1;
+	ch->peer.goodbye_reason = (int)f->goodbye.reason;
+	memcpy(ch->peer.goodbye_detail, f->goodbye.detail, sizeof ch->peer.goodbye_detail);
+	ch->peer.goodbye_detail[sizeof ch->peer.goodbye_detail - 1] = '\0';
+	return pbp__seterr(&ch->error, PBP_EOF, 0,
+	                   "end of stream: the peer said Goodbye (reason %d%s%s)",
+	                   (int)f->goodbye.reason, f->goodbye.detail[0] ? ": " : "",
+	                   f->goodbye.detail);
+}
+
+int
+pbp__ch_next(pbp_channel *ch, pbp__frame *f, int64_t deadline)
+{
+	int rc;
+
+	for (;;) {
+		rc = read_frame(ch, f, deadline);
+		if (rc == PBP_ETIMEDOUT)
+			return rc; /* not sticky: a partial frame stays buffered */
+		if (rc == PBP_EOF)
+			pbp__seterr(&ch->error, PBP_EOF, 0,
+			            "end of stream: the peer closed between frames");
+		else if (rc == 0 && f->kind == PBP__FRAME_GOODBYE)
+			rc = got_goodbye(ch, f);
+		else if (rc == 0 && f->kind == PBP__FRAME_HELLO)
+			rc = pbp__seterr(&ch->error, PBP_EPROTO, 0, "a second Hello after the handshake");
+		if (rc != 0)
+			return rx_fail(ch, rc);
+		if (f->kind == PBP__FRAME_MESSAGE)
+			return 0;
+		if (f->kind == PBP__FRAME_SYNC_ACK) {
+			if (ch->sync_id != 0 && f->sync_id == ch->sync_id) {
+				ch->sync_acked = 1;
+				return PBP__SYNCED;
+			}
+			continue; /* a late answer to a barrier that gave up */
+		}
+		/* Sync: everything the peer sent before it has been handed to
+		 * our application, which now asks for more: answer.  If we can
+		 * no longer send, the peer's deadline tells it. */
+		if (ch->tx_err == 0 && !ch->wr_closed)
+			(void)pbp__ch_send_sync(ch, PBP__FRAME_SYNC_ACK, f->sync_id,
+			                        pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
+	}
 }
 
 int
@@ -853,44 +966,46 @@ pbp_channel_recv(pbp_channel *ch, pbp_msginfo *out)
 	if (ch == NULL || out == NULL)
 		return ch ? fail(ch, PBP_EINVAL, "recv: NULL out") : PBP_EINVAL;
 	ch->have_msg = 0;
-	rc = rx_ready(ch);
+	/* Messages held while a call or a barrier waited come first. */
+	if (pbp__held_pop(ch)) {
+		ch->msg = (pbp_msginfo){ ch->cur.type, ch->cur.id, ch->cur.buf, ch->cur.len };
+		ch->have_msg = 1;
+		*out = ch->msg;
+		return 0;
+	}
+	rc = pbp__ch_rx_ready(ch);
 	if (rc != 0)
 		return rc;
 	deadline = pbp__deadline(ch->timeout[PBP_TIMEOUT_RECV]);
-	/* Output still queued (a send that timed out) goes first: the peer
-	 * may be waiting for it before it answers.  A send error does not
-	 * stop receiving what the peer sent before it left. */
-	if (ch->wlen > ch->woff && ch->tx_err == 0) {
+	/* Output still queued (coalesced, or a send that timed out) goes
+	 * first: the peer may be waiting for it before it answers.  A send
+	 * error does not stop receiving what the peer sent before it left.
+	 * In duplex mode the sending thread owns the output. */
+	if (ch->wlen > ch->woff && ch->tx_err == 0 && !(ch->flags & PBP_CHANNEL_DUPLEX)) {
 		rc = flush(ch, deadline);
 		if (rc == PBP_ETIMEDOUT)
-			return rc;
+			goto timedout;
 	}
-	rc = read_frame(ch, &f, deadline);
+	do {
+		rc = pbp__ch_next(ch, &f, deadline);
+		/* A reply goes to its call; one to no call of ours is the
+		 * peer's mistake, reported without failing the channel. */
+		if (rc == 0 && f.reply_to != 0 && (rc = pbp__calls_file_reply(ch, &f)) == 0)
+			rc = PBP__SYNCED;
+	} while (rc == PBP__SYNCED);
 	if (rc == PBP_ETIMEDOUT)
-		return rc; /* not sticky: a partial frame stays buffered */
-	if (rc == PBP_EOF)
-		pbp__seterr(&ch->error, PBP_EOF, 0, "end of stream: the peer closed between frames");
-	if (rc == 0 && f.kind == PBP__FRAME_GOODBYE) {
-		ch->peer.goodbye_received = 1;
-		ch->peer.goodbye_reason = (int)f.goodbye.reason;
-		memcpy(ch->peer.goodbye_detail, f.goodbye.detail, sizeof ch->peer.goodbye_detail);
-		ch->peer.goodbye_detail[sizeof ch->peer.goodbye_detail - 1] = '\0';
-		rc = pbp__seterr(&ch->error, PBP_EOF, 0,
-		                 "end of stream: the peer said Goodbye (reason %d%s%s)",
-		                 (int)f.goodbye.reason, f.goodbye.detail[0] ? ": " : "",
-		                 f.goodbye.detail);
-	} else if (rc == 0 && f.kind == PBP__FRAME_HELLO) {
-		rc = pbp__seterr(&ch->error, PBP_EPROTO, 0, "a second Hello after the handshake");
-	}
+		goto timedout;
 	if (rc != 0)
-		return rx_fail(ch, rc);
-	ch->msg.type = f.type;
-	ch->msg.id = f.id;
-	ch->msg.payload = f.payload;
-	ch->msg.size = f.payload_len;
+		return rc;
+	ch->msg = (pbp_msginfo){ f.type, f.id, f.payload, f.payload_len };
 	ch->have_msg = 1;
 	*out = ch->msg;
 	return 0;
+timedout:
+	if (ch->timeout[PBP_TIMEOUT_RECV] == 0)
+		return pbp__seterr(&ch->error, PBP_EAGAIN, 0, "no whole message yet (%zu bytes buffered)",
+		                   pbp__reader_pending(&ch->rd));
+	return PBP_ETIMEDOUT;
 }
 
 int
@@ -924,7 +1039,7 @@ pbp_channel_recv_msg(pbp_channel *ch, uint32_t *type, void *msg, size_t msg_size
 	if (rc != 0)
 		return rc;
 	*type = info.type;
-	t = find_type(ch, info.type);
+	t = pbp__ch_find_type(ch, info.type);
 	if (t == NULL)
 		return pbp__seterr(&ch->error, PBP_ETYPE, 0,
 		                   "received message type %" PRIu32

@@ -25,6 +25,8 @@ pbp_strerror(int code)
 	case PBP_EPIPE: return "peer gone";
 	case PBP_ETYPE: return "unknown message type";
 	case PBP_EEXEC: return "cannot execute child";
+	case PBP_EAGAIN: return "would block";
+	case PBP_EREMOTE: return "the peer reported an error";
 	default: return "unknown error";
 	}
 }
@@ -38,6 +40,7 @@ pbp__seterr(pbp_error *err, int code, int sys_errno, const char *fmt, ...)
 		return code;
 	err->code = code;
 	err->sys_errno = sys_errno;
+	err->remote_code = 0;
 	va_start(ap, fmt);
 	/* glibc's vsnprintf does not allocate for the plain %s/%d/%u/%x
 	 * conversions used here, so this works when memory is exhausted. */

@@ -63,21 +63,48 @@ pbp__frame_length(const uint8_t *p, size_t n, uint32_t *len, size_t *hdrlen)
 	return i == PBP__VARINT32_MAX ? PBP_EPROTO : 0;
 }
 
+#define TAG_MESSAGE_REPLY_TO ((4u << 3) | 0u)  /* Message.reply_to */
+#define TAG_MESSAGE_ERROR_CODE ((5u << 3) | 0u) /* Message.error_code */
+#define TAG_MESSAGE_ERROR_MSG ((6u << 3) | 2u)  /* Message.error_message */
+
+/* Length of an error message as sent: at most PBP__ERRMSG_WIRE_MAX bytes,
+ * cut at a UTF-8 character boundary (it is a protobuf string). */
+static size_t
+errmsg_len(const char *m)
+{
+	size_t n = m ? strlen(m) : 0;
+
+	if (n > PBP__ERRMSG_WIRE_MAX) {
+		n = PBP__ERRMSG_WIRE_MAX;
+		while (n > 0 && ((unsigned char)m[n] & 0xc0) == 0x80)
+			n--;
+	}
+	return n;
+}
+
 size_t
-pbp__message_header(uint8_t *out, uint32_t type, uint64_t id,
-                    size_t payload_len, uint64_t *body_len)
+pbp__message_header_ex(uint8_t *out, uint32_t type, uint64_t id, const pbp__reply *r,
+                       size_t payload_len, uint64_t *body_len)
 {
 	uint64_t msg_len, body;
+	size_t elen = r && r->error_code ? errmsg_len(r->error_msg) : 0;
 	uint8_t *p = out;
 
 	if (payload_len > UINT32_MAX)
 		return 0;
 	/* Canonical proto3 encoding: fields with default values (id 0, an
-	 * empty payload) are omitted, so the bytes equal what any protobuf
-	 * library produces for the same Envelope. */
+	 * empty payload) are omitted, so a plain message's bytes equal what
+	 * any protobuf library produces for the same Envelope.  The payload
+	 * comes last so that it can follow this header directly. */
 	msg_len = 1 + pbp__varint_size(type);
 	if (id != 0)
 		msg_len += 1 + pbp__varint_size(id);
+	if (r && r->reply_to != 0)
+		msg_len += 1 + pbp__varint_size(r->reply_to);
+	if (r && r->error_code != 0)
+		msg_len += 1 + pbp__varint_size(r->error_code);
+	if (elen != 0)
+		msg_len += 1 + pbp__varint_size(elen) + elen;
 	if (payload_len != 0)
 		msg_len += 1 + pbp__varint_size(payload_len) + payload_len;
 	body = 1 + pbp__varint_size(msg_len) + msg_len;
@@ -94,11 +121,32 @@ pbp__message_header(uint8_t *out, uint32_t type, uint64_t id,
 		*p++ = TAG_MESSAGE_ID;
 		p = pbp__put_varint(p, id);
 	}
+	if (r && r->reply_to != 0) {
+		*p++ = TAG_MESSAGE_REPLY_TO;
+		p = pbp__put_varint(p, r->reply_to);
+	}
+	if (r && r->error_code != 0) {
+		*p++ = TAG_MESSAGE_ERROR_CODE;
+		p = pbp__put_varint(p, r->error_code);
+	}
+	if (elen != 0) {
+		*p++ = TAG_MESSAGE_ERROR_MSG;
+		p = pbp__put_varint(p, elen);
+		memcpy(p, r->error_msg, elen);
+		p += elen;
+	}
 	if (payload_len != 0) {
 		*p++ = TAG_MESSAGE_PAYLOAD;
 		p = pbp__put_varint(p, payload_len);
 	}
 	return (size_t)(p - out);
+}
+
+size_t
+pbp__message_header(uint8_t *out, uint32_t type, uint64_t id,
+                    size_t payload_len, uint64_t *body_len)
+{
+	return pbp__message_header_ex(out, type, id, NULL, payload_len, body_len);
 }
 
 int
@@ -129,27 +177,35 @@ decode_message(pb_istream_t *s, pbp__frame *out, pbp_error *err)
 	out->id = 0;
 	out->payload = NULL;
 	out->payload_len = 0;
+	out->reply_to = 0;
+	out->error_code = 0;
+	out->error_msg = NULL;
+	out->error_len = 0;
 	while (s->bytes_left > 0) {
 		if (!pb_decode_tag(s, &wt, &tag, &eof) || tag == 0) {
 			PB_SET_ERROR(s, "field number 0");
 			goto bad;
 		}
-		if (tag == 1 || tag == 2) {
+		if (tag == 1 || tag == 2 || tag == 4 || tag == 5) {
 			if (wt != PB_WT_VARINT) {
 				PB_SET_ERROR(s, "wrong wire type");
 				goto bad;
 			}
 			if (!pb_decode_varint(s, &v))
 				goto bad;
-			if (tag == 1) {
-				if (v > UINT32_MAX)
-					return pbp__seterr(err, PBP_EDECODE, 0,
-					                   "message type %" PRIu64 " does not fit 32 bits", v);
+			if ((tag == 1 || tag == 5) && v > UINT32_MAX)
+				return pbp__seterr(err, PBP_EDECODE, 0,
+				                   "Message field %u: %" PRIu64 " does not fit 32 bits",
+				                   (unsigned)tag, v);
+			if (tag == 1)
 				out->type = (uint32_t)v;
-			} else {
+			else if (tag == 2)
 				out->id = v;
-			}
-		} else if (tag == 3) {
+			else if (tag == 4)
+				out->reply_to = v;
+			else
+				out->error_code = (uint32_t)v;
+		} else if (tag == 3 || tag == 6) {
 			pb_istream_t sub;
 
 			if (wt != PB_WT_STRING) {
@@ -159,8 +215,13 @@ decode_message(pb_istream_t *s, pbp__frame *out, pbp_error *err)
 			if (!pb_make_string_substream(s, &sub))
 				goto bad;
 			/* A buffer stream's state is its read pointer. */
-			out->payload = (const uint8_t *)sub.state;
-			out->payload_len = sub.bytes_left;
+			if (tag == 3) {
+				out->payload = (const uint8_t *)sub.state;
+				out->payload_len = sub.bytes_left;
+			} else {
+				out->error_msg = (const char *)sub.state;
+				out->error_len = sub.bytes_left;
+			}
 			if (!pb_read(&sub, NULL, sub.bytes_left) ||
 			    !pb_close_string_substream(s, &sub))
 				goto bad;
@@ -194,6 +255,14 @@ decode_body(pb_istream_t *s, uint32_t tag, pbp__frame *out, pbp_error *err)
 		if (!pb_decode(&sub, pbpipe_Goodbye_fields, &out->goodbye))
 			rc = pbp__seterr(err, PBP_EDECODE, 0, "malformed Goodbye: %s",
 			                 PB_GET_ERROR(&sub));
+	} else if (tag == 4 || tag == 5) {
+		/* Sync and SyncAck have the same shape. */
+		pbpipe_Sync sync = pbpipe_Sync_init_zero;
+
+		if (!pb_decode(&sub, pbpipe_Sync_fields, &sync))
+			rc = pbp__seterr(err, PBP_EDECODE, 0, "malformed %s: %s",
+			                 tag == 4 ? "Sync" : "SyncAck", PB_GET_ERROR(&sub));
+		out->sync_id = sync.id;
 	} else {
 		rc = decode_message(&sub, out, err);
 	}
@@ -218,7 +287,7 @@ pbp__frame_decode(const uint8_t *body, size_t len, pbp__frame *out,
 		if (!pb_decode_tag(&s, &wt, &tag, &eof) || tag == 0)
 			return pbp__seterr(err, PBP_EDECODE, 0, "malformed envelope: %s",
 			                   eof || tag == 0 ? "field number 0" : PB_GET_ERROR(&s));
-		if (tag < 1 || tag > 3) {
+		if (tag < 1 || tag > 5) {
 			if (!pb_skip_field(&s, wt))
 				return pbp__seterr(err, PBP_EDECODE, 0,
 				                   "malformed envelope: %s", PB_GET_ERROR(&s));

@@ -39,8 +39,11 @@ int pbp__seterr(pbp_error *err, int code, int sys_errno, const char *fmt, ...)
 #define PBP__VARINT32_MAX 5
 #define PBP__VARINT64_MAX 10
 /* Largest header pbp__message_header() writes: frame length, envelope tag
- * and length, type, id, payload tag and length. */
-#define PBP__MSG_HEADER_MAX 40
+ * and length, type, id, reply_to, error code, error message (127 bytes),
+ * payload tag and length. */
+#define PBP__MSG_HEADER_MAX 200
+/* Longest error message a reply carries. */
+#define PBP__ERRMSG_WIRE_MAX 127
 /* Largest frame accepted before the handshake has set the real limit: a
  * Hello is at most pbpipe_Hello_size + 2 bytes today; the slack leaves room
  * for fields a later minor version may add. */
@@ -62,6 +65,18 @@ int pbp__frame_length(const uint8_t *p, size_t n, uint32_t *len, size_t *hdrlen)
 size_t pbp__message_header(uint8_t *out, uint32_t type, uint64_t id,
                            size_t payload_len, uint64_t *body_len);
 
+/* The reply fields of a Message (protocol 1.1). */
+typedef struct pbp__reply {
+	uint64_t reply_to;       /* 0: not a reply */
+	uint32_t error_code;     /* 0: a result, not an error */
+	const char *error_msg;   /* with error_code; cut to 127 bytes */
+} pbp__reply;
+
+/* pbp__message_header() with reply fields (r may be NULL). */
+size_t pbp__message_header_ex(uint8_t *out, uint32_t type, uint64_t id,
+                              const pbp__reply *r, size_t payload_len,
+                              uint64_t *body_len);
+
 /* Encodes a control envelope (Hello or Goodbye) as a whole frame into
  * out[0..cap).  Sets *written.  Returns 0 or PBP_EENCODE. */
 int pbp__control_encode(uint8_t *out, size_t cap, const pbpipe_Envelope *env,
@@ -71,6 +86,8 @@ enum pbp__frame_kind {
 	PBP__FRAME_HELLO = 1,
 	PBP__FRAME_GOODBYE = 2,
 	PBP__FRAME_MESSAGE = 3,
+	PBP__FRAME_SYNC = 4,
+	PBP__FRAME_SYNC_ACK = 5,
 };
 
 /* A decoded envelope.  payload points into the decoded body. */
@@ -82,6 +99,11 @@ typedef struct pbp__frame {
 	uint64_t id;
 	const uint8_t *payload;
 	size_t payload_len;
+	uint64_t reply_to;       /* Message.reply_to (1.1) */
+	uint32_t error_code;     /* Message.error_code (1.1) */
+	const char *error_msg;   /* Message.error_message, not NUL-terminated */
+	size_t error_len;
+	uint64_t sync_id;        /* Sync.id or SyncAck.id (1.1) */
 } pbp__frame;
 
 /* Decodes one envelope body.  Returns 0, PBP_EDECODE (not valid protobuf,

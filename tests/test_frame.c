@@ -266,7 +266,7 @@ T(malformed_envelopes)
 		int rc;
 	} cases[] = {
 		{ "empty envelope", "", 0, PBP_EPROTO },
-		{ "only an unknown field", "\x20\x05", 2, PBP_EPROTO },
+		{ "only an unknown field", "\x48\x05", 2, PBP_EPROTO },
 		{ "two bodies", "\x1a\x02\x08\x01\x1a\x02\x08\x02", 8, PBP_EPROTO },
 		{ "type 0", "\x1a\x02\x08\x00", 4, PBP_EPROTO },
 		{ "no type", "\x1a\x00", 2, PBP_EPROTO },

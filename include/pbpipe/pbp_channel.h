@@ -34,8 +34,17 @@
  *         die(pbp_channel_errmsg(ch));
  *     pbp_channel_free(ch);
  *
- * Threads: a channel is not thread-safe; use it from one thread at a time.
- * Distinct channels are independent.  pbpipe changes no process-wide state:
+ * Threads: a channel is not thread-safe; use it from one thread at a time,
+ * or, with PBP_CHANNEL_DUPLEX, from exactly one sending thread and one
+ * receiving thread at once.  Distinct channels are independent.
+ *
+ * Event loops: with deadlines of 0 (pbp_channel_set_timeout()), receives
+ * and sends never wait: a receive returns PBP_EAGAIN until a whole message
+ * is buffered (partial frames stay buffered), and a send queues its frame
+ * (up to 1 MiB of queued output, then PBP_EAGAIN) and writes what the pipe
+ * takes.  Poll pbp_channel_read_fd() for POLLIN, and pbp_channel_write_fd()
+ * for POLLOUT while pbp_channel_pending() is not 0, then call
+ * pbp_channel_flush().  pbpipe changes no process-wide state:
  * no signal handlers, no signal dispositions.  Writes block SIGPIPE in the
  * calling thread only for the duration of the write, so a departed peer
  * gives PBP_EPIPE instead of killing the process.
@@ -135,6 +144,16 @@ typedef struct pbp_channel_options {
  * flushes first.
  */
 #define PBP_CHANNEL_COALESCE 0x1u
+
+/**
+ * Duplex: one thread may send while another receives on the same channel.
+ * Sends then never read (the receiving thread does), receives never write
+ * queued output (except answering a barrier, under a lock), and the send
+ * side keeps its own error record: read it with pbp_channel_send_error()
+ * in the sending thread, and pbp_channel_error() in the receiving thread.
+ * Calls and the barrier (pbp_call.h) must not be used on a duplex channel.
+ */
+#define PBP_CHANNEL_DUPLEX 0x2u
 
 /** Pipe capacity pbpipe asks for by default (F_SETPIPE_SZ). */
 #define PBP_DEFAULT_PIPE_SIZE (1024 * 1024)
@@ -381,6 +400,10 @@ PBP_API int pbp_channel_peer(const pbp_channel *ch, pbp_peer_info *out);
 
 /** The error record of the most recent failure on this channel. */
 PBP_API const pbp_error *pbp_channel_error(const pbp_channel *ch);
+
+/** The error record of the most recent send-side failure: the same as
+ *  pbp_channel_error() unless the channel is PBP_CHANNEL_DUPLEX. */
+PBP_API const pbp_error *pbp_channel_send_error(const pbp_channel *ch);
 
 /** Shorthand for pbp_channel_error(ch)->msg; "" if nothing failed yet. */
 PBP_API const char *pbp_channel_errmsg(const pbp_channel *ch);

@@ -30,7 +30,8 @@ enum pbp_errcode {
 	 *  with no body or two, message type 0, or an unexpected control
 	 *  message. */
 	PBP_EPROTO = -3,
-	/** A frame is larger than the negotiated limit. */
+	/** A frame is larger than the negotiated limit, or a queue is full
+	 *  (outstanding calls, messages held while a call waits). */
 	PBP_EMSGSIZE = -4,
 	/** Bytes that are not valid protobuf: a frame from the peer that is
 	 *  not a valid envelope (sticky: the peer is broken), or an
@@ -54,6 +55,12 @@ enum pbp_errcode {
 	PBP_ETYPE = -12,
 	/** The child program could not be executed; errno is kept. */
 	PBP_EEXEC = -13,
+	/** Would block: a non-blocking call (deadline 0) could do nothing now.
+	 *  Poll the channel's fd and call again. */
+	PBP_EAGAIN = -14,
+	/** The peer answered a call with an application error: its code is in
+	 *  pbp_error.remote_code and its message in pbp_error.msg. */
+	PBP_EREMOTE = -15,
 };
 
 /** Size of the message buffer in a pbp_error record. */
@@ -70,6 +77,7 @@ enum pbp_errcode {
 typedef struct pbp_error {
 	int code;                   /**< a PBP_E* code, or 0 */
 	int sys_errno;              /**< errno for PBP_ESYS, PBP_EPIPE, PBP_EEXEC; else 0 */
+	unsigned int remote_code;   /**< the peer's error code for PBP_EREMOTE; else 0 */
 	char msg[PBP_ERRMSG_SIZE];  /**< NUL-terminated one-line message */
 } pbp_error;
 

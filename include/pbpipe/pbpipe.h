@@ -16,11 +16,12 @@
 
 /* Wire protocol version spoken (Hello.major / Hello.minor). */
 #define PBP_PROTOCOL_MAJOR 1
-#define PBP_PROTOCOL_MINOR 0
+#define PBP_PROTOCOL_MINOR 1
 
 #include <pbpipe/pbp_common.h>
 #include <pbpipe/pbp_errors.h>
 #include <pbpipe/pbp_channel.h>
 #include <pbpipe/pbp_child.h>
+#include <pbpipe/pbp_call.h>
 
 #endif /* PBPIPE_PBPIPE_H */

@@ -1,0 +1,163 @@
+/*
+ * pbp_call.h: calls (request/response with deadlines), the barrier, and a
+ * serving loop for the child side.  Protocol 1.1 (docs/PROTOCOL.md).
+ *
+ * Parent side:
+ *
+ *     calc_Sum sum;
+ *     rc = pbp_channel_call(ch, calc_Type_ADD, &add, calc_Type_SUM, &sum, 1000);
+ *     if (rc == PBP_EREMOTE)      // the child answered with an error
+ *         fprintf(stderr, "%u: %s\n", pbp_channel_error(ch)->remote_code,
+ *                 pbp_channel_errmsg(ch));
+ *
+ *     // several at once; replies may arrive in any order
+ *     uint64_t a, b;
+ *     pbp_channel_call_start(ch, calc_Type_ADD, &x, &a);
+ *     pbp_channel_call_start(ch, calc_Type_ADD, &y, &b);
+ *     pbp_channel_call_finish(ch, b, calc_Type_SUM, &sum_b, 1000);
+ *     pbp_channel_call_finish(ch, a, calc_Type_SUM, &sum_a, 1000);
+ *
+ * Child side:
+ *
+ *     static int add(const void *req, void *resp, pbp_reply_error *e, void *payload) {
+ *         const calc_Add *a = req;
+ *         ((calc_Sum *)resp)->value = a->a + a->b;
+ *         return 0;                  // or an error code, with e->message
+ *     }
+ *     static const pbp_handler handlers[] = {
+ *         { calc_Type_ADD, calc_Type_SUM, add, NULL },
+ *     };
+ *     rc = pbp_channel_serve(ch, handlers, 1);   // until end of stream
+ *
+ * A request is a Message with a nonzero correlation id; its reply is a
+ * Message whose reply_to is that id, carrying either a result or an
+ * application error (code and message).  Messages that arrive while a call
+ * or a barrier waits (the peer's own requests, one-way messages) are held,
+ * in order, for pbp_channel_recv().  Not for PBP_CHANNEL_DUPLEX channels.
+ */
+#ifndef PBPIPE_PBP_CALL_H
+#define PBPIPE_PBP_CALL_H
+
+#include <stdint.h>
+
+#include <pbpipe/pbp_channel.h>
+#include <pbpipe/pbp_common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Most calls outstanding at once on one channel. */
+#define PBP_MAX_CALLS 4096
+/** Most messages held for pbp_channel_recv() while calls or a barrier wait. */
+#define PBP_MAX_HELD 4096
+
+/** Error codes pbp_channel_serve() answers with on its own (the range from
+ *  0xffff0000 is reserved for pbpipe; applications use smaller codes). */
+#define PBP_REMOTE_NO_HANDLER 0xffff0001u   /**< no handler for the type */
+#define PBP_REMOTE_BAD_REQUEST 0xffff0002u  /**< the request did not decode */
+#define PBP_REMOTE_FAILED 0xffff0003u       /**< a handler returned < 0 */
+
+/**
+ * Sends a request of a registered type with a new correlation id.
+ * @param[out] id  the call's id, for pbp_channel_call_finish()
+ * @return as pbp_channel_send(); PBP_EMSGSIZE also when PBP_MAX_CALLS
+ *         calls are outstanding.  Nothing is outstanding on failure.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_call_start(pbp_channel *ch, uint32_t req_type,
+                                                   const void *req, uint64_t *id);
+
+/**
+ * Waits for the reply to call `id` and decodes it into resp, which must
+ * have room for the registered struct of resp_type.  Replies to other
+ * calls and other messages that arrive meanwhile are kept for later.
+ *
+ * @param timeout_ms  deadline for this wait (< 0: none, 0: do not wait)
+ * @return 0 (the call is over); PBP_EREMOTE (the peer answered with an
+ *         error: remote_code and msg in pbp_channel_error(); the call is
+ *         over); PBP_ETYPE (the reply is not of resp_type; over);
+ *         PBP_EDECODE (over); PBP_ETIMEDOUT or PBP_EAGAIN (no reply yet:
+ *         the call stays outstanding; finish or cancel it later);
+ *         PBP_EINVAL (no such outstanding call); PBP_EPROTO (a reply to an
+ *         id that is not ours arrived: not sticky); stream errors.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_call_finish(pbp_channel *ch, uint64_t id,
+                                                    uint32_t resp_type, void *resp,
+                                                    int timeout_ms);
+
+/** pbp_channel_call_start() then pbp_channel_call_finish(); a call that
+ *  times out is cancelled. */
+PBP_API PBP_WARN_UNUSED int pbp_channel_call(pbp_channel *ch, uint32_t req_type,
+                                             const void *req, uint32_t resp_type,
+                                             void *resp, int timeout_ms);
+
+/** Gives up on an outstanding call: its reply, if it still comes, is
+ *  dropped.  PBP_EINVAL if no such call is outstanding. */
+PBP_API int pbp_channel_call_cancel(pbp_channel *ch, uint64_t id);
+
+/**
+ * Answers the request with correlation id request_id (pbp_msginfo.id of a
+ * received message) with a message of a registered type.
+ * @return as pbp_channel_send(); PBP_EINVAL if request_id is 0.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_reply(pbp_channel *ch, uint64_t request_id,
+                                              uint32_t type, const void *msg);
+
+/**
+ * Answers a request with an application error: a nonzero code and a
+ * message (cut to 127 bytes).  request_type is the request's type number.
+ * @return as pbp_channel_send(); PBP_EINVAL if request_id or code is 0.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_reply_error(pbp_channel *ch, uint64_t request_id,
+                                                    uint32_t request_type, uint32_t code,
+                                                    const char *message);
+
+/**
+ * The barrier (replaces SYNC + WaitForPipeDrain): returns once the peer
+ * has received and processed every frame sent before it, that is, once
+ * the peer's application has asked for its next message after them.
+ * Messages that arrive meanwhile are held for pbp_channel_recv().
+ *
+ * @return 0; PBP_ETIMEDOUT (the peer did not get there in time; a later
+ *         answer is ignored); PBP_EINVAL (the peer speaks protocol 1.0,
+ *         which has no barrier); send and stream errors.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_sync(pbp_channel *ch, int timeout_ms);
+
+/** What a handler fills to answer with an error instead of a result. */
+typedef struct pbp_reply_error {
+	uint32_t code;      /**< nonzero; defaults to the handler's return value */
+	char message[128];  /**< NUL-terminated, at most 127 bytes are sent */
+} pbp_reply_error;
+
+/**
+ * One request type a serving loop answers.  fn gets the decoded request
+ * and a zeroed response struct; it returns 0 to send the response, or a
+ * positive application error code (with err->message) to send an error
+ * reply instead.  Requests without a correlation id (one-way messages) get
+ * no reply.
+ */
+typedef struct pbp_handler {
+	uint32_t request_type;   /**< registered request type */
+	uint32_t response_type;  /**< registered response type */
+	int (*fn)(const void *request, void *response, pbp_reply_error *err, void *payload);
+	void *payload;           /**< passed to fn */
+} pbp_handler;
+
+/**
+ * Child side: receives requests and answers them with the handler for
+ * their type, until the peer ends the stream.  A type without a handler or
+ * a request that does not decode gets an error reply
+ * (PBP_REMOTE_NO_HANDLER, PBP_REMOTE_BAD_REQUEST), and serving goes on.
+ * @return 0 at a clean end of stream (or Goodbye); a stream or send error
+ *         otherwise; PBP_EINVAL for a handler whose types are not
+ *         registered; PBP_ENOMEM.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_serve(pbp_channel *ch, const pbp_handler *handlers,
+                                              size_t nhandlers);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PBPIPE_PBP_CALL_H */

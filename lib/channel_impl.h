@@ -1,0 +1,119 @@
+/*
+ * channel_impl.h: the channel object, shared by channel.c (framing, I/O,
+ * send, receive) and call.c (calls, the barrier, held messages, the
+ * serving loop).  Not installed.
+ */
+#ifndef PBP_CHANNEL_IMPL_H
+#define PBP_CHANNEL_IMPL_H
+
+#include <pthread.h>
+
+#include "pbp_internal.h"
+
+/* Initial sizes of both buffers, and the slack the receive buffer may hold
+ * beyond one largest frame while a blocked send drains incoming data. */
+#define BUF_INITIAL (64u * 1024u)
+#define RX_SLACK (64u * 1024u)
+/* With PBP_CHANNEL_COALESCE, queued frames go out once this much is queued. */
+#define COALESCE_MAX (64u * 1024u)
+/* A non-blocking send (deadline 0) queues up to this much output. */
+#define QUEUE_MAX (1024u * 1024u)
+
+enum { ST_NEW = 0, ST_READY = 1 };
+
+/* An application message kept for later: it arrived while a call or a
+ * barrier was waiting for something else. */
+typedef struct pbp__held {
+	uint32_t type;
+	uint64_t id;
+	uint8_t *buf;
+	size_t cap, len;
+} pbp__held;
+
+enum { CALL_FREE = 0, CALL_WAITING, CALL_DONE, CALL_CANCELLED };
+
+/* An outstanding call and, once it came, its reply. */
+typedef struct pbp__call {
+	uint64_t id;
+	int state;
+	uint32_t type;
+	uint32_t error_code;
+	char errmsg[PBP__ERRMSG_WIRE_MAX + 1];
+	uint8_t *buf;
+	size_t cap, len;
+} pbp__call;
+
+struct pbp_channel {
+	const pbp__io_ops *io;
+	void *io_ctx;
+	pbp__fds fds;        /* the fd transport's state; io_ctx points here */
+	int owns_fds;
+	int state;
+	int rx_err;          /* sticky receive error (PBP_EOF included) */
+	int tx_err;          /* sticky send error */
+	int rx_eof;          /* the transport reported end of stream */
+	int wr_closed;
+	pbp_error rx_error;  /* describes rx_err */
+	pbp_error tx_error;  /* describes tx_err */
+	pbp_error error;     /* the most recent failure (receive side in duplex) */
+	pbp_error error_tx;  /* duplex: the most recent send-side failure */
+	pbp_error *txe;      /* where send-side failures go: &error or &error_tx */
+	pthread_mutex_t wlock; /* duplex: serialises the write side */
+	pbp__reader rd;
+	uint8_t *wbuf;
+	size_t wcap, woff, wlen; /* wbuf[woff..wlen) is queued output */
+	const pbp_msgtype *types;
+	size_t ntypes;
+	uint64_t fingerprint;
+	uint32_t max_frame;  /* our own limit */
+	uint32_t limit;      /* effective limit, both directions */
+	int timeout[3];      /* by PBP_TIMEOUT_*: ms, < 0 for none */
+	unsigned int flags;  /* PBP_CHANNEL_* */
+	int trace_fd;        /* frame trace (trace.c), or -1 */
+	int spin_us;         /* low-latency receive, 0: off */
+	pbp_peer_info peer;
+	int have_msg;
+	pbp_msginfo msg;
+	/* call.c */
+	uint64_t next_id;    /* correlation ids of our calls */
+	pbp__call *calls;
+	size_t ncalls;       /* slots in use or free, up to PBP_MAX_CALLS */
+	pbp__held *queue;    /* ring of held messages */
+	size_t qhead, qlen, qcap;
+	pbp__held cur;       /* the held message handed out last */
+	uint64_t sync_id;    /* the barrier we wait for, 0: none */
+	int sync_acked;
+};
+
+/* ---- channel.c, for call.c ---------------------------------------------- */
+
+/* Outcome of pbp__ch_next: besides 0 (an application message) and errors. */
+#define PBP__SYNCED 1
+
+/* Reads the next frame, handling control frames: answers Sync, notes the
+ * SyncAck we wait for (returns PBP__SYNCED), records Goodbye (PBP_EOF).
+ * Returns 0 with *f an application message (a reply or not).  Errors are
+ * made sticky, except PBP_ETIMEDOUT and PBP_EAGAIN. */
+int pbp__ch_next(pbp_channel *ch, pbp__frame *f, int64_t deadline);
+/* Checks the receive side is usable. */
+int pbp__ch_rx_ready(pbp_channel *ch);
+/* Sends an application frame: payload from nanopb (fields, msg) or raw
+ * bytes (fields NULL, msg the bytes, size). */
+int pbp__ch_send(pbp_channel *ch, uint32_t type, uint64_t id, const pbp__reply *r,
+                 const pb_msgdesc_t *fields, const void *msg, size_t size);
+/* Sends a Sync or SyncAck (kind PBP__FRAME_SYNC / _SYNC_ACK). */
+int pbp__ch_send_sync(pbp_channel *ch, int kind, uint64_t id, int64_t deadline);
+const pbp_msgtype *pbp__ch_find_type(const pbp_channel *ch, uint32_t type);
+int pbp__ch_deadline_ms(const pbp_channel *ch, int which);
+
+/* ---- call.c, for channel.c ---------------------------------------------- */
+
+/* A reply arrived: file it with its call.  Returns 0 if it belonged to an
+ * outstanding or cancelled call, PBP_EPROTO (not sticky) if not. */
+int pbp__calls_file_reply(pbp_channel *ch, const pbp__frame *f);
+/* Pops the oldest held message into ch->cur.  Returns 1 if there was one. */
+int pbp__held_pop(pbp_channel *ch);
+/* Frees everything call.c allocated. */
+void pbp__calls_free(pbp_channel *ch);
+
+#endif /* PBP_CHANNEL_IMPL_H */
