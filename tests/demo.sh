@@ -19,7 +19,7 @@ check "parent reports exit status 0" 'grep -qx "parent: child exited with status
 
 err=$("$bin/pbpipe-child" 2>&1 >/dev/null); rc=$?
 check "child without handles exits 2" '[ $rc -eq 2 ]'
-check "child without handles prints usage" 'grep -q "^usage: pbpipe-child WRITE_HANDLE READ_HANDLE" <<<"$err"'
+check "child without handles prints usage" 'grep -q "^usage: pbpipe-child .*WRITE_HANDLE READ_HANDLE" <<<"$err"'
 err=$("$bin/pbpipe-child" 7 x 2>&1 >/dev/null); rc=$?
 check "child with a bad handle exits 2" '[ $rc -eq 2 ]'
 check "child names the bad handle" 'grep -q "'"'"'x'"'"' is not a decimal fd number" <<<"$err"'
