@@ -342,9 +342,16 @@ pbp_channel_reply_error(pbp_channel *ch, uint64_t request_id, uint32_t request_t
                         uint32_t code, const char *message)
 {
 	pbp__reply r = { request_id, code, message ? message : "" };
+	pbp_peer_info peer;
 
 	if (ch == NULL || request_id == 0 || code == 0)
 		return ch ? fail(ch, PBP_EINVAL, "reply_error: request id or code 0") : PBP_EINVAL;
+	/* A 1.0 peer would skip the error fields and take the reply for an
+	 * empty result. */
+	(void)pbp_channel_peer(ch, &peer);
+	if (peer.minor < 1)
+		return fail(ch, PBP_EINVAL, "reply_error: the peer speaks protocol 1.0, "
+		                            "which has no error replies");
 	return pbp__ch_send(ch, request_type, 0, &r, NULL, "", 0);
 }
 
@@ -415,6 +422,15 @@ largest(pbp_channel *ch, const pbp_handler *h, size_t n)
 	return most;
 }
 
+/* Error replies exist from protocol 1.1 on. */
+static int
+can_fail(const pbp_channel *ch)
+{
+	pbp_peer_info peer;
+
+	return pbp_channel_peer(ch, &peer) == 0 && peer.minor >= 1;
+}
+
 /* Handles one request; returns a send error, else 0. */
 static int
 serve_one(pbp_channel *ch, const pbp_handler *h, const pbp_msginfo *mi, void *req, void *resp,
@@ -426,13 +442,14 @@ serve_one(pbp_channel *ch, const pbp_handler *h, const pbp_msginfo *mi, void *re
 
 	if (h == NULL) {
 		snprintf(why, sizeof why, "no handler for message type %" PRIu32, mi->type);
-		return mi->id ? pbp_channel_reply_error(ch, mi->id, mi->type, PBP_REMOTE_NO_HANDLER, why) : 0;
+		return mi->id && can_fail(ch)
+			? pbp_channel_reply_error(ch, mi->id, mi->type, PBP_REMOTE_NO_HANDLER, why) : 0;
 	}
 	memset(req, 0, size);
 	if (pbp_channel_decode(ch, pbp__ch_find_type(ch, h->request_type)->fields, req) != 0) {
 		snprintf(why, sizeof why, "%s", pbp_channel_errmsg(ch));
-		return mi->id ? pbp_channel_reply_error(ch, mi->id, mi->type, PBP_REMOTE_BAD_REQUEST, why)
-		              : 0;
+		return mi->id && can_fail(ch)
+			? pbp_channel_reply_error(ch, mi->id, mi->type, PBP_REMOTE_BAD_REQUEST, why) : 0;
 	}
 	memset(resp, 0, size);
 	memset(&e, 0, sizeof e);
@@ -441,6 +458,8 @@ serve_one(pbp_channel *ch, const pbp_handler *h, const pbp_msginfo *mi, void *re
 		return 0;
 	if (r == 0)
 		return pbp_channel_reply(ch, mi->id, h->response_type, resp);
+	if (!can_fail(ch))
+		return 0; /* a 1.0 peer cannot receive an error reply */
 	return pbp_channel_reply_error(ch, mi->id, mi->type,
 	                               e.code ? e.code : r > 0 ? (uint32_t)r : PBP_REMOTE_FAILED,
 	                               e.message);

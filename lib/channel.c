@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,13 +119,14 @@ pbp__channel_new_io(pbp_channel **out, const pbp__io_ops *io, void *ctx,
 		return pbp__seterr(err, PBP_ENOMEM, 0, "out of memory allocating channel buffers");
 	}
 	/* PBPIPE_TRACE=FILE traces every channel of the process (and of its
-	 * children, which inherit the environment). */
+	 * children, which inherit the environment).  A debugging aid: a path
+	 * that cannot be opened must not break the application, so it only
+	 * earns one line on stderr. */
 	if (getenv("PBPIPE_TRACE") != NULL && *getenv("PBPIPE_TRACE") != '\0') {
-		rc = pbp__trace_open(getenv("PBPIPE_TRACE"), &ch->trace_fd, err);
-		if (rc != 0) {
-			pbp_channel_free_keep_fds(ch);
-			return rc;
-		}
+		pbp_error terr;
+
+		if (pbp__trace_open(getenv("PBPIPE_TRACE"), &ch->trace_fd, &terr) != 0)
+			fprintf(stderr, "pbpipe: PBPIPE_TRACE ignored: %s\n", terr.msg);
 	}
 	*out = ch;
 	return 0;

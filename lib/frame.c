@@ -284,9 +284,11 @@ pbp__frame_decode(const uint8_t *body, size_t len, pbp__frame *out,
 
 	memset(out, 0, sizeof *out);
 	while (s.bytes_left > 0) {
-		if (!pb_decode_tag(&s, &wt, &tag, &eof) || tag == 0)
+		if (!pb_decode_tag(&s, &wt, &tag, &eof))
 			return pbp__seterr(err, PBP_EDECODE, 0, "malformed envelope: %s",
-			                   eof || tag == 0 ? "field number 0" : PB_GET_ERROR(&s));
+			                   PB_GET_ERROR(&s));
+		if (tag == 0)
+			return pbp__seterr(err, PBP_EDECODE, 0, "malformed envelope: field number 0");
 		if (tag < 1 || tag > 5) {
 			if (!pb_skip_field(&s, wt))
 				return pbp__seterr(err, PBP_EDECODE, 0,

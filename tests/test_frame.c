@@ -277,6 +277,7 @@ T(malformed_envelopes)
 		{ "type over 32 bits", "\x1a\x06\x08\x80\x80\x80\x80\x10", 8, PBP_EDECODE },
 		{ "zero tag", "\x00\x00", 2, PBP_EDECODE },
 		{ "truncated varint", "\x1a\x02\x08\x80", 4, PBP_EDECODE },
+		{ "truncated tag", "\xff\xff\xff", 3, PBP_EDECODE },
 		{ "garbage", "\xff\xff\xff\xff", 4, PBP_EDECODE },
 		{ "Hello with a bad field", "\x0a\x02\x0d\x01", 4, PBP_EDECODE },
 		{ "Goodbye detail too long", "\x12\x83\x01\x12\x80\x01", 6, PBP_EDECODE },
@@ -290,6 +291,8 @@ T(malformed_envelopes)
 
 		cr_assert_eq(rc, cases[i].rc, "%s: rc %d (%s)", cases[i].what, rc, err.msg);
 		cr_assert_eq(err.code, rc, "%s", cases[i].what);
+		if (strcmp(cases[i].what, "truncated tag") == 0)
+			cr_assert_null(strstr(err.msg, "field number 0"), "%s", err.msg);
 		cr_assert_neq(err.msg[0], '\0', "%s", cases[i].what);
 	}
 }

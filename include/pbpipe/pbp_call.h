@@ -106,7 +106,9 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_reply(pbp_channel *ch, uint64_t request_
 /**
  * Answers a request with an application error: a nonzero code and a
  * message (cut to 127 bytes).  request_type is the request's type number.
- * @return as pbp_channel_send(); PBP_EINVAL if request_id or code is 0.
+ * @return as pbp_channel_send(); PBP_EINVAL if request_id or code is 0,
+ *         or if the peer speaks protocol 1.0 (it would take the error reply
+ *         for an empty result; pbp_channel_serve() then sends nothing).
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_reply_error(pbp_channel *ch, uint64_t request_id,
                                                     uint32_t request_type, uint32_t code,

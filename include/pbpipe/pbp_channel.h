@@ -206,8 +206,7 @@ typedef struct pbp_msginfo {
  * @param opts      options, or NULL for all defaults
  * @param[out] err  filled on failure if not NULL
  * @return 0, PBP_EINVAL (negative fd, bad option, duplicate or zero type
- *         number), PBP_ESYS (fcntl failed, or PBPIPE_TRACE names a file
- *         that cannot be opened), PBP_ENOMEM.
+ *         number), PBP_ESYS (fcntl failed), PBP_ENOMEM.
  *
  * Ownership: on success the channel owns both fds; pbp_channel_free()
  * closes them.  On failure the caller keeps them.  The channel sets
@@ -308,8 +307,10 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_set_timeout(pbp_channel *ch, int which,
  * direction, pid and timestamp; `pbpipe-dump FILE` prints it.  NULL stops
  * tracing.  Setting the environment variable PBPIPE_TRACE=FILE traces every
  * channel created afterwards, in this process and in children that inherit
- * the variable.  A failed trace write is ignored (it never fails a send or
- * receive).
+ * the variable (a path that cannot be opened is reported on stderr and
+ * ignored).  A failed trace write is ignored (it never fails a send or
+ * receive).  Sent frames are recorded when queued, received ones when
+ * complete, with a canonical length prefix.
  * @return 0; PBP_ESYS if the file cannot be opened (tracing unchanged).
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_set_trace(pbp_channel *ch, const char *path);

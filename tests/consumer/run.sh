@@ -17,8 +17,11 @@ cmake --build "$work/cmake" >/dev/null
 out=$(cd "$work/cmake" && ./calc-parent)
 echo "$out"
 [ "$out" = "2 + 40 = 42" ] || { echo "FAIL: unexpected output"; exit 1; }
-ldd "$work/cmake/calc-helper" | grep -q "libpbpipe.so.0 => $work/prefix" ||
-  { echo "FAIL: calc-helper does not use the installed libpbpipe.so"; exit 1; }
+# (ldd's output in a variable: grep -q closing the pipe early would make
+# ldd die of SIGPIPE, which pipefail turns into a failure.)
+libs=$(ldd "$work/cmake/calc-helper")
+grep -q "libpbpipe.so.0 => $work/prefix" <<<"$libs" ||
+  { echo "FAIL: calc-helper does not use the installed libpbpipe.so"; echo "$libs"; exit 1; }
 
 echo "== pkg-config + make"
 export PKG_CONFIG_PATH=$libdir/pkgconfig
