@@ -1,0 +1,81 @@
+/*
+ * bench.h: what the two halves of pbpipe-bench share: the parent
+ * (bench.c) and the child roles (serve.c), which are one binary.
+ */
+#ifndef PBP_BENCH_H
+#define PBP_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <pbpipe/pbpipe.h>
+
+/* Every stamp is 8 bytes at the start of a frame (and, in an echo, also at
+ * its end), so frames must be at least this long. */
+#define STAMP 8
+
+extern char self_exe[4096]; /* this program, for re-executing it */
+extern const char *role;    /* prefix of error messages */
+
+enum { MODE_ECHO = 0, MODE_SINK = 1 };
+
+/* A child's configuration, passed on its command line as --key value
+ * pairs (see argv_build() in bench.c), so that the raw child and the
+ * pbpipe child get the same one. */
+typedef struct child_cfg {
+	int mode;           /* MODE_ECHO or MODE_SINK */
+	uint64_t size;      /* frame size (raw echo, both sinks) */
+	uint64_t count;     /* sink: frames per batch */
+	uint64_t report;    /* echo: send our CPU time every this many echoes
+	                       (and once at the start); 0: never */
+	uint64_t poll;      /* raw: busy-poll non-blocking fds */
+	uint64_t spin_us;   /* pbpipe: pbp_channel_options.spin_us */
+	int64_t pipe_size;  /* pbpipe: .pipe_size; raw: set by the parent */
+	uint64_t max_frame; /* pbpipe: .max_frame (0: default) */
+	uint64_t flags;     /* pbpipe: .flags */
+} child_cfg;
+
+/* Prints "role: message" and exits 1.  Any failure ends the run with one
+ * line: a benchmark that half-worked has no numbers worth printing. */
+void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void *xmalloc(size_t n);
+unsigned long long parse_num(const char *s, const char *what);
+/* This process's CPU time so far, user plus system, in ns. */
+uint64_t cpu_ns(void);
+/* Reads exactly n bytes.  Returns 0, or 1 on end of stream before the
+ * first byte; dies on anything else.  On a non-blocking fd this
+ * busy-polls: EAGAIN is retried at once (the raw baseline of lowlat). */
+int read_exact(int fd, void *buf, size_t n, const char *what);
+/* Writes all n bytes (busy-polling on a non-blocking fd), or dies. */
+void write_all(int fd, const void *buf, size_t n, const char *what);
+void set_nonblock(int fd);
+/* The channel options for a child configuration, for either side. */
+pbp_channel_options channel_options(const child_cfg *c);
+/* The child roles: main() for "pbpipe-bench --serve ...". */
+int serve(int argc, char **argv);
+
+/* A stamp names one frame: the batch (round) it belongs to and its index
+ * in it.  Batches count from 1, so a stamp is never 0. */
+static inline uint64_t
+stamp_value(uint64_t batch, uint64_t index)
+{
+	return batch << 32 | index;
+}
+
+static inline void
+stamp_put(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, STAMP);
+}
+
+static inline uint64_t
+stamp_get(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, STAMP);
+	return v;
+}
+
+#endif /* PBP_BENCH_H */
