@@ -8,12 +8,15 @@ work=$2
 here=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$work"
 mkdir -p "$work"
-cmake --install "$build" --prefix "$work/prefix" >/dev/null
+cmake --install "$build" --prefix "$work/prefix" >"$work/install.log" 2>&1 ||
+  { cat "$work/install.log"; exit 1; }
 libdir=$(dirname "$(find "$work/prefix" -name pbpipe.pc)")/..
 
 echo "== find_package"
-cmake -S "$here" -B "$work/cmake" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
-cmake --build "$work/cmake" >/dev/null
+log=$work/build.log
+quiet() { "$@" >>"$log" 2>&1 || { cat "$log"; echo "FAIL: $*"; exit 1; }; }
+quiet cmake -S "$here" -B "$work/cmake" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix"
+quiet cmake --build "$work/cmake"
 out=$(cd "$work/cmake" && ./calc-parent)
 echo "$out"
 [ "$out" = "2 + 40 = 42" ] || { echo "FAIL: unexpected output"; exit 1; }
@@ -26,7 +29,7 @@ grep -q "libpbpipe.so.0 => $work/prefix" <<<"$libs" ||
 echo "== pkg-config + make"
 export PKG_CONFIG_PATH=$libdir/pkgconfig
 pkg-config --modversion pbpipe
-make -s -f "$here/Makefile" SRC="$here" OUT="$work/make"
+quiet make -s -f "$here/Makefile" SRC="$here" OUT="$work/make"
 out=$(cd "$work/make" && ./calc-parent)
 echo "$out"
 [ "$out" = "2 + 40 = 42" ] || { echo "FAIL: unexpected output"; exit 1; }
