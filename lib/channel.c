@@ -44,9 +44,9 @@ check_options(const pbp_channel_options *o, pbp_error *err)
 		return pbp__seterr(err, PBP_EINVAL, 0,
 		                   "max_frame %" PRIu32 " is outside [%u, %u]",
 		                   o->max_frame, PBP_MIN_MAX_FRAME, PBP_MAX_MAX_FRAME);
-	if (o->flags & ~(PBP_CHANNEL_COALESCE | PBP_CHANNEL_DUPLEX))
+	if (o->flags & ~PBP__CHANNEL_FLAGS)
 		return pbp__seterr(err, PBP_EINVAL, 0, "unknown flags 0x%x in options",
-		                   o->flags & ~(PBP_CHANNEL_COALESCE | PBP_CHANNEL_DUPLEX));
+		                   o->flags & ~PBP__CHANNEL_FLAGS);
 	if (o->ntypes > 0 && o->types == NULL)
 		return pbp__seterr(err, PBP_EINVAL, 0, "ntypes is %zu but types is NULL",
 		                   o->ntypes);
@@ -137,7 +137,7 @@ pbp_channel_from_fds(pbp_channel **out, int read_fd, int write_fd,
                      const pbp_channel_options *opts, pbp_error *err)
 {
 	pbp_channel *ch;
-	int rc;
+	int rc, rblock = 0;
 
 	if (out == NULL || read_fd < 0 || write_fd < 0)
 		return pbp__seterr(err, PBP_EINVAL, 0,
@@ -147,9 +147,14 @@ pbp_channel_from_fds(pbp_channel **out, int read_fd, int write_fd,
 	rc = pbp__channel_new_io(&ch, &pbp__fd_io, NULL, opts, err);
 	if (rc != 0)
 		return rc;
-	rc = pbp__fd_prepare(read_fd, err);
+	/* The write fd is non-blocking, for deadlines and so that a blocked
+	 * send can keep reading.  A separate read fd keeps its mode: a
+	 * receive without a deadline then sleeps in one read(), as a plain
+	 * pipe reader does, and every other read looks first.  One socket for
+	 * both directions is non-blocking. */
+	rc = pbp__fd_prepare(read_fd, write_fd == read_fd, &rblock, err);
 	if (rc == 0 && write_fd != read_fd)
-		rc = pbp__fd_prepare(write_fd, err);
+		rc = pbp__fd_prepare(write_fd, 1, NULL, err);
 	if (rc != 0) {
 		pbp_channel_free_keep_fds(ch);
 		return rc;
@@ -164,6 +169,8 @@ pbp_channel_from_fds(pbp_channel **out, int read_fd, int write_fd,
 	 * the fds: ownership moves on success only. */
 	ch->fds.rfd = read_fd;
 	ch->fds.wfd = write_fd;
+	ch->fds.rblock = rblock;
+	ch->fds.sigpipe_handled = (ch->flags & PBP_CHANNEL_SIGPIPE_HANDLED) != 0;
 	ch->io_ctx = &ch->fds;
 	ch->owns_fds = 1;
 	*out = ch;
@@ -371,6 +378,42 @@ fill_once(pbp_channel *ch)
 	if (room == 0)
 		return 0;
 	n = ch->io->read(ch->io_ctx, p, room);
+	/* A short read emptied the pipe: the next one would likely say
+	 * EAGAIN, so read_frame() waits first (one system call saved per
+	 * message in request/response traffic). */
+	ch->rx_drained = n < 0 || (size_t)n < room;
+	if (n > 0) {
+		pbp__reader_commit(&ch->rd, (size_t)n);
+		return 1;
+	}
+	if (n == 0) {
+		ch->rx_eof = 1;
+		pbp__reader_set_eof(&ch->rd);
+		return 1;
+	}
+	if (n == -EAGAIN)
+		return 0;
+	sys_error(&ch->error, n, "read");
+	return rx_fail(ch, ch->error.code);
+}
+
+/* Reads once, waiting without limit (a receive without a deadline).
+ * Returns as fill_once(); 0 only if the transport said EAGAIN anyway. */
+static int
+fill_wait(pbp_channel *ch)
+{
+	uint8_t *p;
+	size_t room;
+	long n;
+
+	if (ch->rx_eof || ch->rx_err != 0)
+		return 0;
+	if (pbp__reader_space(&ch->rd, &p, &room) != 0)
+		return rx_fail(ch, pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM,
+		                               "out of memory growing the receive buffer"));
+	if (room == 0)
+		return 0;
+	n = ch->io->read_wait(ch->io_ctx, p, room);
 	if (n > 0) {
 		pbp__reader_commit(&ch->rd, (size_t)n);
 		return 1;
@@ -476,7 +519,12 @@ read_frame(pbp_channel *ch, pbp__frame *f, int64_t deadline)
 		}
 		if (ch->rx_err != 0)
 			return rx_again(ch);
-		rc = fill_once(ch);
+		if (deadline < 0 && ch->spin_us == 0 && ch->io->read_wait != NULL) {
+			rc = fill_wait(ch);
+			if (rc != 0)
+				continue; /* bytes, end of stream, or an error */
+		}
+		rc = ch->rx_drained && ch->spin_us == 0 ? 0 : fill_once(ch);
 		if (rc == 0 && ch->spin_us > 0 && ch->state == ST_READY)
 			rc = spin_fill(ch, deadline);
 		if (rc < 0)
@@ -490,6 +538,7 @@ read_frame(pbp_channel *ch, pbp__frame *f, int64_t deadline)
 				                   pbp__reader_pending(&ch->rd));
 			if (ev < 0)
 				return sys_error(&ch->error, ev, "wait");
+			ch->rx_drained = 0; /* ready: read next time round */
 		}
 	}
 }

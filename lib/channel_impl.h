@@ -21,6 +21,9 @@
 
 enum { ST_NEW = 0, ST_READY = 1 };
 
+#define PBP__CHANNEL_FLAGS \
+	(PBP_CHANNEL_COALESCE | PBP_CHANNEL_DUPLEX | PBP_CHANNEL_SIGPIPE_HANDLED)
+
 /* An application message kept for later: it arrived while a call or a
  * barrier was waiting for something else. */
 typedef struct pbp__held {
@@ -52,6 +55,7 @@ struct pbp_channel {
 	int rx_err;          /* sticky receive error (PBP_EOF included) */
 	int tx_err;          /* sticky send error */
 	int rx_eof;          /* the transport reported end of stream */
+	int rx_drained;      /* the last read emptied the pipe */
 	int wr_closed;
 	pbp_error rx_error;  /* describes rx_err */
 	pbp_error tx_error;  /* describes tx_err */

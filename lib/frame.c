@@ -364,6 +364,11 @@ pbp__reader_space(pbp__reader *r, uint8_t **p, size_t *n)
 	size_t pending = r->end - r->start;
 	size_t frame = frame_need(r);
 	size_t bound = r->max_cap > frame ? r->max_cap : frame;
+
+	/* Room for a whole length prefix at least, or a reader made with a
+	 * tiny buffer could never finish reading one. */
+	if (bound < PBP__VARINT32_MAX + 1)
+		bound = PBP__VARINT32_MAX + 1;
 	size_t need = frame > pending + 1 ? frame : pending + 1;
 
 	if (r->cap - r->start < need || r->end == r->cap) {

@@ -18,7 +18,7 @@ enum { DIR_WRITE, DIR_READ };
 static int
 parse_handle(const char *s, const char *role, int *fd, pbp_error *err)
 {
-	long v = 0;
+	long long v = 0; /* 64 bits even on a 32-bit child: 10 digits fit */
 	size_t i;
 
 	if (s == NULL)

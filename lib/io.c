@@ -41,13 +41,15 @@ pbp__deadline(int timeout_ms)
 }
 
 int
-pbp__fd_prepare(int fd, pbp_error *err)
+pbp__fd_prepare(int fd, int nonblock, int *was_blocking, pbp_error *err)
 {
 	int fl = fcntl(fd, F_GETFL);
 
-	if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
+	if (fl < 0 || (nonblock && !(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
 		return pbp__seterr(err, PBP_ESYS, errno, "fcntl(%d, O_NONBLOCK): %s",
 		                   fd, strerror(errno));
+	if (was_blocking != NULL)
+		*was_blocking = !(fl & O_NONBLOCK);
 	fl = fcntl(fd, F_GETFD);
 	if (fl < 0 || (!(fl & FD_CLOEXEC) && fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0))
 		return pbp__seterr(err, PBP_ESYS, errno, "fcntl(%d, FD_CLOEXEC): %s",
@@ -83,11 +85,24 @@ pbp__close(int *fd)
 
 /* ---- the fd transport ---------------------------------------------------- */
 
+/* One read() of what is there.  On a blocking read fd, look first, so that
+ * this never blocks. */
 static long
 fd_read(void *ctx, void *buf, size_t n)
 {
 	pbp__fds *f = ctx;
 
+	if (f->rblock) {
+		struct pollfd p = { .fd = f->rfd, .events = POLLIN };
+		int rc;
+
+		while ((rc = poll(&p, 1, 0)) < 0 && errno == EINTR)
+			;
+		if (rc < 0)
+			return -errno;
+		if (rc == 0)
+			return -EAGAIN;
+	}
 	for (;;) {
 		ssize_t r = read(f->rfd, buf, n);
 
@@ -98,28 +113,55 @@ fd_read(void *ctx, void *buf, size_t n)
 	}
 }
 
+/* A read that waits as long as it takes: on a blocking fd, one read()
+ * that the kernel wakes when data lands, like a plain pipe reader; on a
+ * non-blocking one, poll() and then read(). */
+static long
+fd_read_wait(void *ctx, void *buf, size_t n)
+{
+	pbp__fds *f = ctx;
+	struct pollfd p = { .fd = f->rfd, .events = POLLIN };
+
+	for (;;) {
+		ssize_t r = read(f->rfd, buf, n);
+
+		if (r >= 0)
+			return (long)r;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -errno;
+		if (poll(&p, 1, -1) < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
 static long
 fd_write(void *ctx, const void *buf, size_t n)
 {
 	pbp__fds *f = ctx;
 	sigset_t pipe_set, old;
 	ssize_t w;
-	int e = 0;
+	int e = 0, guard = !f->sigpipe_handled;
 
 	/* A write to a pipe with no reader raises SIGPIPE, whose default
 	 * action kills the process.  Block it in this thread only, for this
 	 * write only, so the write fails with EPIPE instead; never touch the
 	 * process-wide disposition (libgit2's disable_signals does the same).
-	 * If the caller had it blocked already, leave everything alone. */
-	sigemptyset(&pipe_set);
-	sigaddset(&pipe_set, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	 * If the caller had it blocked already, leave everything alone.  With
+	 * PBP_CHANNEL_SIGPIPE_HANDLED the application took care of it. */
+	if (guard) {
+		sigemptyset(&pipe_set);
+		sigaddset(&pipe_set, SIGPIPE);
+		pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+		guard = !sigismember(&old, SIGPIPE);
+	}
 	do
 		w = write(f->wfd, buf, n);
 	while (w < 0 && errno == EINTR);
 	if (w < 0)
 		e = errno;
-	if (!sigismember(&old, SIGPIPE)) {
+	if (guard) {
 		if (e == EPIPE) {
 			/* Consume the SIGPIPE this write raised before
 			 * unblocking, or it would be delivered. */
@@ -162,13 +204,15 @@ fd_wait(void *ctx, int events, int64_t deadline)
 		if (deadline >= 0) {
 			int64_t left = deadline - pbp__now_ms();
 
-			if (left <= 0)
-				return 0;
-			timeout = left > 1000000000 ? 1000000000 : (int)left;
+			/* Past the deadline, still look once without waiting:
+			 * a deadline of 0 means "only what is ready now". */
+			timeout = left <= 0 ? 0 : left > 1000000000 ? 1000000000 : (int)left;
 		}
 		rc = poll(pfd, n, timeout);
 		if (rc < 0 && errno != EINTR)
 			return -errno;
+		if (rc == 0 && timeout == 0)
+			return 0;
 		if (rc <= 0)
 			continue;
 		if (f->auxfd >= 0 && pfd[aux].revents != 0) {
@@ -210,4 +254,4 @@ fd_close_write(void *ctx)
 	return pbp__close(&f->wfd);
 }
 
-const pbp__io_ops pbp__fd_io = { fd_read, fd_write, fd_wait, fd_close_write };
+const pbp__io_ops pbp__fd_io = { fd_read, fd_write, fd_wait, fd_close_write, fd_read_wait };

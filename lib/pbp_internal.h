@@ -192,8 +192,9 @@ int64_t pbp__now_ms(void);
 int64_t pbp__now_ns(void);
 /* An absolute deadline timeout_ms from now, or -1 for none (timeout < 0). */
 int64_t pbp__deadline(int timeout_ms);
-/* Sets O_NONBLOCK and FD_CLOEXEC.  0 or PBP_ESYS. */
-int pbp__fd_prepare(int fd, pbp_error *err);
+/* Sets FD_CLOEXEC, and O_NONBLOCK if nonblock; *was_blocking (if not
+ * NULL) says whether the fd was in blocking mode.  0 or PBP_ESYS. */
+int pbp__fd_prepare(int fd, int nonblock, int *was_blocking, pbp_error *err);
 /* Asks for a pipe capacity of size bytes if fd is a pipe.  Best effort: the
  * kernel may refuse (per-user pipe limits); the pipe then keeps its size. */
 void pbp__fd_pipe_size(int fd, int size);
@@ -223,6 +224,9 @@ typedef struct pbp__io_ops {
 	int (*wait)(void *ctx, int events, int64_t deadline);
 	/* Closes the write direction.  0 or an errno. */
 	int (*close_write)(void *ctx);
+	/* Optional: like read, but waits without limit for data to arrive.
+	 * Used for receives without a deadline. */
+	long (*read_wait)(void *ctx, void *buf, size_t n);
 } pbp__io_ops;
 
 /* The fd transport: ctx points to a pbp__fds.  While it waits, it also
@@ -232,6 +236,8 @@ typedef struct pbp__io_ops {
  * pipe while the parent blocks waiting for the child. */
 typedef struct pbp__fds {
 	int rfd, wfd;
+	int rblock;          /* rfd is in blocking mode: read_wait is one read() */
+	int sigpipe_handled; /* PBP_CHANNEL_SIGPIPE_HANDLED: no guard per write */
 	int auxfd;
 	int (*aux_drain)(void *aux_arg); /* returns 0 once auxfd reached its end */
 	void *aux_arg;

@@ -158,22 +158,19 @@ try_reap(pbp_child *c, int flags)
 	return 1;
 }
 
-/* Reads and discards whatever is readable on fd.  Returns 0 at end of
- * stream or on error, so the caller stops watching the fd. */
+/* Reads and discards one bufferful from fd, which poll() said is readable
+ * (the channel's read fd may be in blocking mode, so read only once).
+ * Returns 0 at end of stream or on error, so the caller stops watching. */
 static int
 drain(int fd)
 {
 	char scratch[4096];
+	ssize_t n;
 
-	for (;;) {
-		ssize_t n = read(fd, scratch, sizeof scratch);
-
-		if (n > 0)
-			continue;
-		if (n < 0 && errno == EINTR)
-			continue;
-		return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-	}
+	do
+		n = read(fd, scratch, sizeof scratch);
+	while (n < 0 && errno == EINTR);
+	return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
 }
 
 /* Waits until the child exits or the deadline passes (-1: none).  With

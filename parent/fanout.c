@@ -96,35 +96,40 @@ start(struct kid *k, int j)
 }
 
 /* Collects every reply that has arrived; returns how many overtook an
- * earlier call. */
+ * earlier call.  Passes repeat until one completes nothing: a reply read
+ * into the channel's buffer while finishing another call is no longer
+ * visible to poll(), so it must be collected now. */
 static long
 collect(struct kid *k, const struct opts *o)
 {
-	long overtook = 0;
+	long overtook = 0, before;
 	int j, i, rc;
 
-	for (j = 0; j < o->window; j++) {
-		demo_Sum s;
+	do {
+		before = k->done;
+		for (j = 0; j < o->window; j++) {
+			demo_Sum s;
 
-		if (k->id[j] == 0)
-			continue;
-		rc = pbp_channel_call_finish(k->ch, k->id[j], demo_Type_SUM, &s, 0);
-		if (rc == PBP_EAGAIN)
-			continue;
-		if (rc != 0)
-			die("finishing a call", pbp_channel_errmsg(k->ch));
-		if (s.value != k->expect[j])
-			die("checking a sum", "wrong value");
-		for (i = 0; i < o->window; i++)
-			if (i != j && k->id[i] != 0 && k->seq[i] < k->seq[j]) {
-				overtook++;
-				break;
-			}
-		k->done++;
-		k->id[j] = 0;
-		if (k->started < o->calls)
-			start(k, j);
-	}
+			if (k->id[j] == 0)
+				continue;
+			rc = pbp_channel_call_finish(k->ch, k->id[j], demo_Type_SUM, &s, 0);
+			if (rc == PBP_EAGAIN)
+				continue;
+			if (rc != 0)
+				die("finishing a call", pbp_channel_errmsg(k->ch));
+			if (s.value != k->expect[j])
+				die("checking a sum", "wrong value");
+			for (i = 0; i < o->window; i++)
+				if (i != j && k->id[i] != 0 && k->seq[i] < k->seq[j]) {
+					overtook++;
+					break;
+				}
+			k->done++;
+			k->id[j] = 0;
+			if (k->started < o->calls)
+				start(k, j);
+		}
+	} while (k->done != before);
 	return overtook;
 }
 

@@ -327,3 +327,29 @@ T(reader_grows_only_to_what_it_needs)
 	free(buf);
 	free(payload);
 }
+
+T(tiny_buffer_still_takes_a_whole_length_prefix)
+{
+	/* A reader made with a 1-byte buffer must still make room for a
+	 * 5-byte length prefix (it used to offer 0 bytes forever). */
+	uint8_t frame[300], *p;
+	size_t n = app_frame(frame, 1, 0, "x", 1), room, i;
+	const uint8_t *body;
+	size_t blen;
+	pbp__reader r;
+
+	memset(frame + n, 0, sizeof frame - n);
+	n = (size_t)(pbp__put_varint(frame, 200) - frame) + 200; /* a 2-byte prefix */
+	cr_assert_eq(pbp__reader_init(&r, 1024, 1), 0);
+	for (i = 0; i < n; i += room) {
+		cr_assert_eq(pbp__reader_space(&r, &p, &room), 0);
+		cr_assert_gt(room, 0, "no room at byte %zu", i);
+		if (room > n - i)
+			room = n - i;
+		memcpy(p, frame + i, room);
+		pbp__reader_commit(&r, room);
+	}
+	cr_assert_eq(pbp__reader_next(&r, &body, &blen), 1);
+	cr_assert_eq(blen, 200);
+	pbp__reader_free(&r);
+}
