@@ -221,9 +221,10 @@ typedef struct pbp_msginfo {
  *         number), PBP_ESYS (fcntl failed), PBP_ENOMEM.
  *
  * Ownership: on success the channel owns both fds; pbp_channel_free()
- * closes them.  On failure the caller keeps them.  The channel sets
- * O_NONBLOCK and FD_CLOEXEC on both fds (so share their open file
- * descriptions with no one that relies on blocking mode).
+ * closes them.  On failure the caller keeps them, unchanged.  The channel
+ * sets FD_CLOEXEC on both fds and O_NONBLOCK on the write fd (or on the one
+ * socket used for both directions), so share that open file description
+ * with no one that relies on blocking mode.  The read fd keeps its mode.
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_from_fds(pbp_channel **out, int read_fd,
                                                  int write_fd,
@@ -431,7 +432,7 @@ PBP_API int pbp_channel_write_fd(const pbp_channel *ch);
 PBP_API void pbp_channel_free(pbp_channel *ch);
 
 /** Frees the channel without closing its fds, which return to the caller
- *  (still O_NONBLOCK).  NULL is a no-op. */
+ *  (the write fd still O_NONBLOCK).  NULL is a no-op. */
 PBP_API void pbp_channel_free_keep_fds(pbp_channel *ch);
 
 #ifdef __cplusplus
