@@ -21,6 +21,8 @@ pbt_pipe_free(pbt_pipe *p)
 void
 pbt_pipe_put(pbt_pipe *p, const void *data, size_t n)
 {
+	if (n == 0)
+		return;
 	if (p->len + n > p->cap) {
 		size_t ncap = (p->len + n) * 2;
 
@@ -114,4 +116,4 @@ mem_close_write(void *ctx)
 	return 0;
 }
 
-const pbp__io_ops pbt_mem_io = { mem_read, mem_write, mem_wait, mem_close_write };
+const pbp__io_ops pbt_mem_io = { mem_read, mem_write, mem_wait, mem_close_write, NULL };
