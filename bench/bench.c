@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -115,7 +116,11 @@ samples_median(samples *s)
 
 /* ---- what a child is told ----------------------------------------------- */
 
-/* argv for a child: at most 2 + 2 * 9 + 2 handles + NULL. */
+/* Where the children of the current bench run: a CPU, or -1 (see
+ * pin_bench()). */
+static int child_cpu = -1;
+
+/* argv for a child: 3 + 2 * 10 options + 2 handles + NULL. */
 typedef struct argv_buf {
 	const char *v[32];
 	char num[12][24];
@@ -147,6 +152,7 @@ argv_build(argv_buf *a, const char *kind, const child_cfg *c)
 	argv_num(a, "--pipe-size", c->pipe_size);
 	argv_num(a, "--max-frame", (long long)c->max_frame);
 	argv_num(a, "--flags", (long long)c->flags);
+	argv_num(a, "--cpu", child_cpu);
 }
 
 /* ---- the parent's side of a child -------------------------------------- */
@@ -159,7 +165,6 @@ typedef struct peer {
 	pid_t pid;        /* raw */
 	int rfd, wfd;
 	uint64_t batch;   /* sink: batches sent so far */
-	uint64_t cpu;     /* echo with report: the child's last CPU time */
 } peer;
 
 /* Dies with the channel's error and what became of the child. */
@@ -171,12 +176,13 @@ pb_die(peer *p, const char *what)
 	static pbp_report r; /* 66 KiB: not on the stack */
 	char msg[PBP_ERRMSG_SIZE];
 	char line[512];
+	int rc;
 
 	snprintf(msg, sizeof msg, "%s", pbp_channel_errmsg(p->ch));
-	/* A dying child: give it a moment, so the report says how it ended.
-	 * A timeout here only means it is still running. */
-	if (pbp_child_wait(p->c, 200, NULL) != 0)
-		msg[sizeof msg - 1] = '\0';
+	/* A dying child: give it a moment, so the report says how it ended
+	 * (PBP_ETIMEDOUT only means it is still running). */
+	rc = pbp_child_wait(p->c, 200, NULL);
+	(void)rc;
 	pbp_child_report(p->c, &r);
 	die("%s: %s (%s)", what, msg, pbp_report_str(&r, line, sizeof line));
 }
@@ -243,8 +249,8 @@ pipe_resize(int fd, int64_t size)
 }
 
 /* posix_spawn with the child's write end on fd 3 and its read end on 4,
- * nothing else inherited and default signal handling: what
- * pbp_child_spawn does, without the handshake. */
+ * nothing else inherited, no signal blocked and SIGPIPE back to default:
+ * what pbp_child_spawn does, without the handshake. */
 static pid_t
 raw_spawn(int child_w, int child_r, const char *const *argv)
 {
@@ -321,13 +327,19 @@ raw_close(peer *p)
 	check_exit(WIFEXITED(st), WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), "raw child");
 }
 
+/* Channel flags every pbpipe channel gets on both sides (--sigpipe-handled). */
+static uint64_t all_flags;
+
 static void
 peer_open(peer *p, int raw, const child_cfg *c)
 {
+	child_cfg cc = *c;
+
+	cc.flags |= all_flags;
 	if (raw)
-		raw_open(p, c);
+		raw_open(p, &cc);
 	else
-		pb_open(p, c);
+		pb_open(p, &cc);
 }
 
 static void
@@ -389,8 +401,8 @@ echo_check(const payload *pl, const uint8_t *p, size_t n, uint64_t v, uint64_t i
 		ok = memcmp(p, pl->ref, n) == 0;
 	}
 	if (!ok)
-		die("echo %" PRIu64 " of %zu bytes came back as %zu different bytes", i,
-		    pl->size, n);
+		die("echo %" PRIu64 " of %zu bytes came back wrong (%zu bytes, stamp %#" PRIx64
+		    " instead of %#" PRIx64 ")", i, pl->size, n, n >= STAMP ? stamp_get(p) : 0, v);
 }
 
 /* One round trip: send, wait for the echo, check it. */
@@ -433,7 +445,7 @@ rtt_round(peer *p, payload *pl, uint64_t iters, samples *s)
 	}
 }
 
-/* The echo child's CPU time, from its next report. */
+/* The CPU time the echo child spent on its last batch, from its report. */
 static uint64_t
 read_child_cpu(peer *p)
 {
@@ -512,8 +524,73 @@ typedef struct options {
 	int spin_us;
 	int json;
 	int quick;
+	int pin;            /* PIN_* */
 	int nout;           /* results printed so far */
 } options;
+
+/* ---- where the processes run ------------------------------------------- */
+
+enum { PIN_AUTO, PIN_NONE, PIN_SAME, PIN_SPLIT, PIN_COUNT };
+static const char *const pin_names[PIN_COUNT] = { "auto", "none", "same", "split" };
+
+static cpu_set_t orig_cpus; /* what we may run on, as started */
+static int cpu_a = -1, cpu_b = -1; /* its first two CPUs */
+
+static void
+cpus_init(void)
+{
+	int i;
+
+	if (sched_getaffinity(0, sizeof orig_cpus, &orig_cpus) != 0)
+		die("sched_getaffinity: %s", strerror(errno));
+	for (i = 0; i < CPU_SETSIZE && cpu_b < 0; i++)
+		if (CPU_ISSET(i, &orig_cpus)) {
+			if (cpu_a < 0)
+				cpu_a = i;
+			else
+				cpu_b = i;
+		}
+}
+
+/*
+ * Where a bench runs.  Left to the scheduler, a child lands on our CPU or
+ * on another, and on an idle VM a wake-up on another vCPU costs tens of
+ * microseconds of halt exit: round trips come out at 5 or 40 us, and
+ * streams through small pipes at a third of their speed, from one child
+ * to the next, whatever the library does.  So by default (auto) both
+ * processes share one CPU, which times the work each side adds; the
+ * spinning lowlat bench gives the child a CPU of its own, without which
+ * spinning only burns the other side's time; spawn is left alone.
+ * --pin split or none shows what the platform's wake-ups add.
+ */
+static int
+pin_mode(const options *o, int bench)
+{
+	int m = o->pin;
+
+	if (m == PIN_AUTO)
+		m = bench == B_LOWLAT ? PIN_SPLIT : bench == B_SPAWN ? PIN_NONE : PIN_SAME;
+	if (m == PIN_SPLIT && cpu_b < 0)
+		m = PIN_NONE; /* one CPU: nothing to split */
+	return m;
+}
+
+/* Pins this process (and so the children it spawns) for a bench, and
+ * says where its children go. */
+static void
+pin_bench(const options *o, int bench)
+{
+	int m = pin_mode(o, bench);
+	cpu_set_t set = orig_cpus;
+
+	if (m != PIN_NONE) {
+		CPU_ZERO(&set);
+		CPU_SET(cpu_a, &set);
+	}
+	if (sched_setaffinity(0, sizeof set, &set) != 0)
+		die("sched_setaffinity: %s", strerror(errno));
+	child_cpu = m == PIN_SPLIT ? cpu_b : -1;
+}
 
 /* Formats a result with as many digits as it deserves. */
 static const char *
@@ -747,13 +824,13 @@ bench_spawn(options *o)
 static void
 lowlat_round(peer *p, payload *pl, uint64_t iters, samples *lat, samples *cpu)
 {
-	uint64_t c0 = cpu_ns(), child0 = p->cpu, c1;
+	uint64_t c0 = cpu_ns(), c1, child;
 
 	rtt_round(p, pl, iters, lat);
 	c1 = cpu_ns();
-	p->cpu = read_child_cpu(p);
+	child = read_child_cpu(p);
 	if (cpu != NULL)
-		samples_add(cpu, (double)(c1 - c0 + p->cpu - child0) / 1e3 / (double)iters);
+		samples_add(cpu, (double)(c1 - c0 + child) / 1e3 / (double)iters);
 }
 
 /* bench=lowlat: rtt with spin_us on both sides against busy-polling raw
@@ -766,27 +843,32 @@ bench_lowlat(options *o)
 	size_t ns = bench_sizes(o, dflt, 1, &sizes), k;
 	uint64_t iters = o->count ? o->count : o->quick ? 200 : 20000;
 
+	if (pin_mode(o, B_LOWLAT) == PIN_SAME || (pin_mode(o, B_LOWLAT) == PIN_NONE && cpu_b < 0)) {
+		/* Two busy-polling processes on one CPU take turns only when
+		 * the scheduler preempts one: milliseconds per round trip. */
+		fprintf(o->json ? stderr : stdout, "# lowlat skipped: it needs two CPUs\n");
+		return;
+	}
 	for (k = 0; k < ns; k++) {
 		child_cfg c = { .mode = MODE_ECHO, .size = sizes[k], .report = iters,
 		                .spin_us = (uint64_t)o->spin_us,
 		                .max_frame = max_frame_for(sizes[k]) };
 		samples lat[2] = { { 0 } }, cpu[2] = { { 0 } };
-		peer p[2];
+		peer p;
 		payload pl;
 		int r, raw;
 
 		payload_init(&pl, sizes[k]);
-		for (raw = 0; raw < 2; raw++) {
-			c.poll = (uint64_t)raw;
-			peer_open(&p[raw], raw, &c);
-			p[raw].cpu = read_child_cpu(&p[raw]);
-			lowlat_round(&p[raw], &pl, iters, NULL, NULL); /* warm-up */
-		}
+		/* A child per round, alone: an idle raw child busy-polls, and
+		 * would take the CPU from the other while that one is timed. */
 		for (r = 0; r < o->rounds; r++)
-			for (raw = 0; raw < 2; raw++)
-				lowlat_round(&p[raw], &pl, iters, &lat[raw], &cpu[raw]);
-		for (raw = 0; raw < 2; raw++)
-			peer_close(&p[raw]);
+			for (raw = 0; raw < 2; raw++) {
+				c.poll = (uint64_t)raw;
+				peer_open(&p, raw, &c);
+				lowlat_round(&p, &pl, iters, NULL, NULL); /* warm-up */
+				lowlat_round(&p, &pl, iters, &lat[raw], &cpu[raw]);
+				peer_close(&p);
+			}
 		payload_free(&pl);
 		emit(o, "lowlat", sizes[k], "us", samples_median(&lat[0]), samples_median(&lat[1]),
 		     NULL);
@@ -867,9 +949,18 @@ header(const options *o)
 			         only[0] ? "," : "", bench_names[i]);
 	fprintf(out, "# pbpipe-bench %s date=%s kernel=%s cpu=\"%s\" nproc=%ld loadavg=\"%s\"\n",
 	        PBP_VERSION_STRING, date, u.release, cpu, sysconf(_SC_NPROCESSORS_ONLN), load);
-	fprintf(out, "# options: only=%s rounds=%d count=%s spin_us=%d quick=%d; "
-	        "pipes: pbpipe %d bytes, raw %d (kernel default; set only in bench=pipesize)\n",
-	        only, o->rounds, o->count ? "set" : "default", o->spin_us, o->quick, pb, kernel);
+	fprintf(out, "# options: only=%s rounds=%d count=%s spin_us=%d quick=%d "
+	        "sigpipe_handled=%d; pipes: pbpipe %d bytes, raw %d (kernel default; set only "
+	        "in bench=pipesize)\n", only, o->rounds, o->count ? "set" : "default", o->spin_us,
+	        o->quick, (all_flags & PBP_CHANNEL_SIGPIPE_HANDLED) != 0, pb, kernel);
+	fprintf(out, "# pin=%s:", pin_names[o->pin]);
+	for (i = 0; i < B_COUNT; i++)
+		if (o->only[i])
+			fprintf(out, " %s=%s", bench_names[i], pin_names[pin_mode(o, i)]);
+	if (cpu_b >= 0)
+		fprintf(out, " (same: both on cpu %d; split: the child on cpu %d)\n", cpu_a, cpu_b);
+	else
+		fprintf(out, " (one CPU allowed: %d)\n", cpu_a);
 	fprintf(out, "# medians over all samples; ratio = pbpipe/raw (us: lower is better; "
 	        "frames/s, MB/s: higher is better); MB = 10^6 bytes\n");
 	fflush(out);
@@ -891,6 +982,11 @@ usage(FILE *f)
 	        "                      pipesize) or spawns (spawn)\n"
 	        "  --rounds N          rounds of each side, alternating (default 5)\n"
 	        "  --spin-us N         spin_us of bench=lowlat (default 100)\n"
+	        "  --pin MODE          where parent and child run: same (one CPU), split\n"
+	        "                      (a CPU each), none (the scheduler decides), or auto\n"
+	        "                      (default: lowlat split, spawn none, others same)\n"
+	        "  --sigpipe-handled   give every channel PBP_CHANNEL_SIGPIPE_HANDLED (both\n"
+	        "                      processes ignore SIGPIPE)\n"
 	        "  --json              print a JSON array (the header goes to stderr)\n"
 	        "  --quick             small counts and 2 rounds: a smoke test\n"
 	        "  --help              this text\n",
@@ -937,6 +1033,17 @@ parse_only(options *o, const char *s)
 	free(copy);
 }
 
+static int
+parse_pin(const char *s)
+{
+	int i;
+
+	for (i = 0; i < PIN_COUNT; i++)
+		if (strcmp(s, pin_names[i]) == 0)
+			return i;
+	die("--pin: unknown mode '%s' (auto, none, same, split)", s);
+}
+
 static void
 parse_options(options *o, int argc, char **argv)
 {
@@ -945,6 +1052,8 @@ parse_options(options *o, int argc, char **argv)
 		{ "rounds", required_argument, NULL, 'r' }, { "only", required_argument, NULL, 'o' },
 		{ "spin-us", required_argument, NULL, 'S' }, { "json", no_argument, NULL, 'j' },
 		{ "quick", no_argument, NULL, 'q' },         { "help", no_argument, NULL, 'h' },
+		{ "pin", required_argument, NULL, 'p' },
+		{ "sigpipe-handled", no_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int ch, i, any = 0;
@@ -961,6 +1070,8 @@ parse_options(options *o, int argc, char **argv)
 		case 'S': o->spin_us = (int)parse_num(optarg, "--spin-us"); break;
 		case 'j': o->json = 1; break;
 		case 'q': o->quick = 1; break;
+		case 'p': o->pin = parse_pin(optarg); break;
+		case 'H': all_flags |= PBP_CHANNEL_SIGPIPE_HANDLED; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(2);
 		}
@@ -982,11 +1093,17 @@ parse_options(options *o, int argc, char **argv)
 int
 main(int argc, char **argv)
 {
+	static void (*const benches[B_COUNT])(options *) = {
+		bench_rtt, bench_stream, bench_spawn, bench_lowlat, bench_pipesize,
+	};
 	options o;
 	ssize_t n;
+	int i;
 
 	/* A raw write to a child that died must fail with EPIPE and a
-	 * message, not kill us.  (Children get default handling back.) */
+	 * message, not kill us.  Children are spawned with default handling
+	 * and come through here too, so with --sigpipe-handled both sides of
+	 * every channel really do ignore SIGPIPE. */
 	signal(SIGPIPE, SIG_IGN);
 	n = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
 	if (n <= 0)
@@ -995,19 +1112,15 @@ main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "--serve") == 0)
 		return serve(argc, argv);
 	parse_options(&o, argc, argv);
+	cpus_init();
 	header(&o);
 	if (o.json)
 		printf("[\n");
-	if (o.only[B_RTT])
-		bench_rtt(&o);
-	if (o.only[B_STREAM])
-		bench_stream(&o);
-	if (o.only[B_SPAWN])
-		bench_spawn(&o);
-	if (o.only[B_LOWLAT])
-		bench_lowlat(&o);
-	if (o.only[B_PIPESIZE])
-		bench_pipesize(&o);
+	for (i = 0; i < B_COUNT; i++)
+		if (o.only[i]) {
+			pin_bench(&o, i);
+			benches[i](&o);
+		}
 	if (o.json)
 		printf("\n]\n");
 	free(o.sizes);

@@ -34,6 +34,7 @@ typedef struct child_cfg {
 	int64_t pipe_size;  /* pbpipe: .pipe_size; raw: set by the parent */
 	uint64_t max_frame; /* pbpipe: .max_frame (0: default) */
 	uint64_t flags;     /* pbpipe: .flags */
+	int64_t cpu;        /* the CPU to run on, or -1 to stay where spawned */
 } child_cfg;
 
 /* Prints "role: message" and exits 1.  Any failure ends the run with one

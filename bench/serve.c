@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,6 +148,7 @@ cfg_parse(child_cfg *c, int argc, char **argv)
 	int i;
 
 	memset(c, 0, sizeof *c);
+	c->cpu = -1;
 	/* argv: exe --serve KIND (--key value)... WRITE_FD READ_FD */
 	for (i = 3; i + 1 < argc - 2; i += 2) {
 		const char *k = argv[i], *v = argv[i + 1];
@@ -169,6 +171,8 @@ cfg_parse(child_cfg *c, int argc, char **argv)
 			c->max_frame = parse_num(v, k);
 		else if (strcmp(k, "--flags") == 0)
 			c->flags = parse_num(v, k);
+		else if (strcmp(k, "--cpu") == 0)
+			c->cpu = strtoll(v, NULL, 10);
 		else
 			die("unknown child option '%s'", k);
 	}
@@ -182,33 +186,55 @@ pb_check(pbp_channel *ch, int rc, const char *what)
 		die("%s: %s", what, pbp_channel_errmsg(ch));
 }
 
-static void
-pb_send_cpu(pbp_channel *ch, uint64_t echoes)
-{
-	bench_Cpu m = { cpu_ns(), echoes };
+/*
+ * The CPU time of each batch of --report echoes, from the arrival of its
+ * first frame to the echo of its last.  Not from one report to the next:
+ * between batches the parent measures the other child, and a child that
+ * busy-polls meanwhile burns CPU that is no round trip's cost.
+ */
+typedef struct cpu_meter {
+	uint64_t report, n, start;
+} cpu_meter;
 
-	pb_check(ch, pbp_channel_send(ch, bench_Type_CPU, &m), "send Cpu");
+/* After a frame arrived. */
+static void
+meter_arrived(cpu_meter *m)
+{
+	if (m->report && m->n % m->report == 0)
+		m->start = cpu_ns();
+}
+
+/* After an echo: 1 with *used set when it ended a batch. */
+static int
+meter_echoed(cpu_meter *m, uint64_t *used)
+{
+	if (!m->report || ++m->n % m->report != 0)
+		return 0;
+	*used = cpu_ns() - m->start;
+	return 1;
 }
 
 /* Echoes every DATA frame until end of stream. */
 static int
 pb_serve_echo(pbp_channel *ch, const child_cfg *c)
 {
+	cpu_meter m = { c->report, 0, 0 };
+	bench_Cpu cpu = { 0, 0 };
 	pbp_msginfo mi;
-	uint64_t n = 0;
 	int rc;
 
-	if (c->report)
-		pb_send_cpu(ch, 0);
 	while ((rc = pbp_channel_recv(ch, &mi)) == 0) {
+		meter_arrived(&m);
 		if (mi.type != bench_Type_DATA)
 			die("echo: unexpected message type %" PRIu32, mi.type);
 		/* The payload stays valid for this send: send_raw copies it
 		 * before anything else can touch the receive buffer. */
 		pb_check(ch, pbp_channel_send_raw(ch, bench_Type_DATA, 0, mi.payload, mi.size),
 		         "echo: send");
-		if (c->report && ++n % c->report == 0)
-			pb_send_cpu(ch, n);
+		if (meter_echoed(&m, &cpu.cpu_ns)) {
+			cpu.echoes = m.n;
+			pb_check(ch, pbp_channel_send(ch, bench_Type_CPU, &cpu), "send Cpu");
+		}
 	}
 	return rc;
 }
@@ -314,28 +340,24 @@ raw_serve_sink(int wfd, int rfd, const child_cfg *c)
 	}
 }
 
-/* Echoes frames of c->size bytes; every c->report echoes also writes its
- * CPU time so far (8 bytes), as the pbpipe child does. */
+/* Echoes frames of c->size bytes; after every c->report echoes also
+ * writes their CPU time (8 bytes), as the pbpipe child does. */
 static void
 raw_serve_echo(int wfd, int rfd, const child_cfg *c)
 {
 	uint8_t *buf = xmalloc(c->size);
-	uint64_t n = 0, cpu;
+	cpu_meter m = { c->report, 0, 0 };
+	uint64_t cpu;
 
 	if (c->poll) {
 		set_nonblock(rfd);
 		set_nonblock(wfd);
 	}
-	if (c->report) {
-		cpu = cpu_ns();
-		write_all(wfd, &cpu, sizeof cpu, "raw echo: cpu");
-	}
 	while (read_exact(rfd, buf, c->size, "raw echo") == 0) {
+		meter_arrived(&m);
 		write_all(wfd, buf, c->size, "raw echo");
-		if (c->report && ++n % c->report == 0) {
-			cpu = cpu_ns();
+		if (meter_echoed(&m, &cpu))
 			write_all(wfd, &cpu, sizeof cpu, "raw echo: cpu");
-		}
 	}
 	free(buf);
 }
@@ -364,6 +386,14 @@ serve(int argc, char **argv)
 	if (argc < 5)
 		die("usage: pbpipe-bench --serve pbpipe|raw [--key value]... WRITE_FD READ_FD");
 	cfg_parse(&c, argc, argv);
+	if (c.cpu >= 0) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET((int)c.cpu, &set);
+		if (sched_setaffinity(0, sizeof set, &set) != 0)
+			die("sched_setaffinity(cpu %" PRId64 "): %s", c.cpu, strerror(errno));
+	}
 	if (strcmp(argv[2], "pbpipe") == 0)
 		return serve_pbpipe(argc, argv, &c);
 	if (strcmp(argv[2], "raw") == 0)
