@@ -3,6 +3,8 @@
  *     pbptest-peer MODE [ARG] WRITE_HANDLE READ_HANDLE
  * Modes:
  *   echo          handshake, send every message back, exit 0 at end of stream
+ *   goodbye       like echo, and answer the parent's Goodbye with one of the
+ *                 same reason and detail (tests/xarch.c checks what crossed)
  *   exit N        handshake, then exit N at once
  *   early N       exit N before the handshake
  *   silent        never handshake; exit 0 when the read side reaches EOF
@@ -56,6 +58,7 @@ options(void)
 /* The channel, global so that every exit path can free it: the spawn
  * tests run this program under valgrind, which counts what is left. */
 static pbp_channel *the_ch;
+static int reflect_goodbye; /* mode goodbye */
 
 static void
 leave(int code)
@@ -92,6 +95,13 @@ echo(pbp_channel *ch)
 			die("echo", pbp_channel_errmsg(ch));
 	if (rc != PBP_EOF)
 		die("recv", pbp_channel_errmsg(ch));
+	if (reflect_goodbye) {
+		pbp_peer_info pi;
+
+		if (pbp_channel_peer(ch, &pi) == 0 && pi.goodbye_received &&
+		    pbp_channel_goodbye(ch, pi.goodbye_reason, pi.goodbye_detail) != 0)
+			die("goodbye", pbp_channel_errmsg(ch));
+	}
 	pbp_channel_free(ch);
 	return 0;
 }
@@ -195,7 +205,8 @@ main(int argc, char **argv)
 	}
 	if (pbp_channel_handshake(ch) != 0)
 		die("handshake", pbp_channel_errmsg(ch));
-	if (strcmp(mode, "echo") == 0)
+	reflect_goodbye = strcmp(mode, "goodbye") == 0;
+	if (strcmp(mode, "echo") == 0 || reflect_goodbye)
 		return echo(ch);
 	if (strcmp(mode, "exit") == 0)
 		leave(arg);
