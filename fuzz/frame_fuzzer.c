@@ -137,6 +137,9 @@ check_cap(const run *r)
 		bound = r->max_cap;
 	if (bound < (size_t)r->max_limit + PBP__VARINT32_MAX)
 		bound = (size_t)r->max_limit + PBP__VARINT32_MAX;
+	/* The reader always makes room for a whole length prefix. */
+	if (bound < PBP__VARINT32_MAX + 1)
+		bound = PBP__VARINT32_MAX + 1;
 	if (r->mode == FEED_EACH || r->mode == FEED_PILE) {
 		if (bound < r->fed + 1)
 			bound = r->fed + 1;

@@ -162,41 +162,87 @@ pbp__control_encode(uint8_t *out, size_t cap, const pbpipe_Envelope *env,
 	return 0;
 }
 
-/* Decodes pbpipe.Message from a substream.  Hand-written rather than
- * pb_decode(), so that the payload is located in place without copying
- * and without a callback. */
+/* A varint from p[0..end): 0 and *v on success, -1 if it runs past end
+ * or over 10 bytes (nanopb's rule: the 10th byte may only be 0 or 1). */
 static int
-decode_message(pb_istream_t *s, pbp__frame *out, pbp_error *err)
+get_varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
 {
-	pb_wire_type_t wt;
-	uint32_t tag;
-	bool eof;
+	const uint8_t *p = *pp;
+	uint64_t r = 0;
+	unsigned shift;
+
+	for (shift = 0; p < end && shift < 70; shift += 7) {
+		uint8_t b = *p++;
+
+		if (shift == 63 && b > 1)
+			return -1;
+		r |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*pp = p;
+			*v = r;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* Skips one field of wire type wt.  0, or -1 if it is malformed. */
+static int
+skip_field(const uint8_t **pp, const uint8_t *end, unsigned wt)
+{
 	uint64_t v;
 
-	out->type = 0;
-	out->id = 0;
-	out->payload = NULL;
-	out->payload_len = 0;
-	out->reply_to = 0;
-	out->error_code = 0;
-	out->error_msg = NULL;
-	out->error_len = 0;
-	while (s->bytes_left > 0) {
-		if (!pb_decode_tag(s, &wt, &tag, &eof) || tag == 0) {
-			PB_SET_ERROR(s, "field number 0");
-			goto bad;
+	switch (wt) {
+	case 0: return get_varint(pp, end, &v);
+	case 1: v = 8; break;
+	case 5: v = 4; break;
+	case 2:
+		if (get_varint(pp, end, &v) != 0)
+			return -1;
+		break;
+	default: return -1; /* groups (3, 4) and the reserved 6, 7 */
+	}
+	if (v > (uint64_t)(end - *pp))
+		return -1;
+	*pp += v;
+	return 0;
+}
+
+/* Decodes pbpipe.Message from p[0..end).  Hand-written on raw bytes rather
+ * than with pb_decode(): it is the per-message hot path, and it locates the
+ * payload in place, without a copy or a callback. */
+static int
+decode_message(const uint8_t *p, const uint8_t *end, pbp__frame *out, pbp_error *err)
+{
+	const char *why = NULL;
+	uint64_t key, v;
+
+	while (p < end) {
+		unsigned tag, wt;
+
+		if (get_varint(&p, end, &key) != 0) {
+			why = "bad tag";
+			break;
+		}
+		tag = key >> 3 > 0xffffffffu ? 0 : (unsigned)(key >> 3);
+		wt = (unsigned)(key & 7);
+		if (tag == 0) {
+			why = "field number 0";
+			break;
 		}
 		if (tag == 1 || tag == 2 || tag == 4 || tag == 5) {
-			if (wt != PB_WT_VARINT) {
-				PB_SET_ERROR(s, "wrong wire type");
-				goto bad;
+			if (wt != 0) {
+				why = "wrong wire type";
+				break;
 			}
-			if (!pb_decode_varint(s, &v))
-				goto bad;
+			if (get_varint(&p, end, &v) != 0) {
+				why = "bad varint";
+				break;
+			}
 			if ((tag == 1 || tag == 5) && v > UINT32_MAX)
 				return pbp__seterr(err, PBP_EDECODE, 0,
 				                   "Message field %u: %" PRIu64 " does not fit 32 bits",
-				                   (unsigned)tag, v);
+				                   tag, v);
 			if (tag == 1)
 				out->type = (uint32_t)v;
 			else if (tag == 2)
@@ -206,109 +252,111 @@ decode_message(pb_istream_t *s, pbp__frame *out, pbp_error *err)
 			else
 				out->error_code = (uint32_t)v;
 		} else if (tag == 3 || tag == 6) {
-			pb_istream_t sub;
-
-			if (wt != PB_WT_STRING) {
-				PB_SET_ERROR(s, "wrong wire type");
-				goto bad;
+			if (wt != 2) {
+				why = "wrong wire type";
+				break;
 			}
-			if (!pb_make_string_substream(s, &sub))
-				goto bad;
-			/* A buffer stream's state is its read pointer. */
+			if (get_varint(&p, end, &v) != 0 || v > (uint64_t)(end - p)) {
+				why = "length past the end";
+				break;
+			}
 			if (tag == 3) {
-				out->payload = (const uint8_t *)sub.state;
-				out->payload_len = sub.bytes_left;
+				out->payload = p;
+				out->payload_len = (size_t)v;
 			} else {
-				out->error_msg = (const char *)sub.state;
-				out->error_len = sub.bytes_left;
+				out->error_msg = (const char *)p;
+				out->error_len = (size_t)v;
 			}
-			if (!pb_read(&sub, NULL, sub.bytes_left) ||
-			    !pb_close_string_substream(s, &sub))
-				goto bad;
-		} else if (!pb_skip_field(s, wt)) {
-			goto bad;
+			p += v;
+		} else if (skip_field(&p, end, wt) != 0) {
+			why = "bad unknown field";
+			break;
 		}
 	}
+	if (why != NULL)
+		return pbp__seterr(err, PBP_EDECODE, 0, "malformed Message envelope: %s", why);
 	if (out->type == 0)
 		return pbp__seterr(err, PBP_EPROTO, 0,
 		                   "application message without a type (type 0)");
 	return 0;
-bad:
-	return pbp__seterr(err, PBP_EDECODE, 0, "malformed Message envelope: %s",
-	                   PB_GET_ERROR(s));
 }
 
+/* Decodes a control body (Hello, Goodbye, Sync, SyncAck) with nanopb. */
 static int
-decode_body(pb_istream_t *s, uint32_t tag, pbp__frame *out, pbp_error *err)
+decode_control(const uint8_t *p, size_t n, uint32_t tag, pbp__frame *out, pbp_error *err)
 {
-	pb_istream_t sub;
-	int rc = 0;
+	pb_istream_t sub = pb_istream_from_buffer(p, n);
 
-	if (!pb_make_string_substream(s, &sub))
-		return pbp__seterr(err, PBP_EDECODE, 0, "malformed envelope: %s",
-		                   PB_GET_ERROR(s));
 	if (tag == 1) {
 		if (!pb_decode(&sub, pbpipe_Hello_fields, &out->hello))
-			rc = pbp__seterr(err, PBP_EDECODE, 0, "malformed Hello: %s",
-			                 PB_GET_ERROR(&sub));
+			return pbp__seterr(err, PBP_EDECODE, 0, "malformed Hello: %s",
+			                   PB_GET_ERROR(&sub));
 	} else if (tag == 2) {
 		if (!pb_decode(&sub, pbpipe_Goodbye_fields, &out->goodbye))
-			rc = pbp__seterr(err, PBP_EDECODE, 0, "malformed Goodbye: %s",
-			                 PB_GET_ERROR(&sub));
-	} else if (tag == 4 || tag == 5) {
+			return pbp__seterr(err, PBP_EDECODE, 0, "malformed Goodbye: %s",
+			                   PB_GET_ERROR(&sub));
+	} else {
 		/* Sync and SyncAck have the same shape. */
 		pbpipe_Sync sync = pbpipe_Sync_init_zero;
 
 		if (!pb_decode(&sub, pbpipe_Sync_fields, &sync))
-			rc = pbp__seterr(err, PBP_EDECODE, 0, "malformed %s: %s",
-			                 tag == 4 ? "Sync" : "SyncAck", PB_GET_ERROR(&sub));
+			return pbp__seterr(err, PBP_EDECODE, 0, "malformed %s: %s",
+			                   tag == 4 ? "Sync" : "SyncAck", PB_GET_ERROR(&sub));
 		out->sync_id = sync.id;
-	} else {
-		rc = decode_message(&sub, out, err);
 	}
-	if (rc == 0 && !pb_close_string_substream(s, &sub))
-		rc = pbp__seterr(err, PBP_EDECODE, 0, "malformed envelope: %s",
-		                 PB_GET_ERROR(s));
-	return rc;
+	return 0;
 }
 
 int
 pbp__frame_decode(const uint8_t *body, size_t len, pbp__frame *out,
                   pbp_error *err)
 {
-	pb_istream_t s = pb_istream_from_buffer(body, len);
-	pb_wire_type_t wt;
-	uint32_t tag;
-	bool eof;
+	const uint8_t *p = body, *end = body + len;
+	uint64_t key, n;
 	int rc;
 
-	memset(out, 0, sizeof *out);
-	while (s.bytes_left > 0) {
-		if (!pb_decode_tag(&s, &wt, &tag, &eof))
-			return pbp__seterr(err, PBP_EDECODE, 0, "malformed envelope: %s",
-			                   PB_GET_ERROR(&s));
+	out->kind = 0;
+	out->type = 0;
+	out->id = 0;
+	out->payload = NULL;
+	out->payload_len = 0;
+	out->reply_to = 0;
+	out->error_code = 0;
+	out->error_msg = NULL;
+	out->error_len = 0;
+	out->sync_id = 0;
+	while (p < end) {
+		unsigned tag, wt;
+
+		if (get_varint(&p, end, &key) != 0)
+			return pbp__seterr(err, PBP_EDECODE, 0, "malformed envelope: bad tag");
+		tag = key >> 3 > 0xffffffffu ? 0 : (unsigned)(key >> 3);
+		wt = (unsigned)(key & 7);
 		if (tag == 0)
 			return pbp__seterr(err, PBP_EDECODE, 0, "malformed envelope: field number 0");
-		if (tag < 1 || tag > 5) {
-			if (!pb_skip_field(&s, wt))
+		if (tag > 5) {
+			if (skip_field(&p, end, wt) != 0)
 				return pbp__seterr(err, PBP_EDECODE, 0,
-				                   "malformed envelope: %s", PB_GET_ERROR(&s));
+				                   "malformed envelope: bad unknown field %u", tag);
 			continue;
 		}
-		if (wt != PB_WT_STRING)
+		if (wt != 2)
 			return pbp__seterr(err, PBP_EDECODE, 0,
-			                   "malformed envelope: field %u has wire type %d",
-			                   (unsigned)tag, (int)wt);
+			                   "malformed envelope: field %u has wire type %u", tag, wt);
 		/* The oneof allows one body.  Protobuf would let a later one
 		 * win; no conforming encoder writes two, so two means a broken
 		 * or hostile peer. */
 		if (out->kind != 0)
-			return pbp__seterr(err, PBP_EPROTO, 0,
-			                   "envelope holds more than one body");
-		rc = decode_body(&s, tag, out, err);
+			return pbp__seterr(err, PBP_EPROTO, 0, "envelope holds more than one body");
+		if (get_varint(&p, end, &n) != 0 || n > (uint64_t)(end - p))
+			return pbp__seterr(err, PBP_EDECODE, 0,
+			                   "malformed envelope: body length past the end");
+		rc = tag == 3 ? decode_message(p, p + n, out, err)
+		              : decode_control(p, (size_t)n, tag, out, err);
 		if (rc != 0)
 			return rc;
 		out->kind = (int)tag;
+		p += n;
 	}
 	if (out->kind == 0)
 		return pbp__seterr(err, PBP_EPROTO, 0, "envelope holds no body");
