@@ -100,7 +100,7 @@ T(no_allocation_per_frame_in_steady_state)
 	reset(-1);
 	pbt_pair(&a, &b, NULL, NULL);
 	/* Two rounds: the first grows the buffers to their working size, the
-	 * second must not allocate at all.  One thread; the pipes (1 MiB)
+	 * second must not allocate at all.  One thread; the pipes (256 KiB)
 	 * hold every frame in flight. */
 	for (round = 0; round < 2; round++) {
 		if (round == 1)
