@@ -167,12 +167,13 @@ typedef struct pbp_channel_options {
  */
 #define PBP_CHANNEL_SIGPIPE_HANDLED 0x4u
 
-/** Pipe capacity pbpipe asks for by default (F_SETPIPE_SZ): 256 KiB.
- *  Measured (bench/RESULTS.md): 64 KiB frames stream 4x faster across CPUs
- *  through 256 KiB or 1 MiB pipes than through the kernel's 64 KiB, and
- *  256 KiB is as fast as 1 MiB while using a quarter of the per-user pipe
- *  memory (fs.pipe-user-pages-soft). */
-#define PBP_DEFAULT_PIPE_SIZE (256 * 1024)
+/** Pipe capacity pbpipe asks for by default (F_SETPIPE_SZ): 1 MiB.
+ *  Measured (docs/performance.md): 64 KiB frames stream 4x faster across
+ *  CPUs through 256 KiB or 1 MiB pipes than through the kernel's 64 KiB,
+ *  and on one CPU 1 MiB reaches 0.94-0.95x raw where 256 KiB gives
+ *  0.83-0.91x.  Unprivileged processes share fs.pipe-user-pages-soft
+ *  (64 MiB): with many channels, ask for less (pbpipe-fanout uses 64 KiB). */
+#define PBP_DEFAULT_PIPE_SIZE (1024 * 1024)
 
 /** Which deadline pbp_channel_set_timeout() changes. */
 enum pbp_timeout_kind {
