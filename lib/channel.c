@@ -360,11 +360,13 @@ pbp_channel_pending(const pbp_channel *ch)
 
 /* ---- moving bytes -------------------------------------------------------- */
 
-/* Reads once into the receive buffer if it has room.  Returns 1 if bytes
- * arrived or end of stream was seen, 0 if nothing was ready or there was
- * no room, or a (sticky) receive error. */
+/* Reads once into the receive buffer if it has room: with the
+ * transport's read (never blocks) or, with wait set, its read_wait (a
+ * receive without a deadline).  Returns 1 if bytes arrived or end of
+ * stream was seen, 0 if nothing was ready or there was no room, or a
+ * (sticky) receive error. */
 static int
-fill_once(pbp_channel *ch)
+fill(pbp_channel *ch, int wait)
 {
 	uint8_t *p;
 	size_t room;
@@ -377,7 +379,7 @@ fill_once(pbp_channel *ch)
 		                               "out of memory growing the receive buffer"));
 	if (room == 0)
 		return 0;
-	n = ch->io->read(ch->io_ctx, p, room);
+	n = wait ? ch->io->read_wait(ch->io_ctx, p, room) : ch->io->read(ch->io_ctx, p, room);
 	/* A short read emptied the pipe: the next one would likely say
 	 * EAGAIN, so read_frame() waits first (one system call saved per
 	 * message in request/response traffic). */
@@ -397,36 +399,10 @@ fill_once(pbp_channel *ch)
 	return rx_fail(ch, ch->error.code);
 }
 
-/* Reads once, waiting without limit (a receive without a deadline).
- * Returns as fill_once(); 0 only if the transport said EAGAIN anyway. */
 static int
-fill_wait(pbp_channel *ch)
+fill_once(pbp_channel *ch)
 {
-	uint8_t *p;
-	size_t room;
-	long n;
-
-	if (ch->rx_eof || ch->rx_err != 0)
-		return 0;
-	if (pbp__reader_space(&ch->rd, &p, &room) != 0)
-		return rx_fail(ch, pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM,
-		                               "out of memory growing the receive buffer"));
-	if (room == 0)
-		return 0;
-	n = ch->io->read_wait(ch->io_ctx, p, room);
-	if (n > 0) {
-		pbp__reader_commit(&ch->rd, (size_t)n);
-		return 1;
-	}
-	if (n == 0) {
-		ch->rx_eof = 1;
-		pbp__reader_set_eof(&ch->rd);
-		return 1;
-	}
-	if (n == -EAGAIN)
-		return 0;
-	sys_error(&ch->error, n, "read");
-	return rx_fail(ch, ch->error.code);
+	return fill(ch, 0);
 }
 
 /* True while the receive buffer can take more without a receive call. */
@@ -520,7 +496,7 @@ read_frame(pbp_channel *ch, pbp__frame *f, int64_t deadline)
 		if (ch->rx_err != 0)
 			return rx_again(ch);
 		if (deadline < 0 && ch->spin_us == 0 && ch->io->read_wait != NULL) {
-			rc = fill_wait(ch);
+			rc = fill(ch, 1);
 			if (rc != 0)
 				continue; /* bytes, end of stream, or an error */
 		}
