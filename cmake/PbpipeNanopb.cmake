@@ -33,60 +33,77 @@ option(PBP_NANOPB_FROM_SOURCE
 set(PBP_NANOPB_SOURCE_DIR "" CACHE PATH
     "An unpacked nanopb source tree (default: fetch Debian's source package)")
 
+# pbpipe_nanopb_source(<dir_var> <why_var>): the nanopb source tree to build
+# from: PBP_NANOPB_SOURCE_DIR, an earlier fetch into <build>/nanopb-source, or
+# a new fetch of the installed libnanopb-dev version.  Sets <dir_var> to it,
+# or to "" with the reason in <why_var> (fetch failed, files missing, or
+# headers that differ from /usr/include).  Used here and by fuzz/.
+function(pbpipe_nanopb_source dir_var why_var)
+  set(src "${PBP_NANOPB_SOURCE_DIR}")
+  set(why "")
+  if(NOT src)
+    set(dest "${CMAKE_BINARY_DIR}/nanopb-source")
+    file(GLOB have "${dest}/nanopb-*/pb_decode.c")
+    if(have)
+      list(GET have 0 have)
+      get_filename_component(src "${have}" DIRECTORY)
+    else()
+      # Pin the version to the installed runtime headers (the generator
+      # comes from the same source package).
+      execute_process(COMMAND dpkg-query -W "-f=\${Version}" libnanopb-dev
+                      OUTPUT_VARIABLE ver ERROR_QUIET OUTPUT_STRIP_TRAILING_WHITESPACE)
+      message(STATUS "nanopb: fetching the source of nanopb ${ver} into ${dest}")
+      execute_process(
+        COMMAND "${PROJECT_SOURCE_DIR}/fuzz/fetch-nanopb-source.sh" "${dest}" ${ver}
+        RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err
+        OUTPUT_STRIP_TRAILING_WHITESPACE)
+      if(rc EQUAL 0)
+        string(REGEX REPLACE "^.*\n" "" src "${out}")
+      else()
+        set(why "fuzz/fetch-nanopb-source.sh failed (${rc}):\n${err}\n"
+                "It needs network access to the Debian mirror and dpkg-dev; or pass "
+                "-DPBP_NANOPB_SOURCE_DIR=<an unpacked nanopb source tree>.")
+      endif()
+    endif()
+  endif()
+  if(src)
+    foreach(f pb_common.c pb_decode.c pb_encode.c pb.h pb_common.h pb_decode.h pb_encode.h)
+      if(NOT EXISTS "${src}/${f}")
+        set(why "no ${f} in '${src}'")
+        set(src "")
+        break()
+      endif()
+    endforeach()
+  endif()
+  # The headers must be the installed ones: generated code includes <pb.h>,
+  # and Debian's generator writes code for its own runtime version.
+  if(src)
+    foreach(h pb.h pb_common.h pb_decode.h pb_encode.h)
+      if(EXISTS "/usr/include/${h}")
+        file(SHA256 "${src}/${h}" a)
+        file(SHA256 "/usr/include/${h}" b)
+        if(NOT a STREQUAL b)
+          set(why "${src}/${h} differs from /usr/include/${h}: "
+                  "the source is not the installed nanopb version")
+          set(src "")
+          break()
+        endif()
+      endif()
+    endforeach()
+  endif()
+  set(${dir_var} "${src}" PARENT_SCOPE)
+  set(${why_var} "${why}" PARENT_SCOPE)
+endfunction()
+
 if(NOT PBP_NANOPB_FROM_SOURCE)
   find_package(nanopb CONFIG REQUIRED)
   return()
 endif()
 
-# The source tree: PBP_NANOPB_SOURCE_DIR, an earlier fetch, or a new one.
-set(_pbp_nanopb_src "${PBP_NANOPB_SOURCE_DIR}")
+pbpipe_nanopb_source(_pbp_nanopb_src _pbp_why)
 if(NOT _pbp_nanopb_src)
-  set(_pbp_dest "${CMAKE_BINARY_DIR}/nanopb-source")
-  file(GLOB _pbp_have "${_pbp_dest}/nanopb-*/pb_decode.c")
-  if(_pbp_have)
-    list(GET _pbp_have 0 _pbp_have)
-    get_filename_component(_pbp_nanopb_src "${_pbp_have}" DIRECTORY)
-  else()
-    # Pin the version to the installed runtime headers (the generator
-    # comes from the same source package).
-    execute_process(COMMAND dpkg-query -W "-f=\${Version}" libnanopb-dev
-                    OUTPUT_VARIABLE _pbp_ver ERROR_QUIET
-                    OUTPUT_STRIP_TRAILING_WHITESPACE)
-    message(STATUS "nanopb: fetching the source of nanopb ${_pbp_ver} into ${_pbp_dest}")
-    execute_process(
-      COMMAND "${PROJECT_SOURCE_DIR}/fuzz/fetch-nanopb-source.sh"
-              "${_pbp_dest}" ${_pbp_ver}
-      RESULT_VARIABLE _pbp_rc OUTPUT_VARIABLE _pbp_out ERROR_VARIABLE _pbp_err
-      OUTPUT_STRIP_TRAILING_WHITESPACE)
-    if(NOT _pbp_rc EQUAL 0)
-      message(FATAL_ERROR
-        "PBP_NANOPB_FROM_SOURCE: fuzz/fetch-nanopb-source.sh failed (${_pbp_rc}):\n"
-        "${_pbp_err}\n"
-        "Needs network access to the Debian mirror and dpkg-dev; or pass "
-        "-DPBP_NANOPB_SOURCE_DIR=<an unpacked nanopb source tree>.")
-    endif()
-    string(REGEX REPLACE "^.*\n" "" _pbp_nanopb_src "${_pbp_out}")
-  endif()
+  message(FATAL_ERROR "PBP_NANOPB_FROM_SOURCE: ${_pbp_why}")
 endif()
-foreach(_pbp_f pb_common.c pb_decode.c pb_encode.c pb.h pb_common.h pb_decode.h pb_encode.h)
-  if(NOT EXISTS "${_pbp_nanopb_src}/${_pbp_f}")
-    message(FATAL_ERROR "PBP_NANOPB_FROM_SOURCE: no ${_pbp_f} in '${_pbp_nanopb_src}'")
-  endif()
-endforeach()
-
-# The headers must be the installed ones: generated code includes <pb.h>,
-# and Debian's generator writes code for its own runtime version.
-foreach(_pbp_h pb.h pb_common.h pb_decode.h pb_encode.h)
-  if(EXISTS "/usr/include/${_pbp_h}")
-    file(SHA256 "${_pbp_nanopb_src}/${_pbp_h}" _pbp_a)
-    file(SHA256 "/usr/include/${_pbp_h}" _pbp_b)
-    if(NOT _pbp_a STREQUAL _pbp_b)
-      message(FATAL_ERROR
-        "PBP_NANOPB_FROM_SOURCE: ${_pbp_nanopb_src}/${_pbp_h} differs from "
-        "/usr/include/${_pbp_h}: the source is not the installed nanopb version.")
-    endif()
-  endif()
-endforeach()
 message(STATUS "nanopb: building pb_common.c pb_decode.c pb_encode.c from ${_pbp_nanopb_src}")
 
 add_library(pbp_nanopb STATIC
