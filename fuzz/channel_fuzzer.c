@@ -43,14 +43,14 @@ take(input *in)
 static int
 documented(int rc)
 {
-	return rc <= 0 && rc >= PBP_EREMOTE;
+	return rc <= 0 && rc >= PBP_ELIMIT;
 }
 
 static int
 sticky_rx(int rc)
 {
 	return rc == PBP_EOF || rc == PBP_ETRUNC || rc == PBP_EPROTO || rc == PBP_EMSGSIZE ||
-	       rc == PBP_ESYS || rc == PBP_ENOMEM;
+	       rc == PBP_ESYS || rc == PBP_ENOMEM || rc == PBP_EUNANSWERED;
 }
 
 /* A Hello from the peer with our fingerprint and the given limit. */

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pb_common.h>
 #include <pb_decode.h>
 
 #include "channel_impl.h"
@@ -35,37 +36,75 @@ keep(uint8_t **buf, size_t *cap, size_t *len, const void *src, size_t n)
 	return 0;
 }
 
+/* Frees a buffer handed back to the inbox if it is large, so that one
+ * large message does not pin its memory for ever. */
+static void
+trim(uint8_t **buf, size_t *cap)
+{
+	if (*cap > KEEP_MAX) {
+		free(*buf);
+		*buf = NULL;
+		*cap = 0;
+	}
+}
+
+/* The inbox (held messages and kept replies) takes n more payload bytes:
+ * always when it is empty, else up to INBOX_MAX in all. */
+static int
+inbox_room(pbp_channel *ch, size_t n)
+{
+	if (ch->inbox_bytes == 0 || ch->inbox_bytes + n <= INBOX_MAX)
+		return 0;
+	return pbp__seterr(&ch->error, PBP_ELIMIT, 0,
+	                   "the inbox is full (%zu bytes held or kept as replies, at most %u): "
+	                   "receive held messages or finish calls first; nothing was lost",
+	                   ch->inbox_bytes, INBOX_MAX);
+}
+
 /* ---- held messages --------------------------------------------------------- */
 
 static int
-held_push(pbp_channel *ch, const pbp__frame *f)
+held_grow(pbp_channel *ch)
 {
-	pbp__held *h;
+	size_t ncap = ch->qcap ? ch->qcap * 2 : 16, i;
+	pbp__held *nq;
 
-	if (ch->qlen == ch->qcap) {
-		size_t ncap = ch->qcap ? ch->qcap * 2 : 16, i;
-		pbp__held *nq;
-
-		if (ch->qcap >= PBP_MAX_HELD)
-			return pbp__seterr(&ch->error, PBP_EMSGSIZE, 0,
-			                   "%d messages arrived while waiting for a reply or a barrier",
-			                   PBP_MAX_HELD);
-		nq = calloc(ncap, sizeof *nq);
-		if (nq == NULL)
-			return pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM, "out of memory holding a message");
-		/* Unroll the ring into the new array, buffers included. */
-		for (i = 0; i < ch->qcap; i++)
-			nq[i] = ch->queue[(ch->qhead + i) % ch->qcap];
-		free(ch->queue);
-		ch->queue = nq;
-		ch->qhead = 0;
-		ch->qcap = ncap;
-	}
-	h = &ch->queue[(ch->qhead + ch->qlen) % ch->qcap];
-	if (keep(&h->buf, &h->cap, &h->len, f->payload, f->payload_len) != 0)
+	if (ch->qcap >= PBP_MAX_HELD)
+		return pbp__seterr(&ch->error, PBP_ELIMIT, 0,
+		                   "%d messages are held for pbp_channel_recv() already: receive them "
+		                   "first; nothing was lost", PBP_MAX_HELD);
+	nq = calloc(ncap, sizeof *nq);
+	if (nq == NULL)
 		return pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM, "out of memory holding a message");
-	h->type = f->type;
-	h->id = f->id;
+	/* Unroll the ring into the new array, buffers included. */
+	for (i = 0; i < ch->qcap; i++)
+		nq[i] = ch->queue[(ch->qhead + i) % ch->qcap];
+	free(ch->queue);
+	ch->queue = nq;
+	ch->qhead = 0;
+	ch->qcap = ncap;
+	return 0;
+}
+
+int
+pbp__held_push(pbp_channel *ch, const pbp__frame *f, uint64_t sync_id)
+{
+	size_t n = f ? f->payload_len : 0;
+	pbp__held *h;
+	int rc;
+
+	if ((rc = inbox_room(ch, n)) != 0)
+		return rc;
+	if (ch->qlen == ch->qcap && (rc = held_grow(ch)) != 0)
+		return rc;
+	h = &ch->queue[(ch->qhead + ch->qlen) % ch->qcap];
+	if (f != NULL && keep(&h->buf, &h->cap, &h->len, f->payload, n) != 0)
+		return pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM, "out of memory holding a message");
+	h->sync = f == NULL;
+	h->type = f ? f->type : 0;
+	h->id = f ? f->id : sync_id;
+	h->len = n;
+	ch->inbox_bytes += n;
 	ch->qlen++;
 	return 0;
 }
@@ -79,10 +118,12 @@ pbp__held_pop(pbp_channel *ch)
 		return 0;
 	/* Swap, so that both keep a buffer to reuse. */
 	tmp = ch->cur;
+	trim(&tmp.buf, &tmp.cap);
 	ch->cur = ch->queue[ch->qhead];
 	ch->queue[ch->qhead] = tmp;
 	ch->qhead = (ch->qhead + 1) % ch->qcap;
 	ch->qlen--;
+	ch->inbox_bytes -= ch->cur.len;
 	return 1;
 }
 
@@ -109,7 +150,7 @@ call_slot(pbp_channel *ch)
 		if (ch->calls[i].state == CALL_FREE)
 			return &ch->calls[i];
 	if (ch->ncalls >= PBP_MAX_CALLS) {
-		pbp__seterr(&ch->error, PBP_EMSGSIZE, 0, "%d calls are already outstanding",
+		pbp__seterr(&ch->error, PBP_ELIMIT, 0, "%d calls are already outstanding",
 		            PBP_MAX_CALLS);
 		return NULL;
 	}
@@ -123,19 +164,35 @@ call_slot(pbp_channel *ch)
 	return &nc[ch->ncalls++];
 }
 
+/* Ends a call: its slot is free again, and a reply it kept leaves the
+ * inbox. */
+static void
+call_end(pbp_channel *ch, pbp__call *c)
+{
+	if (c->state == CALL_WAITING)
+		ch->nwaiting--;
+	if (c->state == CALL_DONE)
+		ch->inbox_bytes -= c->len;
+	trim(&c->buf, &c->cap);
+	c->len = 0;
+	c->state = CALL_FREE;
+}
+
 int
 pbp__calls_file_reply(pbp_channel *ch, const pbp__frame *f)
 {
 	pbp__call *c = call_find(ch, f->reply_to);
 	size_t n;
 
+	if (c == NULL && f->reply_to < ch->next_id)
+		return 0; /* a late reply to a call that was cancelled or timed out */
 	if (c == NULL)
 		return pbp__seterr(&ch->error, PBP_EPROTO, 0,
 		                   "a reply to id %" PRIu64 ", which is no call of ours", f->reply_to);
-	if (c->state == CALL_CANCELLED) {
-		c->state = CALL_FREE;
-		return 0;
-	}
+	if (c->state != CALL_WAITING)
+		return 0; /* a second reply: the first one stands */
+	if (inbox_room(ch, f->payload_len) != 0)
+		return PBP_ELIMIT;
 	if (keep(&c->buf, &c->cap, &c->len, f->payload, f->payload_len) != 0)
 		return pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM, "out of memory keeping a reply");
 	c->type = f->type;
@@ -145,7 +202,9 @@ pbp__calls_file_reply(pbp_channel *ch, const pbp__frame *f)
 		memcpy(c->errmsg, f->error_msg, n);
 	c->errmsg[n] = '\0';
 	c->state = CALL_DONE;
-	return 0;
+	ch->nwaiting--;
+	ch->inbox_bytes += c->len;
+	return PBP__PROGRESS;
 }
 
 void
@@ -163,7 +222,7 @@ pbp__calls_free(pbp_channel *ch)
 	ch->calls = NULL;
 	ch->queue = NULL;
 	ch->cur.buf = NULL;
-	ch->ncalls = ch->qcap = ch->qlen = 0;
+	ch->ncalls = ch->qcap = ch->qlen = ch->nwaiting = ch->inbox_bytes = 0;
 }
 
 static int
@@ -172,15 +231,22 @@ fail(pbp_channel *ch, int code, const char *msg)
 	return pbp__seterr(&ch->error, code, 0, "%s", msg);
 }
 
-int
-pbp_channel_call_start(pbp_channel *ch, uint32_t req_type, const void *req, uint64_t *id)
+#define ENTER(ch)                                                             \
+	do {                                                                  \
+		if (pbp__ch_enter((ch), 0) != 0)                              \
+			return PBP_EINVAL;                                    \
+	} while (0)
+#define LEAVE(ch, rc) (pbp__ch_leave((ch), 0), (rc))
+
+static int
+call_start(pbp_channel *ch, uint32_t req_type, const void *req, uint64_t *id)
 {
 	const pbp_msgtype *t;
 	pbp__call *c;
 	int rc;
 
-	if (ch == NULL || req == NULL || id == NULL)
-		return ch ? fail(ch, PBP_EINVAL, "call_start: NULL argument") : PBP_EINVAL;
+	if (req == NULL || id == NULL)
+		return fail(ch, PBP_EINVAL, "call_start: NULL argument");
 	if (ch->flags & PBP_CHANNEL_DUPLEX)
 		return fail(ch, PBP_EINVAL, "calls are not available on a duplex channel");
 	t = pbp__ch_find_type(ch, req_type);
@@ -197,13 +263,23 @@ pbp_channel_call_start(pbp_channel *ch, uint32_t req_type, const void *req, uint
 	if (rc != 0)
 		return rc; /* the slot stays free */
 	c->state = CALL_WAITING;
+	ch->nwaiting++;
 	*id = c->id;
 	return 0;
 }
 
+int
+pbp_channel_call_start(pbp_channel *ch, uint32_t req_type, const void *req, uint64_t *id)
+{
+	if (ch == NULL)
+		return PBP_EINVAL;
+	ENTER(ch);
+	return LEAVE(ch, call_start(ch, req_type, req, id));
+}
+
 /* Reads frames until `done` says the wait is over: replies are filed,
  * other messages held.  Returns 0, or an error (PBP_EAGAIN for a deadline
- * of 0). */
+ * of 0).  A message the inbox has no room for is left unread (PBP_ELIMIT). */
 static int
 wait_for(pbp_channel *ch, int timeout_ms, int (*done)(pbp_channel *, uint64_t), uint64_t arg)
 {
@@ -211,26 +287,33 @@ wait_for(pbp_channel *ch, int timeout_ms, int (*done)(pbp_channel *, uint64_t), 
 	pbp__frame f;
 	int rc;
 
+	ch->have_msg = 0; /* reading may move the receive buffer */
 	/* Coalesced output (the request itself, maybe) must go out first. */
-	if (pbp_channel_pending(ch) > 0 && (rc = pbp_channel_flush(ch)) != 0)
+	if (pbp_channel_pending(ch) > 0 && (rc = pbp__ch_flush(ch, deadline)) != 0) {
+		if (rc == PBP_ETIMEDOUT && timeout_ms == 0)
+			return pbp__seterr(&ch->error, PBP_EAGAIN, 0, "the request is still queued");
 		return rc;
+	}
 	while (!done(ch, arg)) {
 		if ((rc = pbp__ch_rx_ready(ch)) != 0)
 			return rc;
 		rc = pbp__ch_next(ch, &f, deadline);
-		if (rc == PBP__SYNCED)
+		if (rc == 0)
+			rc = pbp__held_push(ch, &f, 0);
+		if (rc == PBP_ELIMIT)
+			pbp__reader_unget(&ch->rd); /* refused, not consumed */
+		if (rc == PBP__PROGRESS || rc == 0)
 			continue;
 		if (rc == PBP_ETIMEDOUT && timeout_ms == 0)
 			return pbp__seterr(&ch->error, PBP_EAGAIN, 0, "no answer yet");
-		if (rc == PBP_ETIMEDOUT)
-			return pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0, "no answer within %d ms",
-			                   timeout_ms);
-		if (rc != 0)
-			return rc;
-		rc = f.reply_to != 0 ? pbp__calls_file_reply(ch, &f) : held_push(ch, &f);
-		if (rc != 0)
-			return rc;
+		if (rc == PBP_ETIMEDOUT) {
+			rc = pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0, "no answer within %d ms",
+			                 timeout_ms);
+			pbp__ch_timed_out(ch, &ch->error);
+		}
+		return rc;
 	}
+	pbp__ch_succeeded(ch);
 	return 0;
 }
 
@@ -266,21 +349,20 @@ call_result(pbp_channel *ch, pbp__call *c, uint32_t resp_type, void *resp)
 			rc = pbp__seterr(&ch->error, PBP_EDECODE, 0, "decoding the reply to call %" PRIu64 ": %s",
 			                 c->id, PB_GET_ERROR(&is));
 	}
-	c->state = CALL_FREE;
+	call_end(ch, c);
 	return rc;
 }
 
-int
-pbp_channel_call_finish(pbp_channel *ch, uint64_t id, uint32_t resp_type, void *resp,
-                        int timeout_ms)
+static int
+call_finish(pbp_channel *ch, uint64_t id, uint32_t resp_type, void *resp, int timeout_ms)
 {
 	pbp__call *c;
 	int rc;
 
-	if (ch == NULL || resp == NULL)
-		return ch ? fail(ch, PBP_EINVAL, "call_finish: NULL argument") : PBP_EINVAL;
+	if (resp == NULL)
+		return fail(ch, PBP_EINVAL, "call_finish: NULL argument");
 	c = call_find(ch, id);
-	if (c == NULL || c->state == CALL_CANCELLED)
+	if (c == NULL)
 		return pbp__seterr(&ch->error, PBP_EINVAL, 0, "no outstanding call with id %" PRIu64, id);
 	rc = wait_for(ch, timeout_ms, call_done, id);
 	if (rc != 0)
@@ -289,18 +371,35 @@ pbp_channel_call_finish(pbp_channel *ch, uint64_t id, uint32_t resp_type, void *
 }
 
 int
-pbp_channel_call_cancel(pbp_channel *ch, uint64_t id)
+pbp_channel_call_finish(pbp_channel *ch, uint64_t id, uint32_t resp_type, void *resp,
+                        int timeout_ms)
 {
-	pbp__call *c;
-
 	if (ch == NULL)
 		return PBP_EINVAL;
-	c = call_find(ch, id);
-	if (c == NULL || c->state == CALL_CANCELLED)
+	ENTER(ch);
+	return LEAVE(ch, call_finish(ch, id, resp_type, resp, timeout_ms));
+}
+
+static int
+call_cancel(pbp_channel *ch, uint64_t id)
+{
+	pbp__call *c = call_find(ch, id);
+
+	if (c == NULL)
 		return pbp__seterr(&ch->error, PBP_EINVAL, 0, "no outstanding call with id %" PRIu64, id);
-	/* A reply already here is dropped now; one still to come, later. */
-	c->state = c->state == CALL_DONE ? CALL_FREE : CALL_CANCELLED;
+	/* The slot is free at once; a reply that still comes is recognised
+	 * as late by its id (ids only grow) and dropped. */
+	call_end(ch, c);
 	return 0;
+}
+
+int
+pbp_channel_call_cancel(pbp_channel *ch, uint64_t id)
+{
+	if (ch == NULL)
+		return PBP_EINVAL;
+	ENTER(ch);
+	return LEAVE(ch, call_cancel(ch, id));
 }
 
 int
@@ -308,18 +407,22 @@ pbp_channel_call(pbp_channel *ch, uint32_t req_type, const void *req, uint32_t r
                  void *resp, int timeout_ms)
 {
 	uint64_t id;
-	int rc = pbp_channel_call_start(ch, req_type, req, &id);
+	int rc;
 
+	if (ch == NULL)
+		return PBP_EINVAL;
+	ENTER(ch);
+	rc = call_start(ch, req_type, req, &id);
 	if (rc != 0)
-		return rc;
-	rc = pbp_channel_call_finish(ch, id, resp_type, resp, timeout_ms);
-	if (rc == PBP_ETIMEDOUT || rc == PBP_EAGAIN || (rc != 0 && call_find(ch, id) != NULL)) {
+		return LEAVE(ch, rc);
+	rc = call_finish(ch, id, resp_type, resp, timeout_ms);
+	if (rc != 0 && call_find(ch, id) != NULL) {
 		pbp_error keep_err = ch->error;
 
-		(void)pbp_channel_call_cancel(ch, id);
+		(void)call_cancel(ch, id);
 		ch->error = keep_err;
 	}
-	return rc;
+	return LEAVE(ch, rc);
 }
 
 int
@@ -327,32 +430,46 @@ pbp_channel_reply(pbp_channel *ch, uint64_t request_id, uint32_t type, const voi
 {
 	const pbp_msgtype *t;
 	pbp__reply r = { request_id, 0, NULL };
+	int rc;
 
-	if (ch == NULL || msg == NULL || request_id == 0)
-		return ch ? fail(ch, PBP_EINVAL, "reply: NULL message or request id 0") : PBP_EINVAL;
+	if (ch == NULL)
+		return PBP_EINVAL;
+	ENTER(ch);
 	t = pbp__ch_find_type(ch, type);
-	if (t == NULL)
-		return pbp__seterr(&ch->error, PBP_ETYPE, 0,
-		                   "reply: no descriptor registered for message type %" PRIu32, type);
-	return pbp__ch_send(ch, type, 0, &r, t->fields, msg, 0);
+	if (msg == NULL || request_id == 0)
+		rc = fail(ch, PBP_EINVAL, "reply: NULL message or request id 0");
+	else if (t == NULL)
+		rc = pbp__seterr(&ch->error, PBP_ETYPE, 0,
+		                 "reply: no descriptor registered for message type %" PRIu32, type);
+	else
+		rc = pbp__ch_send(ch, type, 0, &r, t->fields, msg, 0);
+	return LEAVE(ch, rc);
+}
+
+static int
+reply_error(pbp_channel *ch, uint64_t request_id, uint32_t request_type, uint32_t code,
+            const char *message)
+{
+	pbp__reply r = { request_id, code, message ? message : "" };
+
+	if (request_id == 0 || code == 0)
+		return fail(ch, PBP_EINVAL, "reply_error: request id or code 0");
+	/* A 1.0 peer would skip the error fields and take the reply for an
+	 * empty result. */
+	if (ch->peer.minor < 1)
+		return fail(ch, PBP_EINVAL, "reply_error: the peer speaks protocol 1.0, "
+		                            "which has no error replies");
+	return pbp__ch_send(ch, request_type, 0, &r, NULL, "", 0);
 }
 
 int
 pbp_channel_reply_error(pbp_channel *ch, uint64_t request_id, uint32_t request_type,
                         uint32_t code, const char *message)
 {
-	pbp__reply r = { request_id, code, message ? message : "" };
-	pbp_peer_info peer;
-
-	if (ch == NULL || request_id == 0 || code == 0)
-		return ch ? fail(ch, PBP_EINVAL, "reply_error: request id or code 0") : PBP_EINVAL;
-	/* A 1.0 peer would skip the error fields and take the reply for an
-	 * empty result. */
-	(void)pbp_channel_peer(ch, &peer);
-	if (peer.minor < 1)
-		return fail(ch, PBP_EINVAL, "reply_error: the peer speaks protocol 1.0, "
-		                            "which has no error replies");
-	return pbp__ch_send(ch, request_type, 0, &r, NULL, "", 0);
+	if (ch == NULL)
+		return PBP_EINVAL;
+	ENTER(ch);
+	return LEAVE(ch, reply_error(ch, request_id, request_type, code, message));
 }
 
 /* ---- the barrier ------------------------------------------------------------- */
@@ -364,30 +481,39 @@ sync_done(pbp_channel *ch, uint64_t unused)
 	return ch->sync_acked;
 }
 
-int
-pbp_channel_sync(pbp_channel *ch, int timeout_ms)
+static int
+barrier(pbp_channel *ch, int timeout_ms)
 {
-	pbp_peer_info peer;
 	int rc;
 
-	if (ch == NULL)
-		return PBP_EINVAL;
 	if (ch->flags & PBP_CHANNEL_DUPLEX)
 		return fail(ch, PBP_EINVAL, "the barrier is not available on a duplex channel");
 	if ((rc = pbp__ch_rx_ready(ch)) != 0)
 		return rc;
-	(void)pbp_channel_peer(ch, &peer);
-	if (peer.minor < 1)
+	if (ch->peer.minor < 1)
 		return fail(ch, PBP_EINVAL, "the peer speaks protocol 1.0, which has no barrier");
 	if (ch->next_id == 0)
 		ch->next_id = 1;
 	ch->sync_id = ch->next_id++;
 	ch->sync_acked = 0;
-	rc = pbp__ch_send_sync(ch, PBP__FRAME_SYNC, ch->sync_id, pbp__deadline(timeout_ms));
+	ch->have_msg = 0; /* a blocked send reads into the receive buffer */
+	rc = pbp__ch_send_sync(ch, ch->sync_id, pbp__deadline(timeout_ms));
+	if (rc == PBP_ETIMEDOUT)
+		rc = pbp__seterr(&ch->error, timeout_ms == 0 ? PBP_EAGAIN : PBP_ETIMEDOUT, 0,
+		                 "the barrier could not be sent within %d ms", timeout_ms);
 	if (rc == 0)
 		rc = wait_for(ch, timeout_ms, sync_done, 0);
 	ch->sync_id = 0;
 	return rc;
+}
+
+int
+pbp_channel_sync(pbp_channel *ch, int timeout_ms)
+{
+	if (ch == NULL)
+		return PBP_EINVAL;
+	ENTER(ch);
+	return LEAVE(ch, barrier(ch, timeout_ms));
 }
 
 /* ---- the serving loop --------------------------------------------------------- */
@@ -431,13 +557,57 @@ can_fail(const pbp_channel *ch)
 	return pbp_channel_peer(ch, &peer) == 0 && peer.minor >= 1;
 }
 
+/* Requests are decoded before their handler runs, so a field that nanopb
+ * leaves to a callback (bytes or strings without max_size) would be
+ * skipped without a word.  Each such field gets a decoder that refuses
+ * it, naming it, so the peer gets an error reply instead of a request
+ * that silently lost data. */
+typedef struct refused {
+	const char *msg_name;
+	uint32_t tag;
+} refused;
+
+static bool
+refuse_field(pb_istream_t *stream, const pb_field_t *field, void **arg)
+{
+	refused *r = *arg;
+
+	(void)stream;
+	r->tag = field->tag;
+	return false;
+}
+
+static void
+guard_callbacks(const pb_msgdesc_t *fields, void *msg, refused *r, int depth)
+{
+	pb_field_iter_t it;
+
+	if (depth > 8 || !pb_field_iter_begin(&it, fields, msg))
+		return;
+	do {
+		if (PB_ATYPE(it.type) == PB_ATYPE_CALLBACK && it.pData != NULL &&
+		    fields->field_callback == &pb_default_field_callback) {
+			pb_callback_t *cb = it.pData;
+
+			cb->funcs.decode = refuse_field;
+			cb->arg = r;
+		} else if (PB_ATYPE(it.type) == PB_ATYPE_STATIC &&
+		           PB_LTYPE_IS_SUBMSG(it.type) && PB_HTYPE(it.type) != PB_HTYPE_ONEOF &&
+		           PB_HTYPE(it.type) != PB_HTYPE_REPEATED && it.submsg_desc != NULL) {
+			guard_callbacks(it.submsg_desc, it.pData, r, depth + 1);
+		}
+	} while (pb_field_iter_next(&it));
+}
+
 /* Handles one request; returns a send error, else 0. */
 static int
 serve_one(pbp_channel *ch, const pbp_handler *h, const pbp_msginfo *mi, void *req, void *resp,
           size_t size)
 {
+	const pbp_msgtype *t;
 	pbp_reply_error e;
 	char why[PBP_ERRMSG_SIZE];
+	refused ref = { NULL, 0 };
 	int r;
 
 	if (h == NULL) {
@@ -445,9 +615,19 @@ serve_one(pbp_channel *ch, const pbp_handler *h, const pbp_msginfo *mi, void *re
 		return mi->id && can_fail(ch)
 			? pbp_channel_reply_error(ch, mi->id, mi->type, PBP_REMOTE_NO_HANDLER, why) : 0;
 	}
+	t = pbp__ch_find_type(ch, h->request_type);
 	memset(req, 0, size);
-	if (pbp_channel_decode(ch, pbp__ch_find_type(ch, h->request_type)->fields, req) != 0) {
-		snprintf(why, sizeof why, "%s", pbp_channel_errmsg(ch));
+	ref.msg_name = t->name ? t->name : "the request";
+	guard_callbacks(t->fields, req, &ref, 0);
+	if (pbp_channel_decode(ch, t->fields, req) != 0) {
+		if (ref.tag != 0)
+			snprintf(why, sizeof why,
+			         "field %" PRIu32 " of %s has no size bound (a nanopb callback field), "
+			         "which pbp_channel_serve() cannot receive: give it max_size in the "
+			         ".options file, or receive it with pbp_channel_recv()",
+			         ref.tag, ref.msg_name);
+		else
+			snprintf(why, sizeof why, "%s", pbp_channel_errmsg(ch));
 		return mi->id && can_fail(ch)
 			? pbp_channel_reply_error(ch, mi->id, mi->type, PBP_REMOTE_BAD_REQUEST, why) : 0;
 	}
@@ -484,7 +664,14 @@ pbp_channel_serve(pbp_channel *ch, const pbp_handler *handlers, size_t nhandlers
 		rc = pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM, "out of memory for serve buffers");
 		goto out;
 	}
-	while ((rc = pbp_channel_recv(ch, &mi)) == 0) {
+	for (;;) {
+		rc = pbp_channel_recv(ch, &mi);
+		/* A stray reply (to an id that is no call of ours) is the peer's
+		 * mistake, not the end of the conversation: skip it. */
+		if (rc == PBP_EPROTO && ch->rx_err == 0)
+			continue;
+		if (rc != 0)
+			break;
 		rc = serve_one(ch, find_handler(handlers, nhandlers, mi.type), &mi, req, resp, size);
 		if (rc != 0)
 			break;

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <pb_decode.h>
 #include <pb_encode.h>
@@ -63,10 +64,11 @@ check_options(const pbp_channel_options *o, pbp_error *err)
 	return 0;
 }
 
+/* 0 means "do not wait" here as everywhere; < 0 means no deadline. */
 static int
-opt_timeout(int v, int dflt)
+opt_timeout(int v)
 {
-	return v == 0 ? dflt : v < 0 ? -1 : v;
+	return v < 0 ? -1 : v;
 }
 
 int
@@ -95,20 +97,30 @@ pbp__channel_new_io(pbp_channel **out, const pbp__io_ops *io, void *ctx,
 	ch->ntypes = opts->ntypes;
 	ch->fingerprint = opts->schema_fingerprint;
 	ch->max_frame = opts->max_frame ? opts->max_frame : PBP_DEFAULT_MAX_FRAME;
-	ch->timeout[PBP_TIMEOUT_HANDSHAKE] =
-		opt_timeout(opts->handshake_timeout_ms, PBP_DEFAULT_HANDSHAKE_TIMEOUT_MS);
-	ch->timeout[PBP_TIMEOUT_SEND] = opt_timeout(opts->send_timeout_ms, -1);
-	ch->timeout[PBP_TIMEOUT_RECV] = opt_timeout(opts->recv_timeout_ms, -1);
+	ch->timeout[PBP_TIMEOUT_HANDSHAKE] = opt_timeout(opts->handshake_timeout_ms);
+	ch->timeout[PBP_TIMEOUT_SEND] = opt_timeout(opts->send_timeout_ms);
+	ch->timeout[PBP_TIMEOUT_RECV] = opt_timeout(opts->recv_timeout_ms);
 	ch->flags = opts->flags;
 	ch->spin_us = opts->spin_us > 0 ? opts->spin_us : 0;
 	ch->next_id = 1;
+	ch->owner_pid = getpid();
+	atomic_init(&ch->busy_rx, 0);
+	atomic_init(&ch->busy_tx, 0);
 	/* In duplex mode the send side keeps its own error record and a lock,
 	 * so that one thread can send while another receives. */
 	ch->txe = (ch->flags & PBP_CHANNEL_DUPLEX) ? &ch->error_tx : &ch->error;
-	if ((ch->flags & PBP_CHANNEL_DUPLEX) && pthread_mutex_init(&ch->wlock, NULL) != 0) {
-		ch->flags &= ~PBP_CHANNEL_DUPLEX;
-		pbp_channel_free_keep_fds(ch);
-		return pbp__seterr(err, PBP_ESYS, 0, "pthread_mutex_init failed");
+	if (ch->flags & PBP_CHANNEL_DUPLEX) {
+		if (pthread_mutex_init(&ch->wlock, NULL) != 0) {
+			ch->flags &= ~PBP_CHANNEL_DUPLEX;
+			pbp_channel_free_keep_fds(ch);
+			return pbp__seterr(err, PBP_ESYS, 0, "pthread_mutex_init failed");
+		}
+		if (pthread_mutex_init(&ch->ack_lock, NULL) != 0) {
+			pthread_mutex_destroy(&ch->wlock);
+			ch->flags &= ~PBP_CHANNEL_DUPLEX;
+			pbp_channel_free_keep_fds(ch);
+			return pbp__seterr(err, PBP_ESYS, 0, "pthread_mutex_init failed");
+		}
 	}
 	ch->wbuf = malloc(BUF_INITIAL);
 	ch->wcap = BUF_INITIAL;
@@ -184,25 +196,87 @@ pbp_channel_free_keep_fds(pbp_channel *ch)
 		return;
 	pbp__close(&ch->trace_fd);
 	pbp__calls_free(ch);
-	if (ch->flags & PBP_CHANNEL_DUPLEX)
+	if (ch->flags & PBP_CHANNEL_DUPLEX) {
 		pthread_mutex_destroy(&ch->wlock);
+		pthread_mutex_destroy(&ch->ack_lock);
+	}
 	pbp__reader_free(&ch->rd);
 	free(ch->wbuf);
 	free(ch);
 }
 
-void
-pbp_channel_free(pbp_channel *ch)
+static int flush(pbp_channel *ch, int64_t deadline, pbp_error *e);
+static int out_queued(pbp_channel *ch);
+
+/* Writes what sends left queued, within the deadline.  Returns 0 when
+ * nothing is left, or the error that stopped it with e saying how many
+ * bytes were not written. */
+static int
+drain_output(pbp_channel *ch, int64_t deadline, pbp_error *e)
 {
-	if (ch == NULL)
-		return;
+	int rc;
+
+	if (!out_queued(ch))
+		return 0;
+	if (ch->tx_err != 0 || ch->wr_closed || ch->state != ST_READY)
+		rc = pbp__seterr(e, ch->tx_err ? ch->tx_err : PBP_EPIPE, 0, "%s",
+		                 ch->tx_err ? ch->tx_error.msg : "the write side is closed");
+	else
+		rc = flush(ch, deadline, e);
+	if (rc != 0) {
+		size_t lost = ch->wlen - ch->woff;
+		char why[PBP_ERRMSG_SIZE];
+
+		memcpy(why, e->msg, sizeof why);
+		pbp__seterr(e, rc, e->sys_errno, "%zu bytes of queued output were not written: %.180s",
+		            lost, why);
+	}
+	return rc;
+}
+
+static void
+release_fds(pbp_channel *ch)
+{
 	if (ch->owns_fds) {
 		if (ch->fds.wfd == ch->fds.rfd)
 			ch->fds.wfd = -1; /* one socket for both directions */
 		pbp__close(&ch->fds.wfd);
 		pbp__close(&ch->fds.rfd);
 	}
+}
+
+void
+pbp_channel_free(pbp_channel *ch)
+{
+	pbp_error e;
+
+	if (ch == NULL)
+		return;
+	/* What sends queued (coalesced, or left by a deadline) goes out first,
+	 * within the send deadline; pbp_channel_close() says if it could not.
+	 * A copy inherited through fork() sends nothing: its bytes would be
+	 * interleaved with the real owner's. */
+	if (ch->owner_pid == getpid())
+		(void)drain_output(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]), &e);
+	release_fds(ch);
 	pbp_channel_free_keep_fds(ch);
+}
+
+int
+pbp_channel_close(pbp_channel *ch, int timeout_ms, pbp_error *err)
+{
+	pbp_error local;
+	int rc;
+
+	if (err == NULL)
+		err = &local;
+	memset(err, 0, sizeof *err);
+	if (ch == NULL)
+		return 0;
+	rc = ch->owner_pid == getpid() ? drain_output(ch, pbp__deadline(timeout_ms), err) : 0;
+	release_fds(ch);
+	pbp_channel_free_keep_fds(ch);
+	return rc;
 }
 
 /* ---- error helpers ------------------------------------------------------- */
@@ -249,11 +323,55 @@ tx_lock(pbp_channel *ch)
 		pthread_mutex_lock(&ch->wlock);
 }
 
+static void ack_handoff(pbp_channel *ch);
+
 static void
 tx_unlock(pbp_channel *ch)
 {
-	if (ch->flags & PBP_CHANNEL_DUPLEX)
+	if (ch->flags & PBP_CHANNEL_DUPLEX) {
 		pthread_mutex_unlock(&ch->wlock);
+		ack_handoff(ch);
+	}
+}
+
+int
+pbp__ch_enter(pbp_channel *ch, int tx)
+{
+	atomic_int *b = tx && (ch->flags & PBP_CHANNEL_DUPLEX) ? &ch->busy_tx : &ch->busy_rx;
+
+	/* One atomic exchange per call: cheap, and it turns two threads
+	 * tearing each other's frames into an error. */
+	if (atomic_exchange_explicit(b, 1, memory_order_acquire) != 0)
+		return PBP_EINVAL;
+	return 0;
+}
+
+void
+pbp__ch_leave(pbp_channel *ch, int tx)
+{
+	atomic_int *b = tx && (ch->flags & PBP_CHANNEL_DUPLEX) ? &ch->busy_tx : &ch->busy_rx;
+
+	atomic_store_explicit(b, 0, memory_order_release);
+}
+
+/* Enters a public call, or returns from it with PBP_EINVAL. */
+#define ENTER(ch, tx)                                                         \
+	do {                                                                  \
+		if (pbp__ch_enter((ch), (tx)) != 0)                           \
+			return PBP_EINVAL;                                    \
+	} while (0)
+
+void
+pbp__ch_timed_out(pbp_channel *ch, const pbp_error *e)
+{
+	ch->timed_out = 1;
+	ch->timeout_error = *e;
+}
+
+void
+pbp__ch_succeeded(pbp_channel *ch)
+{
+	ch->timed_out = 0;
 }
 
 /* Returns a sticky error again, re-describing it as the latest. */
@@ -360,11 +478,15 @@ pbp_channel_pending(const pbp_channel *ch)
 
 /* ---- moving bytes -------------------------------------------------------- */
 
+static int tx_reserve(pbp_channel *ch, size_t n);
+
 /* Reads once into the receive buffer if it has room: with the
  * transport's read (never blocks) or, with wait set, its read_wait (a
  * receive without a deadline).  Returns 1 if bytes arrived or end of
  * stream was seen, 0 if nothing was ready or there was no room, or a
- * (sticky) receive error. */
+ * (sticky) receive error.  Moving the buffer releases the message handed
+ * out last: pbp_channel_decode() then says so instead of reading freed
+ * memory. */
 static int
 fill(pbp_channel *ch, int wait)
 {
@@ -374,6 +496,7 @@ fill(pbp_channel *ch, int wait)
 
 	if (ch->rx_eof || ch->rx_err != 0)
 		return 0;
+	ch->have_msg = 0;
 	if (pbp__reader_space(&ch->rd, &p, &room) != 0)
 		return rx_fail(ch, pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM,
 		                               "out of memory growing the receive buffer"));
@@ -414,40 +537,174 @@ rx_room(pbp_channel *ch)
 	       pbp__reader_pending(&ch->rd) < ch->rd.max_cap;
 }
 
-/* Writes the queued output.  While the transport is full, keeps reading
- * incoming data (up to the receive buffer's bound) so that a peer that is
- * itself blocked writing to us can finish and start reading.  On a
- * deadline, returns PBP_ETIMEDOUT with the rest still queued. */
+/* Appends a control frame (Hello, Goodbye, Sync, SyncAck) to the queued
+ * output.  0, PBP_ENOMEM or PBP_EENCODE (in e). */
 static int
-flush(pbp_channel *ch, int64_t deadline)
+queue_control(pbp_channel *ch, const pbpipe_Envelope *env, pbp_error *e)
 {
+	size_t n;
+	int rc = tx_reserve(ch, PBP__HANDSHAKE_MAX_FRAME);
+
+	if (rc == 0)
+		rc = pbp__control_encode(ch->wbuf + ch->wlen, PBP__HANDSHAKE_MAX_FRAME, env, &n, e);
+	if (rc != 0)
+		return rc;
+	if (ch->trace_fd >= 0)
+		pbp__trace_frame(ch->trace_fd, 'S', ch->wbuf + ch->wlen, n, NULL, 0);
+	ch->wlen += n;
+	return 0;
+}
+
+/* Takes the SyncAck owed, if any: 1 with *id set. */
+static int
+take_ack(pbp_channel *ch, uint64_t *id)
+{
+	int owed;
+
+	if (ch->flags & PBP_CHANNEL_DUPLEX)
+		pthread_mutex_lock(&ch->ack_lock);
+	owed = ch->ack_pending;
+	*id = ch->ack_id;
+	ch->ack_pending = 0;
+	if (ch->flags & PBP_CHANNEL_DUPLEX)
+		pthread_mutex_unlock(&ch->ack_lock);
+	return owed;
+}
+
+/* Queues the SyncAck owed, if any, behind what is queued.  At most one is
+ * ever owed (a later Sync replaces an earlier one, whose barrier the peer
+ * has given up), so a peer that floods Syncs and reads nothing costs one
+ * frame of memory. */
+static int
+queue_ack(pbp_channel *ch, pbp_error *e)
+{
+	pbpipe_Envelope env;
+	uint64_t id;
+
+	if (!take_ack(ch, &id) || ch->wr_closed)
+		return 0;
+	memset(&env, 0, sizeof env);
+	env.which_body = pbpipe_Envelope_sync_ack_tag;
+	env.body.sync_ack.id = id;
+	return queue_control(ch, &env, e);
+}
+
+/* Output queued, or a SyncAck owed. */
+static int
+out_queued(pbp_channel *ch)
+{
+	int owed;
+
+	if (ch->wlen > ch->woff)
+		return 1;
+	if (!(ch->flags & PBP_CHANNEL_DUPLEX))
+		return ch->ack_pending;
+	pthread_mutex_lock(&ch->ack_lock);
+	owed = ch->ack_pending;
+	pthread_mutex_unlock(&ch->ack_lock);
+	return owed;
+}
+
+/* Writes queued output until the transport is full.  Returns 0 when all
+ * of it is written, 1 when the rest would block, or a sticky send error
+ * described in e. */
+static int
+write_some(pbp_channel *ch, pbp_error *e)
+{
+	int rc = queue_ack(ch, e);
+
+	if (rc != 0)
+		return rc;
 	while (ch->woff < ch->wlen) {
 		long n = ch->io->write(ch->io_ctx, ch->wbuf + ch->woff, ch->wlen - ch->woff);
-		int ev;
 
 		if (n > 0) {
 			ch->woff += (size_t)n;
 			continue;
 		}
-		if (n != -EAGAIN && n != 0) {
-			sys_error(ch->txe, n, "write");
-			return tx_fail(ch, ch->txe->code);
-		}
+		if (n == -EAGAIN || n == 0)
+			return 1;
+		sys_error(e, n, "write");
+		*ch->txe = *e;
+		return tx_fail(ch, e->code);
+	}
+	ch->woff = ch->wlen = 0;
+	return 0;
+}
+
+/* Writes the queued output.  While the transport is full, keeps reading
+ * incoming data (up to the receive buffer's bound) so that a peer that is
+ * itself blocked writing to us can finish and start reading.  On a
+ * deadline, returns PBP_ETIMEDOUT with the rest still queued. */
+static int
+flush(pbp_channel *ch, int64_t deadline, pbp_error *e)
+{
+	int rc, ev;
+
+	while ((rc = write_some(ch, e)) == 1) {
 		ev = ch->io->wait(ch->io_ctx, PBP__IO_WRITE | (rx_room(ch) ? PBP__IO_READ : 0),
 		                  deadline);
 		if (ev == 0)
-			return pbp__seterr(ch->txe, PBP_ETIMEDOUT, 0,
+			return pbp__seterr(e, PBP_ETIMEDOUT, 0,
 			                   "send deadline passed with %zu bytes still queued",
 			                   ch->wlen - ch->woff);
 		if (ev < 0) {
-			sys_error(ch->txe, ev, "wait");
-			return tx_fail(ch, ch->txe->code);
+			sys_error(e, ev, "wait");
+			*ch->txe = *e;
+			return tx_fail(ch, e->code);
 		}
 		if (ev & PBP__IO_READ)
 			(void)fill_once(ch); /* a receive error surfaces on recv */
 	}
-	ch->woff = ch->wlen = 0;
-	return 0;
+	return rc;
+}
+
+int
+pbp__ch_flush(pbp_channel *ch, int64_t deadline)
+{
+	int rc;
+
+	tx_lock(ch);
+	rc = ch->tx_err != 0 ? tx_again(ch) : flush(ch, deadline, ch->txe);
+	tx_unlock(ch);
+	return rc;
+}
+
+/* Duplex mode: the receiving thread owes a SyncAck but the sending thread
+ * held the write side.  Whichever of the two comes here after the other
+ * has let go writes it (see pbp__ch_owe_ack). */
+static void
+ack_handoff(pbp_channel *ch)
+{
+	if (!out_queued(ch) || pthread_mutex_trylock(&ch->wlock) != 0)
+		return;
+	if (ch->tx_err == 0 && !ch->wr_closed && ch->state == ST_READY) {
+		pbp_error e;
+
+		(void)flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]), &e);
+	}
+	pthread_mutex_unlock(&ch->wlock);
+}
+
+void
+pbp__ch_owe_ack(pbp_channel *ch, uint64_t id)
+{
+	pbp_error e;
+
+	if (ch->flags & PBP_CHANNEL_DUPLEX) {
+		pthread_mutex_lock(&ch->ack_lock);
+		ch->ack_pending = 1;
+		ch->ack_id = id;
+		pthread_mutex_unlock(&ch->ack_lock);
+		ack_handoff(ch);
+		return;
+	}
+	ch->ack_pending = 1;
+	ch->ack_id = id;
+	/* Write now what the pipe takes; the rest goes out while this side
+	 * next waits, sends or flushes, never past the caller's deadline. */
+	if (ch->tx_err == 0 && !ch->wr_closed)
+		(void)write_some(ch, &e);
 }
 
 /* The low-latency receive: keeps trying to read for up to spin_us before
@@ -465,6 +722,40 @@ spin_fill(pbp_channel *ch, int64_t deadline)
 	while (rc == 0 && pbp__now_ns() < end)
 		rc = fill_once(ch);
 	return rc;
+}
+
+/* Output this side should push while it waits to receive: not in duplex
+ * mode (the sending thread owns it), nor once sending has failed. */
+static int
+rx_pushes(pbp_channel *ch)
+{
+	return !(ch->flags & PBP_CHANNEL_DUPLEX) && ch->tx_err == 0 && !ch->wr_closed &&
+	       out_queued(ch);
+}
+
+/* Waits until the transport is readable, or writable while output is
+ * queued (which is then written: the peer may wait for it before it
+ * answers).  0, PBP_ETIMEDOUT, or PBP_ESYS. */
+static int
+rx_wait(pbp_channel *ch, int64_t deadline)
+{
+	int push = rx_pushes(ch);
+	int ev = ch->io->wait(ch->io_ctx, PBP__IO_READ | (push ? PBP__IO_WRITE : 0), deadline);
+
+	if (ev == 0)
+		return pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
+		                   "receive deadline passed (%zu bytes of a frame buffered)",
+		                   pbp__reader_pending(&ch->rd));
+	if (ev < 0)
+		return sys_error(&ch->error, ev, "wait");
+	if (ev & PBP__IO_WRITE) {
+		pbp_error e;
+
+		(void)write_some(ch, &e); /* a send error surfaces on send */
+	}
+	if (ev & PBP__IO_READ)
+		ch->rx_drained = 0; /* ready: read next time round */
+	return 0;
 }
 
 /* Reads until a whole frame is buffered, then decodes its envelope.
@@ -495,7 +786,7 @@ read_frame(pbp_channel *ch, pbp__frame *f, int64_t deadline)
 		}
 		if (ch->rx_err != 0)
 			return rx_again(ch);
-		if (deadline < 0 && ch->spin_us == 0 && ch->io->read_wait != NULL) {
+		if (deadline < 0 && ch->spin_us == 0 && ch->io->read_wait != NULL && !rx_pushes(ch)) {
 			rc = fill(ch, 1);
 			if (rc != 0)
 				continue; /* bytes, end of stream, or an error */
@@ -505,17 +796,8 @@ read_frame(pbp_channel *ch, pbp__frame *f, int64_t deadline)
 			rc = spin_fill(ch, deadline);
 		if (rc < 0)
 			return rc;
-		if (rc == 0) {
-			int ev = ch->io->wait(ch->io_ctx, PBP__IO_READ, deadline);
-
-			if (ev == 0)
-				return pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
-				                   "receive deadline passed (%zu bytes of a frame buffered)",
-				                   pbp__reader_pending(&ch->rd));
-			if (ev < 0)
-				return sys_error(&ch->error, ev, "wait");
-			ch->rx_drained = 0; /* ready: read next time round */
-		}
+		if (rc == 0 && (rc = rx_wait(ch, deadline)) != 0)
+			return rc;
 	}
 }
 
@@ -575,16 +857,16 @@ make_room(pbp_channel *ch, size_t n)
 	if (nonblock) {
 		if (queued + n <= QUEUE_MAX)
 			return 0;
-		rc = flush(ch, pbp__deadline(0));
-		if (rc == PBP_ETIMEDOUT && ch->wlen - ch->woff + n > QUEUE_MAX)
+		rc = write_some(ch, ch->txe);
+		if (rc == 1 && ch->wlen - ch->woff + n > QUEUE_MAX)
 			return pbp__seterr(ch->txe, PBP_EAGAIN, 0,
 			                   "%zu bytes already queued: poll for writing, then flush",
 			                   ch->wlen - ch->woff);
-		return rc == PBP_ETIMEDOUT ? 0 : rc;
+		return rc == 1 ? 0 : rc;
 	}
 	if ((ch->flags & PBP_CHANNEL_COALESCE) && queued + n <= COALESCE_MAX)
 		return 0;
-	return flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
+	return flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]), ch->txe);
 }
 
 /* Queues one application frame: payload encoded by nanopb from (fields,
@@ -625,6 +907,20 @@ queue_message(pbp_channel *ch, uint32_t type, uint64_t id, const pbp__reply *r,
 	return 0;
 }
 
+/* Records the outcome of a blocking send for the report (the receiving
+ * thread owns that record in duplex mode). */
+static int
+tx_outcome(pbp_channel *ch, int rc)
+{
+	if (ch->flags & PBP_CHANNEL_DUPLEX)
+		return rc;
+	if (rc == 0)
+		pbp__ch_succeeded(ch);
+	else if (rc == PBP_ETIMEDOUT)
+		pbp__ch_timed_out(ch, ch->txe);
+	return rc;
+}
+
 /* After a frame is queued: write it now, unless coalescing and there is
  * room for more.  A non-blocking send succeeds once the frame is queued. */
 static int
@@ -634,8 +930,11 @@ send_done(pbp_channel *ch)
 
 	if ((ch->flags & PBP_CHANNEL_COALESCE) && ch->wlen - ch->woff < COALESCE_MAX)
 		return 0;
-	rc = flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
-	return rc == PBP_ETIMEDOUT && ch->timeout[PBP_TIMEOUT_SEND] == 0 ? 0 : rc;
+	if (ch->timeout[PBP_TIMEOUT_SEND] == 0) {
+		rc = write_some(ch, ch->txe);
+		return rc == 1 ? 0 : rc;
+	}
+	return flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]), ch->txe);
 }
 
 int
@@ -657,6 +956,7 @@ pbp__ch_send(pbp_channel *ch, uint32_t type, uint64_t id, const pbp__reply *r,
 	}
 	if (rc == 0)
 		rc = send_done(ch);
+	rc = tx_outcome(ch, rc);
 	tx_unlock(ch);
 	return rc;
 }
@@ -665,9 +965,17 @@ int
 pbp_channel_send_ex(pbp_channel *ch, uint32_t type, uint64_t id,
                     const pb_msgdesc_t *fields, const void *msg)
 {
-	if (ch == NULL || fields == NULL || msg == NULL)
-		return ch ? tx_failmsg(ch, PBP_EINVAL, "send: NULL descriptor or message") : PBP_EINVAL;
-	return pbp__ch_send(ch, type, id, NULL, fields, msg, 0);
+	int rc;
+
+	if (ch == NULL)
+		return PBP_EINVAL;
+	ENTER(ch, 1);
+	if (fields == NULL || msg == NULL)
+		rc = tx_failmsg(ch, PBP_EINVAL, "send: NULL descriptor or message");
+	else
+		rc = pbp__ch_send(ch, type, id, NULL, fields, msg, 0);
+	pbp__ch_leave(ch, 1);
+	return rc;
 }
 
 const pbp_msgtype *
@@ -689,9 +997,15 @@ pbp_channel_send(pbp_channel *ch, uint32_t type, const void *msg)
 	if (ch == NULL)
 		return PBP_EINVAL;
 	t = pbp__ch_find_type(ch, type);
-	if (t == NULL)
-		return pbp__seterr(ch->txe, PBP_ETYPE, 0,
-		                   "send: no descriptor registered for message type %" PRIu32, type);
+	if (t == NULL) {
+		int rc;
+
+		ENTER(ch, 1);
+		rc = pbp__seterr(ch->txe, PBP_ETYPE, 0,
+		                 "send: no descriptor registered for message type %" PRIu32, type);
+		pbp__ch_leave(ch, 1);
+		return rc;
+	}
 	return pbp_channel_send_ex(ch, type, 0, t->fields, msg);
 }
 
@@ -699,9 +1013,17 @@ int
 pbp_channel_send_raw(pbp_channel *ch, uint32_t type, uint64_t id,
                      const void *payload, size_t size)
 {
-	if (ch == NULL || (payload == NULL && size > 0))
-		return ch ? tx_failmsg(ch, PBP_EINVAL, "send_raw: NULL payload") : PBP_EINVAL;
-	return pbp__ch_send(ch, type, id, NULL, NULL, payload, size);
+	int rc;
+
+	if (ch == NULL)
+		return PBP_EINVAL;
+	ENTER(ch, 1);
+	if (payload == NULL && size > 0)
+		rc = tx_failmsg(ch, PBP_EINVAL, "send_raw: NULL payload");
+	else
+		rc = pbp__ch_send(ch, type, id, NULL, NULL, payload, size);
+	pbp__ch_leave(ch, 1);
+	return rc;
 }
 
 int
@@ -711,58 +1033,32 @@ pbp_channel_flush(pbp_channel *ch)
 
 	if (ch == NULL)
 		return PBP_EINVAL;
-	tx_lock(ch);
-	rc = ch->tx_err != 0 ? tx_again(ch)
-	                     : flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
+	ENTER(ch, 1);
+	if (!(ch->flags & PBP_CHANNEL_DUPLEX))
+		ch->have_msg = 0; /* a blocked flush reads into the receive buffer */
+	rc = pbp__ch_flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
 	if (rc == PBP_ETIMEDOUT && ch->timeout[PBP_TIMEOUT_SEND] == 0)
 		rc = pbp__seterr(ch->txe, PBP_EAGAIN, 0, "%zu bytes still queued",
 		                 ch->wlen - ch->woff);
-	tx_unlock(ch);
+	pbp__ch_leave(ch, 1);
 	return rc;
 }
 
 int
-pbp__ch_deadline_ms(const pbp_channel *ch, int which)
-{
-	return ch->timeout[which];
-}
-
-/* Queues and writes one control frame (Hello, Goodbye, Sync, SyncAck). */
-static int
-send_control(pbp_channel *ch, const pbpipe_Envelope *env, int64_t deadline)
-{
-	size_t n;
-	int rc = tx_reserve(ch, PBP__HANDSHAKE_MAX_FRAME);
-
-	if (rc == 0)
-		rc = pbp__control_encode(ch->wbuf + ch->wlen, PBP__HANDSHAKE_MAX_FRAME, env, &n,
-		                         ch->txe);
-	if (rc != 0)
-		return rc;
-	if (ch->trace_fd >= 0)
-		pbp__trace_frame(ch->trace_fd, 'S', ch->wbuf + ch->wlen, n, NULL, 0);
-	ch->wlen += n;
-	return flush(ch, deadline);
-}
-
-int
-pbp__ch_send_sync(pbp_channel *ch, int kind, uint64_t id, int64_t deadline)
+pbp__ch_send_sync(pbp_channel *ch, uint64_t id, int64_t deadline)
 {
 	pbpipe_Envelope env;
 	int rc;
 
 	memset(&env, 0, sizeof env);
-	if (kind == PBP__FRAME_SYNC) {
-		env.which_body = pbpipe_Envelope_sync_tag;
-		env.body.sync.id = id;
-	} else {
-		env.which_body = pbpipe_Envelope_sync_ack_tag;
-		env.body.sync_ack.id = id;
-	}
+	env.which_body = pbpipe_Envelope_sync_tag;
+	env.body.sync.id = id;
 	tx_lock(ch);
 	rc = tx_ready(ch);
 	if (rc == 0)
-		rc = send_control(ch, &env, deadline);
+		rc = queue_control(ch, &env, ch->txe);
+	if (rc == 0)
+		rc = flush(ch, deadline, ch->txe);
 	tx_unlock(ch);
 	return rc;
 }
@@ -776,8 +1072,8 @@ close_write_locked(pbp_channel *ch)
 		return 0;
 	/* Queued output goes first; on a deadline the write side stays open
 	 * so the caller can try again. */
-	if (ch->wlen > ch->woff && ch->tx_err == 0) {
-		rc = flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
+	if (out_queued(ch) && ch->tx_err == 0 && ch->state == ST_READY) {
+		rc = flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]), ch->txe);
 		if (rc == PBP_ETIMEDOUT)
 			return rc;
 	}
@@ -796,9 +1092,11 @@ pbp_channel_close_write(pbp_channel *ch)
 
 	if (ch == NULL)
 		return PBP_EINVAL;
+	ENTER(ch, 1);
 	tx_lock(ch);
 	rc = close_write_locked(ch);
 	tx_unlock(ch);
+	pbp__ch_leave(ch, 1);
 	return rc;
 }
 
@@ -828,22 +1126,26 @@ pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail,
 
 	if (ch == NULL)
 		return PBP_EINVAL;
+	ENTER(ch, 1);
 	tx_lock(ch);
 	rc = tx_ready(ch);
-	if (rc == 0 && ch->wlen > ch->woff)
-		rc = flush(ch, deadline);
+	if (rc == 0 && out_queued(ch))
+		rc = flush(ch, deadline, ch->txe);
 	if (rc == 0) {
 		memset(&env, 0, sizeof env);
 		env.which_body = pbpipe_Envelope_goodbye_tag;
 		env.body.goodbye.reason = (pbpipe_Goodbye_Reason)reason;
 		if (detail != NULL)
 			copy_utf8(env.body.goodbye.detail, sizeof env.body.goodbye.detail, detail);
-		rc = send_control(ch, &env, deadline);
+		rc = queue_control(ch, &env, ch->txe);
+		if (rc == 0)
+			rc = flush(ch, deadline, ch->txe);
 	}
 	/* Whatever happened, the write side is done. */
 	ch->woff = ch->wlen = 0;
 	rc2 = close_write_locked(ch);
 	tx_unlock(ch);
+	pbp__ch_leave(ch, 1);
 	return rc != 0 ? rc : rc2;
 }
 
@@ -858,23 +1160,23 @@ pbp_channel_goodbye(pbp_channel *ch, int reason, const char *detail)
 
 /* ---- the handshake ------------------------------------------------------- */
 
-int
-pbp_channel_handshake(pbp_channel *ch)
+static int
+handshake(pbp_channel *ch)
 {
 	int64_t deadline;
 	pbpipe_Envelope env;
 	pbp__frame f;
 	int rc, sent;
 
-	if (ch == NULL)
-		return PBP_EINVAL;
 	if (ch->state != ST_NEW)
 		return fail(ch, PBP_EINVAL, "handshake already done");
 	if (ch->rx_err != 0)
 		return rx_again(ch);
 	deadline = pbp__deadline(ch->timeout[PBP_TIMEOUT_HANDSHAKE]);
 	pbp__hello_make(&env, ch->max_frame, ch->fingerprint);
-	rc = send_control(ch, &env, deadline);
+	rc = queue_control(ch, &env, &ch->error);
+	if (rc == 0)
+		rc = flush(ch, deadline, &ch->error);
 	if (rc == PBP_ETIMEDOUT)
 		rc = pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
 		                 "the peer did not take our Hello within %d ms",
@@ -918,7 +1220,25 @@ pbp_channel_handshake(pbp_channel *ch)
 failed:
 	/* A failed handshake fails the channel in both directions. */
 	rx_fail(ch, rc);
-	return tx_fail(ch, rc);
+	ch->txe = &ch->error;
+	tx_fail(ch, rc);
+	ch->txe = (ch->flags & PBP_CHANNEL_DUPLEX) ? &ch->error_tx : &ch->error;
+	if (ch->flags & PBP_CHANNEL_DUPLEX)
+		ch->error_tx = ch->error;
+	return rc;
+}
+
+int
+pbp_channel_handshake(pbp_channel *ch)
+{
+	int rc;
+
+	if (ch == NULL)
+		return PBP_EINVAL;
+	ENTER(ch, 0);
+	rc = handshake(ch);
+	pbp__ch_leave(ch, 0);
+	return rc;
 }
 
 /* ---- receiving ----------------------------------------------------------- */
@@ -933,6 +1253,27 @@ pbp__ch_rx_ready(pbp_channel *ch)
 	return 0;
 }
 
+/* The stream has ended (code PBP_EOF, its message in ch->error): while
+ * calls or a barrier still wait, that is an error of its own. */
+static int
+stream_ended(pbp_channel *ch)
+{
+	size_t n = ch->nwaiting;
+	char how[PBP_ERRMSG_SIZE];
+
+	if (n == 0 && ch->sync_id == 0)
+		return rx_fail(ch, PBP_EOF);
+	memcpy(how, ch->error.msg, sizeof how);
+	if (n == 0)
+		pbp__seterr(&ch->error, PBP_EUNANSWERED, 0,
+		            "the barrier went unanswered: %.200s", how);
+	else
+		pbp__seterr(&ch->error, PBP_EUNANSWERED, 0,
+		            "%zu call%s went unanswered%s: %.200s", n, n == 1 ? "" : "s",
+		            ch->sync_id ? " (and the barrier)" : "", how);
+	return rx_fail(ch, PBP_EUNANSWERED);
+}
+
 /* Notes a Goodbye: the peer's last frame. */
 static int
 got_goodbye(pbp_channel *ch, const pbp__frame *f)
@@ -941,10 +1282,31 @@ got_goodbye(pbp_channel *ch, const pbp__frame *f)
 	ch->peer.goodbye_reason = (int)f->goodbye.reason;
 	memcpy(ch->peer.goodbye_detail, f->goodbye.detail, sizeof ch->peer.goodbye_detail);
 	ch->peer.goodbye_detail[sizeof ch->peer.goodbye_detail - 1] = '\0';
-	return pbp__seterr(&ch->error, PBP_EOF, 0,
-	                   "end of stream: the peer said Goodbye (reason %d%s%s)",
-	                   (int)f->goodbye.reason, f->goodbye.detail[0] ? ": " : "",
-	                   f->goodbye.detail);
+	pbp__seterr(&ch->error, PBP_EOF, 0, "end of stream: the peer said Goodbye (reason %d%s%s)",
+	            (int)f->goodbye.reason, f->goodbye.detail[0] ? ": " : "", f->goodbye.detail);
+	return stream_ended(ch);
+}
+
+/* A Sync: everything the peer sent before it must have been handed to our
+ * application, which then asks for more.  With nothing held that is now;
+ * otherwise a marker behind the held messages answers it when
+ * pbp_channel_recv() reaches it.  If we can no longer send, the peer's
+ * deadline tells it. */
+static int
+got_sync(pbp_channel *ch, uint64_t id)
+{
+	if (ch->qlen > 0)
+		return pbp__held_push(ch, NULL, id);
+	pbp__ch_owe_ack(ch, id);
+	return 0;
+}
+
+/* Past the deadline?  Frames the caller does not wait for count against
+ * it, so a peer that floods them cannot hold a call past its deadline. */
+static int
+past(int64_t deadline)
+{
+	return deadline >= 0 && pbp__now_ms() > deadline;
 }
 
 int
@@ -956,45 +1318,69 @@ pbp__ch_next(pbp_channel *ch, pbp__frame *f, int64_t deadline)
 		rc = read_frame(ch, f, deadline);
 		if (rc == PBP_ETIMEDOUT)
 			return rc; /* not sticky: a partial frame stays buffered */
-		if (rc == PBP_EOF)
-			pbp__seterr(&ch->error, PBP_EOF, 0,
-			            "end of stream: the peer closed between frames");
-		else if (rc == 0 && f->kind == PBP__FRAME_GOODBYE)
-			rc = got_goodbye(ch, f);
-		else if (rc == 0 && f->kind == PBP__FRAME_HELLO)
+		if (rc == PBP_EOF) {
+			pbp__seterr(&ch->error, PBP_EOF, 0, "end of stream: the peer closed between frames");
+			return stream_ended(ch);
+		}
+		if (rc == 0 && f->kind == PBP__FRAME_GOODBYE)
+			return got_goodbye(ch, f);
+		if (rc == 0 && f->kind == PBP__FRAME_HELLO)
 			rc = pbp__seterr(&ch->error, PBP_EPROTO, 0, "a second Hello after the handshake");
 		if (rc != 0)
 			return rx_fail(ch, rc);
-		if (f->kind == PBP__FRAME_MESSAGE)
+		if (f->kind == PBP__FRAME_MESSAGE && f->reply_to == 0)
 			return 0;
-		if (f->kind == PBP__FRAME_SYNC_ACK) {
-			if (ch->sync_id != 0 && f->sync_id == ch->sync_id) {
-				ch->sync_acked = 1;
-				return PBP__SYNCED;
-			}
-			continue; /* a late answer to a barrier that gave up */
-		}
-		/* Sync: everything the peer sent before it has been handed to
-		 * our application, which now asks for more: answer.  If we can
-		 * no longer send, the peer's deadline tells it. */
-		if (ch->tx_err == 0 && !ch->wr_closed)
-			(void)pbp__ch_send_sync(ch, PBP__FRAME_SYNC_ACK, f->sync_id,
-			                        pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
+		if (f->kind == PBP__FRAME_MESSAGE)
+			rc = pbp__calls_file_reply(ch, f);
+		else if (f->kind == PBP__FRAME_SYNC)
+			rc = got_sync(ch, f->sync_id);
+		else if (ch->sync_id != 0 && f->sync_id == ch->sync_id)
+			rc = (ch->sync_acked = 1, PBP__PROGRESS);
+		else
+			rc = 0; /* a late answer to a barrier that gave up */
+		if (rc == PBP_ELIMIT)
+			pbp__reader_unget(&ch->rd); /* refused, not consumed */
+		if (rc != 0)
+			return rc;
+		if (past(deadline))
+			return pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
+			                   "receive deadline passed while the peer sent control frames");
 	}
 }
 
-int
-pbp_channel_recv(pbp_channel *ch, pbp_msginfo *out)
+/* Hands out held entries in order; a Sync marker among them is answered
+ * as it is reached.  Returns 1 with ch->cur a held message. */
+static int
+next_held(pbp_channel *ch)
+{
+	while (pbp__held_pop(ch)) {
+		if (!ch->cur.sync)
+			return 1;
+		pbp__ch_owe_ack(ch, ch->cur.id);
+	}
+	return 0;
+}
+
+static int
+recv_timed_out(pbp_channel *ch)
+{
+	if (ch->timeout[PBP_TIMEOUT_RECV] == 0)
+		return pbp__seterr(&ch->error, PBP_EAGAIN, 0, "no whole message yet (%zu bytes buffered)",
+		                   pbp__reader_pending(&ch->rd));
+	pbp__ch_timed_out(ch, &ch->error);
+	return PBP_ETIMEDOUT;
+}
+
+static int
+recv_raw(pbp_channel *ch, pbp_msginfo *out)
 {
 	int64_t deadline;
 	pbp__frame f;
 	int rc;
 
-	if (ch == NULL || out == NULL)
-		return ch ? fail(ch, PBP_EINVAL, "recv: NULL out") : PBP_EINVAL;
 	ch->have_msg = 0;
 	/* Messages held while a call or a barrier waited come first. */
-	if (pbp__held_pop(ch)) {
+	if (next_held(ch)) {
 		ch->msg = (pbp_msginfo){ ch->cur.type, ch->cur.id, ch->cur.buf, ch->cur.len };
 		ch->have_msg = 1;
 		*out = ch->msg;
@@ -1004,47 +1390,53 @@ pbp_channel_recv(pbp_channel *ch, pbp_msginfo *out)
 	if (rc != 0)
 		return rc;
 	deadline = pbp__deadline(ch->timeout[PBP_TIMEOUT_RECV]);
-	/* Output still queued (coalesced, or a send that timed out) goes
-	 * first: the peer may be waiting for it before it answers.  A send
-	 * error does not stop receiving what the peer sent before it left.
-	 * In duplex mode the sending thread owns the output. */
-	if (ch->wlen > ch->woff && ch->tx_err == 0 && !(ch->flags & PBP_CHANNEL_DUPLEX)) {
-		rc = flush(ch, deadline);
-		if (rc == PBP_ETIMEDOUT)
-			goto timedout;
+	/* Output still queued (coalesced, or a send that timed out) goes out
+	 * now as far as the pipe takes it, and the rest while we wait: the
+	 * peer may be waiting for it before it answers.  A send error does
+	 * not stop receiving what the peer sent before it left.  In duplex
+	 * mode the sending thread owns the output. */
+	if (rx_pushes(ch)) {
+		pbp_error e;
+
+		(void)write_some(ch, &e);
 	}
-	do {
-		rc = pbp__ch_next(ch, &f, deadline);
-		/* A reply goes to its call; one to no call of ours is the
-		 * peer's mistake, reported without failing the channel. */
-		if (rc == 0 && f.reply_to != 0 && (rc = pbp__calls_file_reply(ch, &f)) == 0)
-			rc = PBP__SYNCED;
-	} while (rc == PBP__SYNCED);
+	while ((rc = pbp__ch_next(ch, &f, deadline)) == PBP__PROGRESS)
+		if (past(deadline))
+			return recv_timed_out(ch);
 	if (rc == PBP_ETIMEDOUT)
-		goto timedout;
+		return recv_timed_out(ch);
 	if (rc != 0)
 		return rc;
+	pbp__ch_succeeded(ch);
 	ch->msg = (pbp_msginfo){ f.type, f.id, f.payload, f.payload_len };
 	ch->have_msg = 1;
 	*out = ch->msg;
 	return 0;
-timedout:
-	if (ch->timeout[PBP_TIMEOUT_RECV] == 0)
-		return pbp__seterr(&ch->error, PBP_EAGAIN, 0, "no whole message yet (%zu bytes buffered)",
-		                   pbp__reader_pending(&ch->rd));
-	return PBP_ETIMEDOUT;
 }
 
 int
-pbp_channel_decode(pbp_channel *ch, const pb_msgdesc_t *fields, void *msg)
+pbp_channel_recv(pbp_channel *ch, pbp_msginfo *out)
+{
+	int rc;
+
+	if (ch == NULL)
+		return PBP_EINVAL;
+	ENTER(ch, 0);
+	rc = out == NULL ? fail(ch, PBP_EINVAL, "recv: NULL out") : recv_raw(ch, out);
+	pbp__ch_leave(ch, 0);
+	return rc;
+}
+
+static int
+decode(pbp_channel *ch, const pb_msgdesc_t *fields, void *msg)
 {
 	pb_istream_t is;
 
-	if (ch == NULL || fields == NULL || msg == NULL)
-		return ch ? fail(ch, PBP_EINVAL, "decode: NULL descriptor or message") : PBP_EINVAL;
+	if (fields == NULL || msg == NULL)
+		return fail(ch, PBP_EINVAL, "decode: NULL descriptor or message");
 	if (!ch->have_msg)
 		return fail(ch, PBP_EINVAL,
-		            "decode: no message received (or a send since then released it)");
+		            "decode: no message received, or a later call on the channel released it");
 	is = pb_istream_from_buffer(ch->msg.payload, ch->msg.size);
 	if (!pb_decode(&is, fields, msg))
 		return pbp__seterr(&ch->error, PBP_EDECODE, 0,
@@ -1054,29 +1446,50 @@ pbp_channel_decode(pbp_channel *ch, const pb_msgdesc_t *fields, void *msg)
 }
 
 int
+pbp_channel_decode(pbp_channel *ch, const pb_msgdesc_t *fields, void *msg)
+{
+	int rc;
+
+	if (ch == NULL)
+		return PBP_EINVAL;
+	ENTER(ch, 0);
+	rc = decode(ch, fields, msg);
+	pbp__ch_leave(ch, 0);
+	return rc;
+}
+
+int
 pbp_channel_recv_msg(pbp_channel *ch, uint32_t *type, void *msg, size_t msg_size)
 {
 	const pbp_msgtype *t;
 	pbp_msginfo info;
 	int rc;
 
-	if (ch == NULL || type == NULL || msg == NULL)
-		return ch ? fail(ch, PBP_EINVAL, "recv_msg: NULL argument") : PBP_EINVAL;
-	rc = pbp_channel_recv(ch, &info);
+	if (ch == NULL)
+		return PBP_EINVAL;
+	ENTER(ch, 0);
+	if (type == NULL || msg == NULL)
+		rc = fail(ch, PBP_EINVAL, "recv_msg: NULL argument");
+	else
+		rc = recv_raw(ch, &info);
 	if (rc != 0)
-		return rc;
+		goto out;
 	*type = info.type;
 	t = pbp__ch_find_type(ch, info.type);
 	if (t == NULL)
-		return pbp__seterr(&ch->error, PBP_ETYPE, 0,
-		                   "received message type %" PRIu32
-		                   " (%zu bytes), which has no registered descriptor",
-		                   info.type, info.size);
-	if (msg_size < t->size)
-		return pbp__seterr(&ch->error, PBP_EINVAL, 0,
-		                   "recv_msg: buffer of %zu bytes is smaller than %s (%zu bytes)",
-		                   msg_size, t->name ? t->name : "the message", t->size);
-	return pbp_channel_decode(ch, t->fields, msg);
+		rc = pbp__seterr(&ch->error, PBP_ETYPE, 0,
+		                 "received message type %" PRIu32
+		                 " (%zu bytes), which has no registered descriptor",
+		                 info.type, info.size);
+	else if (msg_size < t->size)
+		rc = pbp__seterr(&ch->error, PBP_EINVAL, 0,
+		                 "recv_msg: buffer of %zu bytes is smaller than %s (%zu bytes)",
+		                 msg_size, t->name ? t->name : "the message", t->size);
+	else
+		rc = decode(ch, t->fields, msg);
+out:
+	pbp__ch_leave(ch, 0);
+	return rc;
 }
 
 /* ---- the report ---------------------------------------------------------- */
@@ -1092,6 +1505,7 @@ end_of(int code)
 	case PBP_EMSGSIZE: return PBP_END_OVERSIZE;
 	case PBP_ETIMEDOUT: return PBP_END_TIMEOUT;
 	case PBP_EPIPE: return PBP_END_PEER_GONE;
+	case PBP_EUNANSWERED: return PBP_END_UNANSWERED;
 	default: return PBP_END_IO;
 	}
 }
@@ -1115,8 +1529,9 @@ pbp_channel_report(const pbp_channel *ch, pbp_report *out)
 	} else if (ch->tx_err != 0) {
 		e = &ch->tx_error;
 		out->end = end_of(e->code);
-	} else if (ch->error.code == PBP_ETIMEDOUT) {
-		e = &ch->error;
+	} else if (ch->timed_out) {
+		/* Only while no call has succeeded since the deadline passed. */
+		e = &ch->timeout_error;
 		out->end = PBP_END_TIMEOUT;
 	}
 	if (e != NULL) {

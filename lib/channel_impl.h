@@ -7,6 +7,8 @@
 #define PBP_CHANNEL_IMPL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <sys/types.h>
 
 #include "pbp_internal.h"
 
@@ -24,11 +26,21 @@ enum { ST_NEW = 0, ST_READY = 1 };
 #define PBP__CHANNEL_FLAGS \
 	(PBP_CHANNEL_COALESCE | PBP_CHANNEL_DUPLEX | PBP_CHANNEL_SIGPIPE_HANDLED)
 
+/* The inbox (held messages and kept replies together) holds at most this
+ * many payload bytes, and always at least one message. */
+#define INBOX_MAX (16u * 1024u * 1024u)
+/* Buffers of held messages and replies larger than this are freed once
+ * handed out, so one large message does not pin its memory for ever. */
+#define KEEP_MAX (64u * 1024u)
+
 /* An application message kept for later: it arrived while a call or a
- * barrier was waiting for something else. */
+ * barrier was waiting for something else.  A marker (sync set) stands for
+ * a Sync that arrived after the messages held before it: it is answered
+ * once the application has received them and asks for the next one. */
 typedef struct pbp__held {
 	uint32_t type;
 	uint64_t id;
+	int sync;            /* a Sync marker; id is the Sync's id */
 	uint8_t *buf;
 	size_t cap, len;
 } pbp__held;
@@ -85,37 +97,75 @@ struct pbp_channel {
 	pbp__held *queue;    /* ring of held messages */
 	size_t qhead, qlen, qcap;
 	pbp__held cur;       /* the held message handed out last */
+	size_t inbox_bytes;  /* payload bytes held or kept as replies */
+	size_t nwaiting;     /* calls waiting for their reply */
 	uint64_t sync_id;    /* the barrier we wait for, 0: none */
 	int sync_acked;
+	/* A SyncAck owed to the peer, written by the next flush (whichever
+	 * thread does it, in duplex mode: see ack_lock). */
+	int ack_pending;
+	uint64_t ack_id;
+	pthread_mutex_t ack_lock; /* duplex: guards ack_pending and ack_id */
+	/* The last deadline that passed, until a later call succeeds: the
+	 * report describes the channel as it is now. */
+	int timed_out;
+	pbp_error timeout_error;
+	/* Misuse check: the thread inside a call on this channel (without
+	 * PBP_CHANNEL_DUPLEX: any call; with it: the receiving side), and in
+	 * duplex mode the sending side. */
+	atomic_int busy_rx, busy_tx;
+	pid_t owner_pid;     /* the process that made the channel (fork) */
 };
 
 /* ---- channel.c, for call.c ---------------------------------------------- */
 
 /* Outcome of pbp__ch_next: besides 0 (an application message) and errors. */
-#define PBP__SYNCED 1
+#define PBP__PROGRESS 1
 
-/* Reads the next frame, handling control frames: answers Sync, notes the
- * SyncAck we wait for (returns PBP__SYNCED), records Goodbye (PBP_EOF).
- * Returns 0 with *f an application message (a reply or not).  Errors are
- * made sticky, except PBP_ETIMEDOUT and PBP_EAGAIN. */
+/* Reads the next frame and handles what is not for the caller: answers
+ * Sync (at once, or behind held messages), notes the SyncAck we wait for
+ * and files replies to our calls (both return PBP__PROGRESS, so the
+ * caller checks what it waits for), drops late replies to calls that are
+ * over, records Goodbye (PBP_EOF, or PBP_EUNANSWERED while calls wait).
+ * Returns 0 with *f an application message that is not a reply.  Control
+ * frames count against the deadline.  Errors are made sticky, except
+ * PBP_ETIMEDOUT, PBP_ELIMIT (the frame was put back) and PBP_EPROTO for a
+ * reply to an id we never used. */
 int pbp__ch_next(pbp_channel *ch, pbp__frame *f, int64_t deadline);
+/* Misuse check around a public call: 0, or PBP_EINVAL when another thread
+ * is inside a call on the same side of this channel (the error record is
+ * left alone: that thread owns it).  tx: the call sends only. */
+int pbp__ch_enter(pbp_channel *ch, int tx);
+void pbp__ch_leave(pbp_channel *ch, int tx);
+/* Writes queued output within the deadline (pbp_channel_flush() without
+ * the misuse check). */
+int pbp__ch_flush(pbp_channel *ch, int64_t deadline);
+/* Notes that a blocking call passed its deadline, or that one succeeded. */
+void pbp__ch_timed_out(pbp_channel *ch, const pbp_error *e);
+void pbp__ch_succeeded(pbp_channel *ch);
 /* Checks the receive side is usable. */
 int pbp__ch_rx_ready(pbp_channel *ch);
 /* Sends an application frame: payload from nanopb (fields, msg) or raw
  * bytes (fields NULL, msg the bytes, size). */
 int pbp__ch_send(pbp_channel *ch, uint32_t type, uint64_t id, const pbp__reply *r,
                  const pb_msgdesc_t *fields, const void *msg, size_t size);
-/* Sends a Sync or SyncAck (kind PBP__FRAME_SYNC / _SYNC_ACK). */
-int pbp__ch_send_sync(pbp_channel *ch, int kind, uint64_t id, int64_t deadline);
+/* Sends a Sync. */
+int pbp__ch_send_sync(pbp_channel *ch, uint64_t id, int64_t deadline);
+/* Owes the peer a SyncAck for Sync id; it goes out with the next write. */
+void pbp__ch_owe_ack(pbp_channel *ch, uint64_t id);
 const pbp_msgtype *pbp__ch_find_type(const pbp_channel *ch, uint32_t type);
-int pbp__ch_deadline_ms(const pbp_channel *ch, int which);
 
 /* ---- call.c, for channel.c ---------------------------------------------- */
 
-/* A reply arrived: file it with its call.  Returns 0 if it belonged to an
- * outstanding or cancelled call, PBP_EPROTO (not sticky) if not. */
+/* A reply arrived: file it with its call.  Returns PBP__PROGRESS if it
+ * was filed, 0 if it was dropped (a late or second reply to a call of
+ * ours), PBP_EPROTO (not sticky) for an id we never used, PBP_ELIMIT when
+ * the inbox is full (nothing changed), PBP_ENOMEM. */
 int pbp__calls_file_reply(pbp_channel *ch, const pbp__frame *f);
-/* Pops the oldest held message into ch->cur.  Returns 1 if there was one. */
+/* Holds an application message (or, f NULL, a Sync marker for sync_id)
+ * for pbp_channel_recv().  0, PBP_ELIMIT (nothing changed), PBP_ENOMEM. */
+int pbp__held_push(pbp_channel *ch, const pbp__frame *f, uint64_t sync_id);
+/* Pops the oldest held entry into ch->cur.  Returns 1 if there was one. */
 int pbp__held_pop(pbp_channel *ch);
 /* Frees everything call.c allocated. */
 void pbp__calls_free(pbp_channel *ch);

@@ -27,6 +27,8 @@ pbp_strerror(int code)
 	case PBP_EEXEC: return "cannot execute child";
 	case PBP_EAGAIN: return "would block";
 	case PBP_EREMOTE: return "the peer reported an error";
+	case PBP_EUNANSWERED: return "stream ended with calls unanswered";
+	case PBP_ELIMIT: return "limit reached";
 	default: return "unknown error";
 	}
 }

@@ -477,6 +477,13 @@ pbp__reader_feed(pbp__reader *r, const void *data, size_t n)
 }
 
 void
+pbp__reader_unget(pbp__reader *r)
+{
+	r->start = r->prev_start;
+	r->end = r->prev_end;
+}
+
+void
 pbp__reader_set_eof(pbp__reader *r)
 {
 	r->eof = 1;
@@ -507,6 +514,8 @@ pbp__reader_next(pbp__reader *r, const uint8_t **body, size_t *len)
 	if (rc == 1 && pending - hdr >= flen) {
 		*body = r->buf + r->start + hdr;
 		*len = flen;
+		r->prev_start = r->start;
+		r->prev_end = r->end;
 		r->start += hdr + flen;
 		if (r->start == r->end)
 			r->start = r->end = 0;

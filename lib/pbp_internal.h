@@ -128,6 +128,7 @@ typedef struct pbp__reader {
 	uint32_t limit;   /* largest body accepted */
 	int eof;          /* no more bytes will come */
 	int err;          /* sticky error code, or 0 */
+	size_t prev_start, prev_end; /* before the last pbp__reader_next() */
 	pbp_error error;  /* describes err */
 } pbp__reader;
 
@@ -153,6 +154,10 @@ void pbp__reader_set_eof(pbp__reader *r);
  * end of input between frames, or a sticky PBP_ETRUNC / PBP_EPROTO /
  * PBP_EMSGSIZE. */
 int pbp__reader_next(pbp__reader *r, const uint8_t **body, size_t *len);
+/* Puts back the frame the last pbp__reader_next() took, as if it had not
+ * been taken.  Only valid right after that call (no space or commit in
+ * between). */
+void pbp__reader_unget(pbp__reader *r);
 /* Bytes fed but not yet taken. */
 size_t pbp__reader_pending(const pbp__reader *r);
 

@@ -36,7 +36,11 @@
  *
  * Threads: a channel is not thread-safe; use it from one thread at a time,
  * or, with PBP_CHANNEL_DUPLEX, from exactly one sending thread and one
- * receiving thread at once.  Distinct channels are independent.
+ * receiving thread at once.  Distinct channels are independent.  A call
+ * made while another thread is inside a call on the same channel (the same
+ * side of it, in duplex mode) fails with PBP_EINVAL and does nothing, so
+ * misuse cannot tear the stream; it does not touch the error record, which
+ * the other thread owns.
  *
  * Event loops: with deadlines of 0 (pbp_channel_set_timeout()), receives
  * and sends never wait: a receive returns PBP_EAGAIN until a whole message
@@ -89,6 +93,13 @@ typedef struct pbp_channel pbp_channel;
 #define PBP_MAX_MAX_FRAME (1024u * 1024u * 1024u)
 /** Default handshake deadline in milliseconds. */
 #define PBP_DEFAULT_HANDSHAKE_TIMEOUT_MS 5000
+/**
+ * A timeout of "no deadline".  Every timeout in pbpipe, in options and in
+ * calls alike, means the same: < 0 (PBP_NO_DEADLINE) waits as long as it
+ * takes, 0 does not wait at all (only what can be done now), and > 0 is a
+ * deadline in milliseconds from the start of the call.
+ */
+#define PBP_NO_DEADLINE (-1)
 
 /**
  * One application message type: the wire type number, the nanopb
@@ -121,11 +132,12 @@ typedef struct pbp_channel_options {
 	                                  pbpipe_add_proto_library(FINGERPRINT) */
 	uint32_t max_frame;          /**< largest frame body accepted; 0 means
 	                                  PBP_DEFAULT_MAX_FRAME */
-	int handshake_timeout_ms;    /**< 0 means the default (5000 ms); < 0 means none */
-	int send_timeout_ms;         /**< deadline of each send; 0 means the default
-	                                  (none); < 0 means none */
-	int recv_timeout_ms;         /**< deadline of each receive; 0 means the
-	                                  default (none); < 0 means none */
+	int handshake_timeout_ms;    /**< deadline of the handshake; default
+	                                  PBP_DEFAULT_HANDSHAKE_TIMEOUT_MS */
+	int send_timeout_ms;         /**< deadline of each send; default
+	                                  PBP_NO_DEADLINE; 0: never wait (queue) */
+	int recv_timeout_ms;         /**< deadline of each receive; default
+	                                  PBP_NO_DEADLINE; 0: never wait */
 	unsigned int flags;          /**< PBP_CHANNEL_* flags */
 	int spin_us;                 /**< low-latency receive: before sleeping,
 	                                  poll for up to this many microseconds
@@ -137,7 +149,10 @@ typedef struct pbp_channel_options {
 } pbp_channel_options;
 
 /** Initializer for pbp_channel_options: every field at its default. */
-#define PBP_CHANNEL_OPTIONS_INIT { PBP_CHANNEL_OPTIONS_VERSION, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+#define PBP_CHANNEL_OPTIONS_INIT                                              \
+	{ PBP_CHANNEL_OPTIONS_VERSION, NULL, 0, 0, 0,                         \
+	  PBP_DEFAULT_HANDSHAKE_TIMEOUT_MS, PBP_NO_DEADLINE, PBP_NO_DEADLINE, \
+	  0, 0, 0 }
 
 /**
  * Write coalescing: a send queues its frame and returns; queued frames go
@@ -209,7 +224,8 @@ typedef struct pbp_msginfo {
 	uint32_t type;         /**< the wire type number */
 	uint64_t id;           /**< the correlation id, 0 when unused */
 	const void *payload;   /**< the encoded message; valid until the next
-	                            send or receive on this channel, or its free */
+	                            call on this channel (any pbp_channel_* or
+	                            pbp_call.h call), or its free */
 	size_t size;           /**< payload size in bytes */
 } pbp_msginfo;
 
@@ -312,7 +328,8 @@ PBP_API size_t pbp_channel_pending(const pbp_channel *ch);
 
 /**
  * Sets a deadline for the following calls of one kind: timeout_ms from the
- * start of each call; 0 means do not wait at all; < 0 means no deadline.
+ * start of each call; 0 means do not wait at all; < 0 (PBP_NO_DEADLINE)
+ * means no deadline: the same meaning as in pbp_channel_options.
  * @param which  PBP_TIMEOUT_SEND, PBP_TIMEOUT_RECV or PBP_TIMEOUT_HANDSHAKE
  * @return 0, or PBP_EINVAL for an unknown kind.
  */
@@ -349,10 +366,15 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_set_trace(pbp_channel *ch, const char *p
  *         partial frame stays buffered for the next call); PBP_ESYS;
  *         PBP_EINVAL (no handshake yet).  Others are sticky.
  *
- * Output still queued by a send that timed out is written first.  Then
- * blocks until a whole frame has arrived or the receive deadline passes.
- * Reads are buffered: one read() usually brings in several small frames.
- * The payload stays valid until the next send or receive on the channel.
+ * Output still queued (coalesced, or by a send that timed out) is written
+ * while it waits.  Blocks until a whole frame has arrived or the receive
+ * deadline passes; frames the application does not see (a Sync, replies
+ * to calls) count against that deadline.  Reads are buffered: one read()
+ * usually brings in several small frames.  The payload stays valid until
+ * the next call on the channel.
+ *
+ * PBP_EUNANSWERED instead of PBP_EOF: the stream ended while calls or a
+ * barrier of this side were still waiting (sticky).
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_recv(pbp_channel *ch, pbp_msginfo *out);
 
@@ -360,7 +382,7 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_recv(pbp_channel *ch, pbp_msginfo *out);
  * Decodes the message last returned by pbp_channel_recv() into msg (which
  * nanopb initialises first; set callbacks in msg beforehand if `fields` has
  * callback fields).  May be called several times for the same message,
- * until the next send or receive.
+ * until any other call on the channel (which may move the buffer).
  *
  * @return 0; PBP_EDECODE (the payload does not decode as `fields`; the
  *         channel stays usable); PBP_EINVAL (no message received, or a
@@ -432,12 +454,39 @@ PBP_API const char *pbp_channel_errmsg(const pbp_channel *ch);
 PBP_API int pbp_channel_read_fd(const pbp_channel *ch);
 PBP_API int pbp_channel_write_fd(const pbp_channel *ch);
 
-/** Closes both fds and frees the channel.  NULL is a no-op.  Unsent data
- *  does not exist: every send has completed when it returns. */
+/**
+ * Writes output that sends left queued (PBP_CHANNEL_COALESCE, a send that
+ * timed out, a non-blocking send) within timeout_ms, then closes both fds
+ * and frees the channel, whatever happened.  Sends nothing else (no
+ * Goodbye: call pbp_channel_goodbye() first for that).
+ *
+ * @param timeout_ms  how long to wait for the peer to take queued output
+ *                    (< 0: as long as it takes, 0: only what the pipe
+ *                    takes at once)
+ * @param[out] err    filled when output was lost, if not NULL
+ * @return 0 when every byte every successful send queued was written;
+ *         PBP_ETIMEDOUT, PBP_EPIPE or PBP_ESYS when some could not be (the
+ *         message says how many bytes), or the sticky send error that had
+ *         already stopped sending.  NULL is a no-op that returns 0.
+ *
+ * In a process that did not create the channel (a fork() of it), writes
+ * nothing: the bytes would be interleaved with the creator's.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_close(pbp_channel *ch, int timeout_ms,
+                                              pbp_error *err);
+
+/**
+ * pbp_channel_close() with the channel's send deadline, for when the
+ * outcome does not matter: output still queued after the send deadline
+ * (immediately with a send deadline of 0) is discarded without a word.
+ * Use pbp_channel_close() to learn whether everything went out.  NULL is a
+ * no-op.
+ */
 PBP_API void pbp_channel_free(pbp_channel *ch);
 
 /** Frees the channel without closing its fds, which return to the caller
- *  (the write fd still O_NONBLOCK).  NULL is a no-op. */
+ *  (the write fd still O_NONBLOCK).  Queued output is discarded: check
+ *  pbp_channel_pending() first.  NULL is a no-op. */
 PBP_API void pbp_channel_free_keep_fds(pbp_channel *ch);
 
 #ifdef __cplusplus

@@ -198,6 +198,9 @@ enum pbp_end {
 	PBP_END_PEER_GONE = 8, /**< a write found nobody reading */
 	PBP_END_IO = 9,        /**< an OS call failed */
 	PBP_END_EXEC = 10,     /**< the child could not be executed */
+	PBP_END_UNANSWERED = 11, /**< the stream ended while calls or a barrier
+	                              waited (PBP_EUNANSWERED: the message says
+	                              how many) */
 };
 
 /** What became of the child process (pbp_report.fate). */

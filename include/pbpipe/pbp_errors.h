@@ -30,8 +30,8 @@ enum pbp_errcode {
 	 *  with no body or two, message type 0, or an unexpected control
 	 *  message. */
 	PBP_EPROTO = -3,
-	/** A frame is larger than the negotiated limit, or a queue is full
-	 *  (outstanding calls, messages held while a call waits). */
+	/** A frame is larger than the negotiated limit.  (A full queue of
+	 *  this side is PBP_ELIMIT.) */
 	PBP_EMSGSIZE = -4,
 	/** Bytes that are not valid protobuf: a frame from the peer that is
 	 *  not a valid envelope (sticky: the peer is broken), or an
@@ -61,6 +61,16 @@ enum pbp_errcode {
 	/** The peer answered a call with an application error: its code is in
 	 *  pbp_error.remote_code and its message in pbp_error.msg. */
 	PBP_EREMOTE = -15,
+	/** The stream ended (end of stream, Goodbye, or the peer died) while
+	 *  calls or a barrier were still waiting for their answers: they will
+	 *  never come.  The message says how many went unanswered.  Sticky for
+	 *  receiving, like PBP_EOF. */
+	PBP_EUNANSWERED = -16,
+	/** A bound of this side was reached: PBP_MAX_CALLS calls outstanding,
+	 *  or the inbox (messages held and replies kept while a call or a
+	 *  barrier waits) is full.  Nothing was lost or consumed; not sticky:
+	 *  receive held messages or finish calls, then try again. */
+	PBP_ELIMIT = -17,
 };
 
 /** Size of the message buffer in a pbp_error record. */
