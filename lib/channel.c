@@ -249,15 +249,19 @@ void
 pbp_channel_free(pbp_channel *ch)
 {
 	pbp_error e;
+	int linger;
 
 	if (ch == NULL)
 		return;
+	linger = ch->timeout[PBP_TIMEOUT_SEND];
+	if (linger < 0 || linger > PBP_FREE_LINGER_MS)
+		linger = PBP_FREE_LINGER_MS;
 	/* What sends queued (coalesced, or left by a deadline) goes out first,
 	 * within the send deadline; pbp_channel_close() says if it could not.
 	 * A copy inherited through fork() sends nothing: its bytes would be
 	 * interleaved with the real owner's. */
 	if (ch->owner_pid == getpid())
-		(void)drain_output(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]), &e);
+		(void)drain_output(ch, pbp__deadline(linger), &e);
 	release_fds(ch);
 	pbp_channel_free_keep_fds(ch);
 }
@@ -607,17 +611,24 @@ out_queued(pbp_channel *ch)
 
 /* Writes queued output until the transport is full.  Returns 0 when all
  * of it is written, 1 when the rest would block, or a sticky send error
- * described in e. */
+ * described in e.  A SyncAck owed is queued once everything before it is
+ * written, so at most one is ever in the buffer. */
 static int
 write_some(pbp_channel *ch, pbp_error *e)
 {
-	int rc = queue_ack(ch, e);
+	int rc;
 
-	if (rc != 0)
-		return rc;
-	while (ch->woff < ch->wlen) {
-		long n = ch->io->write(ch->io_ctx, ch->wbuf + ch->woff, ch->wlen - ch->woff);
+	for (;;) {
+		long n;
 
+		if (ch->woff == ch->wlen) {
+			ch->woff = ch->wlen = 0;
+			if ((rc = queue_ack(ch, e)) != 0)
+				return rc;
+			if (ch->wlen == 0)
+				return 0;
+		}
+		n = ch->io->write(ch->io_ctx, ch->wbuf + ch->woff, ch->wlen - ch->woff);
 		if (n > 0) {
 			ch->woff += (size_t)n;
 			continue;
@@ -628,8 +639,6 @@ write_some(pbp_channel *ch, pbp_error *e)
 		*ch->txe = *e;
 		return tx_fail(ch, e->code);
 	}
-	ch->woff = ch->wlen = 0;
-	return 0;
 }
 
 /* Writes the queued output.  While the transport is full, keeps reading

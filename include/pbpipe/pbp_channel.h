@@ -475,11 +475,16 @@ PBP_API int pbp_channel_write_fd(const pbp_channel *ch);
 PBP_API PBP_WARN_UNUSED int pbp_channel_close(pbp_channel *ch, int timeout_ms,
                                               pbp_error *err);
 
+/** The longest pbp_channel_free() waits for the peer to take queued
+ *  output: 2000 ms. */
+#define PBP_FREE_LINGER_MS 2000
+
 /**
- * pbp_channel_close() with the channel's send deadline, for when the
- * outcome does not matter: output still queued after the send deadline
- * (immediately with a send deadline of 0) is discarded without a word.
- * Use pbp_channel_close() to learn whether everything went out.  NULL is a
+ * pbp_channel_close() for when the outcome does not matter: queued output
+ * is written within the send deadline, or PBP_FREE_LINGER_MS if that is
+ * longer or there is none (immediately with a send deadline of 0); what is
+ * still queued then is discarded without a word.  Use pbp_channel_close()
+ * to wait longer or to learn whether everything went out.  NULL is a
  * no-op.
  */
 PBP_API void pbp_channel_free(pbp_channel *ch);
