@@ -444,10 +444,10 @@ end_str(int end)
 	static const char *const names[] = {
 		"open", "clean end of stream", "the peer said Goodbye", "truncated frame",
 		"malformed frame", "oversize frame", "handshake failed", "deadline passed",
-		"peer gone", "I/O error", "exec failed",
+		"peer gone", "I/O error", "exec failed", "stream ended with calls unanswered",
 	};
 
-	return end >= 0 && end <= PBP_END_EXEC ? names[end] : "unknown";
+	return end >= 0 && end <= PBP_END_UNANSWERED ? names[end] : "unknown";
 }
 
 const char *

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,6 +266,39 @@ T(stream_ending_with_a_call_outstanding_is_unanswered)
 	cr_assert_eq(pbp_channel_report(r.ch, &rep), 0);
 	cr_assert_eq(rep.end, PBP_END_UNANSWERED);
 	raw_close(&r);
+}
+
+/* 12.5: a helper killed while a call waits: the report leads with the
+ * unanswered call, then says how the helper died. */
+T(helper_killed_during_a_call_reports_the_unanswered_call)
+{
+	pbp_channel_options co = pbt_options();
+	pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
+	const char *argv[] = { PBPTEST_PEER, "echo", NULL };
+	pbptest_Numbers q = { .i64 = 1 }, a;
+	static pbp_report rep;
+	char line[600];
+	pbp_exit_status st;
+	pbp_child *c;
+	uint64_t id;
+	int rc;
+
+	so.channel = &co;
+	cr_assert_eq(pbp_child_spawn(&c, PBPTEST_PEER, argv, &so, NULL), 0);
+	cr_assert_eq(pbp_channel_call_start(pbp_child_channel(c), pbptest_Type_NUMBERS, &q, &id), 0);
+	cr_assert_eq(pbp_child_kill(c, SIGKILL), 0);
+	cr_assert_eq(pbp_child_wait(c, pbt_scale(5000), &st), 0);
+	do /* the echo of the request, then the end */
+		rc = pbp_channel_call_finish(pbp_child_channel(c), id, pbptest_Type_NUMBERS, &a, 5000);
+	while (rc == 0);
+	cr_assert_eq(rc, PBP_EUNANSWERED, "call_finish returned %d (%s)", rc,
+	             pbp_channel_errmsg(pbp_child_channel(c)));
+	cr_assert_eq(pbp_child_report(c, &rep), 0);
+	pbp_report_str(&rep, line, sizeof line);
+	cr_assert_eq(strncmp(line, "stream ended with calls unanswered", 34), 0, "%s", line);
+	cr_assert_neq(strstr(line, "1 call went unanswered"), NULL, "%s", line);
+	cr_assert_neq(strstr(line, "killed by signal 9"), NULL, "%s", line);
+	pbp_child_free(c);
 }
 
 /* 12.5: a report says how the channel is now, not how it once was. */
