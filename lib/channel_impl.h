@@ -28,7 +28,7 @@ enum { ST_NEW = 0, ST_READY = 1 };
 
 /* The inbox (held messages and kept replies together) holds at most this
  * many payload bytes, and always at least one message. */
-#define INBOX_MAX (16u * 1024u * 1024u)
+#define INBOX_MAX PBP_INBOX_MAX_BYTES
 /* Buffers of held messages and replies larger than this are freed once
  * handed out, so one large message does not pin its memory for ever. */
 #define KEEP_MAX (64u * 1024u)

@@ -51,6 +51,10 @@ extern "C" {
 #define PBP_MAX_CALLS 4096
 /** Most messages held for pbp_channel_recv() while calls or a barrier wait. */
 #define PBP_MAX_HELD 4096
+/** Most payload bytes held for pbp_channel_recv() and kept as replies not
+ *  yet finished, together (an empty inbox always takes one message of any
+ *  size within the frame limit): 16 MiB. */
+#define PBP_INBOX_MAX_BYTES (16u * 1024u * 1024u)
 
 /** Error codes pbp_channel_serve() answers with on its own (the range from
  *  0xffff0000 is reserved for pbpipe; applications use smaller codes). */
@@ -61,8 +65,8 @@ extern "C" {
 /**
  * Sends a request of a registered type with a new correlation id.
  * @param[out] id  the call's id, for pbp_channel_call_finish()
- * @return as pbp_channel_send(); PBP_EMSGSIZE also when PBP_MAX_CALLS
- *         calls are outstanding.  Nothing is outstanding on failure.
+ * @return as pbp_channel_send(); PBP_ELIMIT when PBP_MAX_CALLS calls are
+ *         outstanding.  Nothing is outstanding on failure.
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_call_start(pbp_channel *ch, uint32_t req_type,
                                                    const void *req, uint64_t *id);
@@ -78,21 +82,29 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_call_start(pbp_channel *ch, uint32_t req
  *         over); PBP_ETYPE (the reply is not of resp_type; over);
  *         PBP_EDECODE (over); PBP_ETIMEDOUT or PBP_EAGAIN (no reply yet:
  *         the call stays outstanding; finish or cancel it later);
- *         PBP_EINVAL (no such outstanding call); PBP_EPROTO (a reply to an
- *         id that is not ours arrived: not sticky); stream errors.
+ *         PBP_ELIMIT (the inbox is full: the next message was left unread;
+ *         receive held messages or finish other calls, then finish this one
+ *         again); PBP_EINVAL (no such outstanding call); PBP_EPROTO (a reply
+ *         to an id this side never used arrived: not sticky);
+ *         PBP_EUNANSWERED (the stream ended first; sticky); stream errors.
+ *
+ * Frames that arrive meanwhile count against timeout_ms.  A late reply to
+ * a call that was cancelled or timed out, or a second reply to the same
+ * call, is dropped (the first one stands).
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_call_finish(pbp_channel *ch, uint64_t id,
                                                     uint32_t resp_type, void *resp,
                                                     int timeout_ms);
 
 /** pbp_channel_call_start() then pbp_channel_call_finish(); a call that
- *  times out is cancelled. */
+ *  fails in any way (a deadline included) is cancelled. */
 PBP_API PBP_WARN_UNUSED int pbp_channel_call(pbp_channel *ch, uint32_t req_type,
                                              const void *req, uint32_t resp_type,
                                              void *resp, int timeout_ms);
 
-/** Gives up on an outstanding call: its reply, if it still comes, is
- *  dropped.  PBP_EINVAL if no such call is outstanding. */
+/** Gives up on an outstanding call: its slot is free at once, and its
+ *  reply, if it still comes, is dropped (recognised by its id: ids only
+ *  grow).  PBP_EINVAL if no such call is outstanding. */
 PBP_API int pbp_channel_call_cancel(pbp_channel *ch, uint64_t id);
 
 /**
@@ -117,12 +129,17 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_reply_error(pbp_channel *ch, uint64_t re
 /**
  * The barrier (replaces SYNC + WaitForPipeDrain): returns once the peer
  * has received and processed every frame sent before it, that is, once
- * the peer's application has asked for its next message after them.
+ * the peer's application has been handed every message sent before it
+ * and asks for more: the peer answers at once if it holds none of them,
+ * and otherwise when its pbp_channel_recv() has returned the last of them
+ * and is called again (a peer waiting inside a call holds what arrives).
  * Messages that arrive meanwhile are held for pbp_channel_recv().
  *
  * @return 0; PBP_ETIMEDOUT (the peer did not get there in time; a later
- *         answer is ignored); PBP_EINVAL (the peer speaks protocol 1.0,
- *         which has no barrier); send and stream errors.
+ *         answer is ignored); PBP_EAGAIN (timeout_ms 0 and no answer yet);
+ *         PBP_EINVAL (the peer speaks protocol 1.0, which has no barrier);
+ *         PBP_ELIMIT (as for pbp_channel_call_finish()); PBP_EUNANSWERED;
+ *         send and stream errors.
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_sync(pbp_channel *ch, int timeout_ms);
 
@@ -151,6 +168,11 @@ typedef struct pbp_handler {
  * their type, until the peer ends the stream.  A type without a handler or
  * a request that does not decode gets an error reply
  * (PBP_REMOTE_NO_HANDLER, PBP_REMOTE_BAD_REQUEST), and serving goes on.
+ * A request type with fields nanopb leaves to callbacks (bytes or strings
+ * without max_size) cannot be received here: a request carrying such a
+ * field gets a PBP_REMOTE_BAD_REQUEST reply whose message names the field
+ * number, and the handler does not run.  A stray reply (to an id this side
+ * never used) is skipped.
  * @return 0 at a clean end of stream (or Goodbye); a stream or send error
  *         otherwise; PBP_EINVAL for a handler whose types are not
  *         registered; PBP_ENOMEM.
