@@ -38,6 +38,7 @@ struct pbp_child {
 	pid_t pid;
 	pid_t owner;      /* getpid() of the spawner: see not_forked() */
 	int pidfd;        /* -1 where pidfd_open is unavailable */
+	int procfd;       /* without a pidfd: /proc/<pid>, see still_ours() */
 	int waitid_pidfd; /* waitid(P_PIDFD) works (Linux >= 5.4) */
 	int reaped;       /* gone: reaped by us, or found reaped elsewhere
 	                     (then status.unknown); never signalled again */
@@ -167,6 +168,7 @@ gone(pbp_child *c)
 {
 	c->reaped = 1;
 	pbp__close(&c->pidfd);
+	pbp__close(&c->procfd);
 	(void)drain_stderr(c);
 }
 
@@ -193,6 +195,25 @@ status_from_siginfo(const siginfo_t *si, pbp_exit_status *st)
 		st->signal = si->si_status;
 		st->core_dumped = si->si_code == CLD_DUMPED;
 	}
+}
+
+/* Without a pidfd: is c->pid still our process, running or a zombie?  An
+ * fd of the /proc/<pid> directory opened at spawn stays tied to that
+ * process: once it has been reaped, lookups under it fail with ESRCH,
+ * even when the pid names another process by now (the way to tell before
+ * pidfds existed).  Unknown (no /proc) counts as ours. */
+static int
+still_ours(pbp_child *c)
+{
+	int fd;
+
+	if (c->procfd < 0)
+		return 1;
+	fd = openat(c->procfd, "stat", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno != ESRCH && errno != ENOENT;
+	pbp__close(&fd);
+	return 1;
 }
 
 /* Reaps the child if it has exited, never blocking.  With a pidfd,
@@ -227,6 +248,11 @@ try_reap(pbp_child *c)
 			goto failed;
 		c->waitid_pidfd = 0; /* a kernel before 5.4: use the pid */
 	}
+	/* Where waitpid could reap a stranger that took a recycled pid. */
+	if (!still_ours(c)) {
+		reaped_elsewhere(c);
+		return 1;
+	}
 	do
 		r = waitpid(c->pid, &raw, WNOHANG);
 	while (r < 0 && errno == EINTR);
@@ -249,10 +275,10 @@ failed:
 /* Sends sig to the child, if it still exists.  Through the pidfd where
  * there is one: it names exactly our process, and says ESRCH once that
  * is gone, whatever now has its pid.  Without a pidfd, kill() is safe
- * only while the pid is surely still ours (a zombie keeps it): look with
- * waitpid first.  A reaper elsewhere in the application can still take
- * the child between that look and the kill; only a pidfd closes that
- * window.  Returns 0 or an errno. */
+ * only while the pid is surely still ours (a zombie keeps it): look
+ * first (still_ours, then waitpid).  A reaper elsewhere in the
+ * application can still take the child between that look and the kill;
+ * only a pidfd closes that window.  Returns 0 or an errno. */
 static int
 signal_child(pbp_child *c, int sig)
 {
@@ -692,7 +718,7 @@ child_new(const pbp_spawn_options *o)
 
 	if (c == NULL)
 		return NULL;
-	c->pidfd = c->errfd = -1;
+	c->pidfd = c->procfd = c->errfd = -1;
 	c->pid = -1;
 	c->owner = getpid();
 	c->waitid_pidfd = 1;
@@ -722,6 +748,7 @@ child_destroy(pbp_child *c)
 	 * also what a forked copy may do. */
 	pbp_channel_free(c->ch);
 	pbp__close(&c->pidfd);
+	pbp__close(&c->procfd);
 	pbp__close(&c->errfd);
 	/* In a forked copy the lock may have been held by a thread that the
 	 * fork did not copy: leave it alone there. */
@@ -729,6 +756,23 @@ child_destroy(pbp_child *c)
 		pthread_mutex_destroy(&c->err_lock);
 	free(c->tail);
 	free(c);
+}
+
+/* Handles on the process itself, taken at once, while its pid is surely
+ * its own.  A pidfd names exactly this process for signals and waits, and
+ * lets waits sleep in poll() with a deadline instead of polling waitpid.
+ * Where there is none (kernels before 5.3; valgrind 3.19), an fd of its
+ * /proc directory tells whether the pid is still ours (still_ours). */
+static void
+open_handles(pbp_child *c)
+{
+	char proc[32];
+
+	c->pidfd = pidfd_open(c->pid, 0);
+	if (c->pidfd >= 0)
+		return;
+	snprintf(proc, sizeof proc, "/proc/%d", (int)c->pid);
+	c->procfd = open(proc, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
 int
@@ -770,9 +814,7 @@ pbp_child_spawn(pbp_child **out, const char *path, const char *const *argv,
 		goto fail;
 	c->errfd = errp[0];
 	errp[0] = -1;
-	/* A pidfd lets waits sleep in poll() with a deadline instead of
-	 * polling waitpid.  Where the kernel lacks it, wait_exit polls. */
-	c->pidfd = pidfd_open(c->pid, 0);
+	open_handles(c);
 	rc = pbp_channel_from_fds(&c->ch, from_child[0], to_child[1], opts->channel, err);
 	if (rc != 0)
 		goto fail_started;

@@ -45,10 +45,11 @@
  * PBP_FATE_UNKNOWN) and never signals that pid again, since it may
  * already name another process.  Signals go through a pidfd
  * (pidfd_send_signal), which names exactly the spawned process, and
- * waiting uses waitid(P_PIDFD); only on kernels without pidfds (before
- * Linux 5.3) are the pid and kill() used, after checking with waitpid
- * that the pid is still ours; an application that reaps children itself
- * can still win the race between that check and the kill there.
+ * waiting uses waitid(P_PIDFD).  Only without pidfds (kernels before
+ * Linux 5.3, or valgrind) are the pid, waitpid and kill() used, after
+ * checking through an fd of the child's /proc directory that the pid is
+ * still the child's; an application that reaps children itself can
+ * still win the race between that check and the kill there.
  *
  * Captured stderr (PBP_STDIO_CAPTURE): the child's fd 2 is a blocking
  * pipe, so nothing it writes is lost.  pbpipe reads the pipe during every
