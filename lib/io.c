@@ -213,8 +213,6 @@ fd_wait(void *ctx, int events, int64_t deadline)
 		pfd[n].fd = f->wfd;
 		pfd[n++].events = POLLOUT;
 	}
-	if (n == 0)
-		auxfd = -1; /* nothing to wait for but aux: never sleep on it alone */
 	if (auxfd >= 0) {
 		aux = n;
 		pfd[n].fd = auxfd;
