@@ -113,9 +113,14 @@ fd_read(void *ctx, void *buf, size_t n)
 	}
 }
 
+static int fd_wait(void *ctx, int events, int64_t deadline);
+
 /* A read that waits as long as it takes: on a blocking fd, one read()
  * that the kernel wakes when data lands, like a plain pipe reader; on a
- * non-blocking one, poll() and then read(). */
+ * non-blocking one, poll() and then read().  With an aux fd, the wait
+ * must watch it too (a child blocked writing a full stderr pipe would
+ * otherwise never send what this read waits for), so it always goes
+ * through fd_wait. */
 static long
 fd_read_wait(void *ctx, void *buf, size_t n)
 {
@@ -123,15 +128,25 @@ fd_read_wait(void *ctx, void *buf, size_t n)
 	struct pollfd p = { .fd = f->rfd, .events = POLLIN };
 
 	for (;;) {
-		ssize_t r = read(f->rfd, buf, n);
+		int aux = __atomic_load_n(&f->auxfd, __ATOMIC_ACQUIRE) >= 0;
+		ssize_t r;
 
+		if (aux) {
+			int ev = fd_wait(ctx, PBP__IO_READ, -1);
+
+			if (ev < 0)
+				return ev;
+			if (!(ev & PBP__IO_READ))
+				continue;
+		}
+		r = read(f->rfd, buf, n);
 		if (r >= 0)
 			return (long)r;
 		if (errno == EINTR)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return -errno;
-		if (poll(&p, 1, -1) < 0 && errno != EINTR)
+		if (!aux && poll(&p, 1, -1) < 0 && errno != EINTR)
 			return -errno;
 	}
 }
@@ -177,13 +192,18 @@ fd_write(void *ctx, const void *buf, size_t n)
 	return e == EWOULDBLOCK ? -EAGAIN : -e;
 }
 
+/* The aux fd is read here and cleared once it reached its end; in duplex
+ * mode two threads wait at once, hence the atomics.  The drain callback
+ * does its own locking, and the aux fd stays open until its owner frees
+ * it, so a wait that still polls it after another cleared it only sees
+ * the end again. */
 static int
 fd_wait(void *ctx, int events, int64_t deadline)
 {
 	pbp__fds *f = ctx;
 	struct pollfd pfd[3];
 	nfds_t n = 0, aux = 0;
-	int ready = 0, i;
+	int ready = 0, auxfd = __atomic_load_n(&f->auxfd, __ATOMIC_ACQUIRE), i;
 
 	if ((events & PBP__IO_READ) && f->rfd >= 0) {
 		pfd[n].fd = f->rfd;
@@ -193,9 +213,9 @@ fd_wait(void *ctx, int events, int64_t deadline)
 		pfd[n].fd = f->wfd;
 		pfd[n++].events = POLLOUT;
 	}
-	if (f->auxfd >= 0) {
+	if (auxfd >= 0) {
 		aux = n;
-		pfd[n].fd = f->auxfd;
+		pfd[n].fd = auxfd;
 		pfd[n++].events = POLLIN;
 	}
 	for (;;) {
@@ -215,10 +235,11 @@ fd_wait(void *ctx, int events, int64_t deadline)
 			return 0;
 		if (rc <= 0)
 			continue;
-		if (f->auxfd >= 0 && pfd[aux].revents != 0) {
+		if (auxfd >= 0 && pfd[aux].revents != 0) {
 			if (!f->aux_drain(f->aux_arg)) {
 				/* The aux fd reached its end; its owner closes it. */
-				f->auxfd = -1;
+				__atomic_store_n(&f->auxfd, -1, __ATOMIC_RELEASE);
+				auxfd = -1;
 				n = aux;
 			}
 			if (rc == 1)
@@ -227,7 +248,7 @@ fd_wait(void *ctx, int events, int64_t deadline)
 		break;
 	}
 	for (i = 0; i < (int)n; i++) {
-		if (pfd[i].revents == 0 || (f->auxfd >= 0 && i == (int)aux))
+		if (pfd[i].revents == 0 || (auxfd >= 0 && i == (int)aux))
 			continue;
 		/* POLLHUP and POLLERR mean the next read or write will say
 		 * what happened, so they count as ready. */

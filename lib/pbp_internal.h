@@ -237,8 +237,12 @@ typedef struct pbp__io_ops {
 /* The fd transport: ctx points to a pbp__fds.  While it waits, it also
  * watches auxfd (when >= 0) and calls aux_drain(aux_arg) whenever auxfd is
  * readable: the spawner uses this to collect a child's stderr during every
- * blocking channel call, so the child can never block on a full stderr
- * pipe while the parent blocks waiting for the child. */
+ * blocking channel call (receives without a deadline included), so the
+ * child can never block on a full stderr pipe while the parent blocks
+ * waiting for the child.  In duplex mode two threads wait at once, so
+ * aux_drain must be thread-safe; once it returns 0 (end of stream) the
+ * transport stops watching auxfd (it clears it atomically) but does not
+ * close it: the owner closes it when the channel is gone. */
 typedef struct pbp__fds {
 	int rfd, wfd;
 	int rblock;          /* rfd is in blocking mode: read_wait is one read() */

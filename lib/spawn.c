@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -35,14 +36,25 @@ extern char **environ;
 
 struct pbp_child {
 	pid_t pid;
+	pid_t owner;      /* getpid() of the spawner: see not_forked() */
 	int pidfd;        /* -1 where pidfd_open is unavailable */
-	int reaped;
+	int procfd;       /* without a pidfd: /proc/<pid>, see still_ours() */
+	int waitid_pidfd; /* waitid(P_PIDFD) works (Linux >= 5.4) */
+	int reaped;       /* gone: reaped by us, or found reaped elsewhere
+	                     (then status.unknown); never signalled again */
 	pbp_exit_status status;
 	pbp_channel *ch;
 	pbp_error error;
 	/* Captured stderr: the read end of the child's stderr pipe and the
-	 * last tail_cap bytes read from it. */
+	 * last tail_cap bytes read from it.  Drained by whichever thread
+	 * waits (both of a duplex channel, or one in pbp_child_*), so the
+	 * drain and the tail are under err_lock.  errfd stays open until
+	 * the child object is freed, even after end of stream (err_eof):
+	 * another thread may still be polling it. */
 	int errfd;
+	int err_eof;
+	int have_lock;
+	pthread_mutex_t err_lock;
 	char *tail;
 	size_t tail_cap, tail_len, err_total;
 };
@@ -68,17 +80,29 @@ tail_add(pbp_child *c, const char *p, size_t n)
 	c->tail_len += n;
 }
 
-/* Reads what the child has written to stderr.  Returns 0 once the pipe
- * reached end of stream (and is closed), 1 otherwise.  Used as the
- * channel transport's aux drain, so it runs during every blocking
- * channel call. */
+static int
+err_open(pbp_child *c)
+{
+	return c->errfd >= 0 && !__atomic_load_n(&c->err_eof, __ATOMIC_ACQUIRE);
+}
+
+/* Reads everything the child has written to stderr so far (our end is
+ * non-blocking; the child's is blocking, so what it writes is never
+ * dropped: it waits for us instead).  Returns 0 once the pipe reached end
+ * of stream, 1 otherwise.  Used as the channel transport's aux drain, so
+ * it runs during every blocking channel call, from either thread of a
+ * duplex channel. */
 static int
 drain_stderr(void *arg)
 {
 	pbp_child *c = arg;
-	char buf[4096];
+	char buf[16384];
+	int more;
 
-	while (c->errfd >= 0) {
+	if (!err_open(c))
+		return 0;
+	pthread_mutex_lock(&c->err_lock);
+	while (!c->err_eof) {
 		ssize_t n = read(c->errfd, buf, sizeof buf);
 
 		if (n > 0) {
@@ -88,11 +112,12 @@ drain_stderr(void *arg)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 1;
-		pbp__close(&c->errfd);
-		return 0;
+			break;
+		__atomic_store_n(&c->err_eof, 1, __ATOMIC_RELEASE);
 	}
-	return 0;
+	more = !c->err_eof;
+	pthread_mutex_unlock(&c->err_lock);
+	return more;
 }
 
 /* ---- exit status ---------------------------------------------------------- */
@@ -119,6 +144,8 @@ pbp_exit_status_str(const pbp_exit_status *st, char *buf, size_t size)
 		return buf;
 	if (st == NULL) {
 		snprintf(buf, size, "unknown");
+	} else if (st->unknown) {
+		snprintf(buf, size, "exit status unknown (reaped elsewhere)");
 	} else if (st->exited) {
 		snprintf(buf, size, "exited with status %d", st->code);
 	} else if (st->signal != 0) {
@@ -133,29 +160,159 @@ pbp_exit_status_str(const pbp_exit_status *st, char *buf, size_t size)
 
 /* ---- waiting -------------------------------------------------------------- */
 
-/* waitpid on our own pid only.  Returns 1 when reaped, 0 when still
- * running, or PBP_ESYS. */
+/* The child is gone and we know it: its status is in c->status.  Every
+ * byte it wrote to stderr is in the pipe by now, so the tail can end with
+ * its last words. */
+static void
+gone(pbp_child *c)
+{
+	c->reaped = 1;
+	pbp__close(&c->pidfd);
+	pbp__close(&c->procfd);
+	(void)drain_stderr(c);
+}
+
+/* Someone else reaped the child: the kernel (SIGCHLD ignored,
+ * SA_NOCLDWAIT) or the application (waitpid(-1)).  Its status is lost;
+ * say so rather than invent one, and never signal its pid again: it may
+ * name another process by now. */
+static void
+reaped_elsewhere(pbp_child *c)
+{
+	memset(&c->status, 0, sizeof c->status);
+	c->status.unknown = 1;
+	gone(c);
+}
+
+static void
+status_from_siginfo(const siginfo_t *si, pbp_exit_status *st)
+{
+	memset(st, 0, sizeof *st);
+	if (si->si_code == CLD_EXITED) {
+		st->exited = 1;
+		st->code = si->si_status;
+	} else {
+		st->signal = si->si_status;
+		st->core_dumped = si->si_code == CLD_DUMPED;
+	}
+}
+
+/* Without a pidfd: is c->pid still our process, running or a zombie?  An
+ * fd of the /proc/<pid> directory opened at spawn stays tied to that
+ * process: once it has been reaped, lookups under it fail with ESRCH,
+ * even when the pid names another process by now (the way to tell before
+ * pidfds existed).  Unknown (no /proc) counts as ours. */
 static int
-try_reap(pbp_child *c, int flags)
+still_ours(pbp_child *c)
+{
+	int fd;
+
+	if (c->procfd < 0)
+		return 1;
+	fd = openat(c->procfd, "stat", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno != ESRCH && errno != ENOENT;
+	pbp__close(&fd);
+	return 1;
+}
+
+/* Reaps the child if it has exited, never blocking.  With a pidfd,
+ * waitid(P_PIDFD) waits for exactly that process, even if its pid has
+ * been recycled for another child of ours; otherwise waitpid on our own
+ * pid.  Returns 1 when gone (reaped by us, or already reaped elsewhere:
+ * ECHILD), 0 when still running, or PBP_ESYS. */
+static int
+try_reap(pbp_child *c)
 {
 	int raw;
 	pid_t r;
 
 	if (c->reaped)
 		return 1;
+	if (c->pidfd >= 0 && c->waitid_pidfd) {
+		siginfo_t si;
+		int rc;
+
+		memset(&si, 0, sizeof si);
+		do
+			rc = waitid((idtype_t)P_PIDFD, (id_t)c->pidfd, &si, WEXITED | WNOHANG);
+		while (rc < 0 && errno == EINTR);
+		if (rc == 0 && si.si_pid == 0)
+			return 0;
+		if (rc == 0) {
+			status_from_siginfo(&si, &c->status);
+			gone(c);
+			return 1;
+		}
+		if (errno != EINVAL)
+			goto failed;
+		c->waitid_pidfd = 0; /* a kernel before 5.4: use the pid */
+	}
+	/* Where waitpid could reap a stranger that took a recycled pid. */
+	if (!still_ours(c)) {
+		reaped_elsewhere(c);
+		return 1;
+	}
 	do
-		r = waitpid(c->pid, &raw, flags);
+		r = waitpid(c->pid, &raw, WNOHANG);
 	while (r < 0 && errno == EINTR);
-	if (r < 0)
-		return pbp__seterr(&c->error, PBP_ESYS, errno, "waitpid(%d): %s", (int)c->pid,
-		                   strerror(errno));
 	if (r == 0)
 		return 0;
+	if (r < 0)
+		goto failed;
 	decode_status(raw, &c->status);
-	c->reaped = 1;
-	if (c->pidfd >= 0)
-		pbp__close(&c->pidfd);
+	gone(c);
 	return 1;
+failed:
+	if (errno == ECHILD) {
+		reaped_elsewhere(c);
+		return 1;
+	}
+	return pbp__seterr(&c->error, PBP_ESYS, errno, "waiting for child pid %d: %s",
+	                   (int)c->pid, strerror(errno));
+}
+
+/* Sends sig to the child, if it still exists.  Through the pidfd where
+ * there is one: it names exactly our process, and says ESRCH once that
+ * is gone, whatever now has its pid.  Without a pidfd, kill() is safe
+ * only while the pid is surely still ours (a zombie keeps it): look
+ * first (still_ours, then waitpid).  A reaper elsewhere in the
+ * application can still take the child between that look and the kill;
+ * only a pidfd closes that window.  Returns 0 or an errno. */
+static int
+signal_child(pbp_child *c, int sig)
+{
+	int rc;
+
+	if (c->reaped)
+		return 0;
+	if (c->pidfd >= 0) {
+		rc = pidfd_send_signal(c->pidfd, sig, NULL, 0);
+		if (rc == 0)
+			return 0;
+		if (errno != ESRCH)
+			return errno;
+		/* A zombie can still be signalled: gone entirely means
+		 * reaped, and not by us. */
+		reaped_elsewhere(c);
+		return 0;
+	}
+	if (try_reap(c) != 0)
+		return 0;
+	return kill(c->pid, sig) == 0 || errno == ESRCH ? 0 : errno;
+}
+
+/* pbp_child objects inherited through fork() belong to the spawner: in
+ * any other process they may only be freed (see pbp_child.h). */
+static int
+not_forked(pbp_child *c, const char *what)
+{
+	if (getpid() == c->owner)
+		return 0;
+	return pbp__seterr(&c->error, PBP_EINVAL, 0,
+	                   "%s in a process forked from the spawner (pid %d) of child pid %d: "
+	                   "only pbp_child_free is allowed there", what, (int)c->owner,
+	                   (int)c->pid);
 }
 
 /* Reads and discards one bufferful from fd, which poll() said is readable
@@ -182,7 +339,7 @@ wait_exit(pbp_child *c, int64_t deadline, int drain_fd)
 {
 	for (;;) {
 		struct pollfd pfd[3];
-		int rc = try_reap(c, WNOHANG), timeout = -1, idrain = -1, ierr = -1;
+		int rc = try_reap(c), timeout = -1, idrain = -1, ierr = -1;
 		nfds_t n = 0;
 
 		if (rc != 0)
@@ -207,7 +364,7 @@ wait_exit(pbp_child *c, int64_t deadline, int drain_fd)
 			pfd[n].fd = drain_fd;
 			pfd[n++].events = POLLIN;
 		}
-		if (c->errfd >= 0) {
+		if (err_open(c)) {
 			ierr = (int)n;
 			pfd[n].fd = c->errfd;
 			pfd[n++].events = POLLIN;
@@ -231,32 +388,27 @@ pbp_child_wait(pbp_child *c, int timeout_ms, pbp_exit_status *out)
 
 	if (c == NULL)
 		return PBP_EINVAL;
+	if ((rc = not_forked(c, "pbp_child_wait")) != 0)
+		return rc;
 	rc = wait_exit(c, pbp__deadline(timeout_ms), -1);
 	if (rc == 0 && out != NULL)
 		*out = c->status;
 	return rc;
 }
 
-/* Best effort: the caller goes on to wait either way. */
-static void
-signal_child(pbp_child *c, int sig)
-{
-	if (!c->reaped)
-		(void)kill(c->pid, sig);
-}
-
 int
 pbp_child_kill(pbp_child *c, int sig)
 {
+	int rc;
+
 	if (c == NULL)
 		return PBP_EINVAL;
-	/* Until we reap it, the pid stays ours (a zombie keeps it), so it
-	 * cannot name a recycled process. */
-	if (c->reaped)
-		return 0;
-	if (kill(c->pid, sig) != 0 && errno != ESRCH)
-		return pbp__seterr(&c->error, PBP_ESYS, errno, "kill(%d, %d): %s", (int)c->pid,
-		                   sig, strerror(errno));
+	if ((rc = not_forked(c, "pbp_child_kill")) != 0)
+		return rc;
+	rc = signal_child(c, sig);
+	if (rc != 0)
+		return pbp__seterr(&c->error, PBP_ESYS, rc, "signal %d to child pid %d: %s", sig,
+		                   (int)c->pid, strerror(rc));
 	return 0;
 }
 
@@ -267,17 +419,19 @@ pbp_child_close(pbp_child *c, int grace_ms, pbp_exit_status *out)
 
 	if (c == NULL)
 		return PBP_EINVAL;
+	if ((rc = not_forked(c, "pbp_child_close")) != 0)
+		return rc;
 	if (!c->reaped) {
 		/* Goodbye is best effort: the child may be gone or not reading. */
 		(void)pbp__channel_goodbye_by(c->ch, PBP_GOODBYE_DONE, NULL,
 		                              pbp__deadline(grace_ms));
 		rc = wait_exit(c, pbp__deadline(grace_ms), pbp_channel_read_fd(c->ch));
 		if (rc == PBP_ETIMEDOUT) {
-			signal_child(c, SIGTERM);
+			(void)signal_child(c, SIGTERM);
 			rc = wait_exit(c, pbp__deadline(grace_ms), pbp_channel_read_fd(c->ch));
 		}
 		if (rc == PBP_ETIMEDOUT) {
-			signal_child(c, SIGKILL);
+			(void)signal_child(c, SIGKILL);
 			rc = wait_exit(c, -1, pbp_channel_read_fd(c->ch));
 		}
 		if (rc != 0)
@@ -409,27 +563,34 @@ start(pbp_child *c, const char *path, char *const *argv, int child_w, int child_
 static void
 report_child(pbp_child *c, pbp_report *r)
 {
-	(void)try_reap(c, WNOHANG);
+	(void)try_reap(c);
 	r->pid = c->pid;
 	if (!c->reaped)
 		r->fate = PBP_FATE_RUNNING;
+	else if (c->status.unknown)
+		r->fate = PBP_FATE_UNKNOWN;
 	else
 		r->fate = c->status.exited ? PBP_FATE_EXITED : PBP_FATE_SIGNALED;
 	r->status = c->status;
-	if (c->errfd >= 0)
-		(void)drain_stderr(c);
+	(void)drain_stderr(c);
+	pthread_mutex_lock(&c->err_lock);
 	r->stderr_len = c->tail_len;
 	r->stderr_total = c->err_total;
 	if (c->tail_len > 0)
 		memcpy(r->stderr_tail, c->tail, c->tail_len);
 	r->stderr_tail[c->tail_len] = '\0';
+	pthread_mutex_unlock(&c->err_lock);
 }
 
 int
 pbp_child_report(pbp_child *c, pbp_report *out)
 {
+	int rc;
+
 	if (c == NULL || out == NULL)
 		return PBP_EINVAL;
+	if ((rc = not_forked(c, "pbp_child_report")) != 0)
+		return rc;
 	if (c->ch != NULL)
 		(void)pbp_channel_report(c->ch, out);
 	else
@@ -484,7 +645,7 @@ handshake_failed(pbp_child *c, pbp_error *err)
 
 	/* A child that closed its pipes is usually exiting; give it a moment. */
 	if (wait_exit(c, pbp__deadline(250), -1) != 0) {
-		signal_child(c, SIGKILL);
+		(void)signal_child(c, SIGKILL);
 		(void)wait_exit(c, -1, -1);
 		snprintf(how, sizeof how, "; child pid %d did not exit and was killed", (int)c->pid);
 	} else {
@@ -500,7 +661,11 @@ handshake_failed(pbp_child *c, pbp_error *err)
 
 /* Creates the pipes.  Born close-on-exec: no process spawned by another
  * thread between here and our posix_spawn can inherit an end (pipe() then
- * fcntl() would leave that window open).  The child's ends are moved to
+ * fcntl() would leave that window open).  Only our end of the stderr pipe
+ * is non-blocking: O_NONBLOCK belongs to the open file, which the child's
+ * fd 2 would share, and a child whose stderr says EAGAIN loses what it
+ * logs.  Its writes block instead while the pipe is full, until we next
+ * drain it.  The child's ends are moved to
  * numbers >= CHILD_FIRST_FREE_FD, so that the dup2 file actions onto 2, 3
  * and 4 can never overwrite a source fd (libuv's "move low fds out of the
  * way"). */
@@ -510,8 +675,10 @@ make_pipes(int to_child[2], int from_child[2], int errp[2], int capture, pbp_err
 	int rc;
 
 	if (pipe2(to_child, O_CLOEXEC) != 0 || pipe2(from_child, O_CLOEXEC) != 0 ||
-	    (capture && pipe2(errp, O_CLOEXEC | O_NONBLOCK) != 0))
+	    (capture && pipe2(errp, O_CLOEXEC) != 0))
 		return pbp__seterr(err, PBP_ESYS, errno, "pipe2: %s", strerror(errno));
+	if (capture && (rc = pbp__fd_prepare(errp[0], 1, NULL, err)) != 0)
+		return rc;
 	if ((rc = lift_fd(&from_child[1], err)) != 0 || (rc = lift_fd(&to_child[0], err)) != 0 ||
 	    (capture && (rc = lift_fd(&errp[1], err)) != 0))
 		return rc;
@@ -551,12 +718,20 @@ child_new(const pbp_spawn_options *o)
 
 	if (c == NULL)
 		return NULL;
-	c->pidfd = c->errfd = -1;
+	c->pidfd = c->procfd = c->errfd = -1;
 	c->pid = -1;
+	c->owner = getpid();
+	c->waitid_pidfd = 1;
+	if (pthread_mutex_init(&c->err_lock, NULL) != 0) {
+		free(c);
+		return NULL;
+	}
+	c->have_lock = 1;
 	if (o->stderr_mode == PBP_STDIO_CAPTURE) {
 		c->tail_cap = o->stderr_tail ? o->stderr_tail : PBP_STDERR_TAIL_DEFAULT;
 		c->tail = malloc(c->tail_cap);
 		if (c->tail == NULL) {
+			pthread_mutex_destroy(&c->err_lock);
 			free(c);
 			return NULL;
 		}
@@ -569,11 +744,35 @@ child_destroy(pbp_child *c)
 {
 	if (c == NULL)
 		return;
+	/* Frees and closes only: pbp_channel_free sends nothing, so this is
+	 * also what a forked copy may do. */
 	pbp_channel_free(c->ch);
 	pbp__close(&c->pidfd);
+	pbp__close(&c->procfd);
 	pbp__close(&c->errfd);
+	/* In a forked copy the lock may have been held by a thread that the
+	 * fork did not copy: leave it alone there. */
+	if (c->have_lock && getpid() == c->owner)
+		pthread_mutex_destroy(&c->err_lock);
 	free(c->tail);
 	free(c);
+}
+
+/* Handles on the process itself, taken at once, while its pid is surely
+ * its own.  A pidfd names exactly this process for signals and waits, and
+ * lets waits sleep in poll() with a deadline instead of polling waitpid.
+ * Where there is none (kernels before 5.3; valgrind 3.19), an fd of its
+ * /proc directory tells whether the pid is still ours (still_ours). */
+static void
+open_handles(pbp_child *c)
+{
+	char proc[32];
+
+	c->pidfd = pidfd_open(c->pid, 0);
+	if (c->pidfd >= 0)
+		return;
+	snprintf(proc, sizeof proc, "/proc/%d", (int)c->pid);
+	c->procfd = open(proc, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
 int
@@ -615,9 +814,7 @@ pbp_child_spawn(pbp_child **out, const char *path, const char *const *argv,
 		goto fail;
 	c->errfd = errp[0];
 	errp[0] = -1;
-	/* A pidfd lets waits sleep in poll() with a deadline instead of
-	 * polling waitpid.  Where the kernel lacks it, wait_exit polls. */
-	c->pidfd = pidfd_open(c->pid, 0);
+	open_handles(c);
 	rc = pbp_channel_from_fds(&c->ch, from_child[0], to_child[1], opts->channel, err);
 	if (rc != 0)
 		goto fail_started;
@@ -668,7 +865,9 @@ cleanup:
 pbp_channel *
 pbp_child_channel(const pbp_child *c)
 {
-	return c ? c->ch : NULL;
+	/* Not to a forked copy: writing to the spawner's conversation from
+	 * two processes would interleave frames. */
+	return c && getpid() == c->owner ? c->ch : NULL;
 }
 
 pid_t
@@ -690,8 +889,11 @@ pbp_child_free(pbp_child *c)
 
 	if (c == NULL)
 		return;
-	if (!c->reaped) {
-		signal_child(c, SIGKILL);
+	/* A forked copy neither signals nor waits: the child is the
+	 * spawner's.  It closes its copies of the fds, so that the child
+	 * still sees end of stream when the spawner closes its own. */
+	if (!c->reaped && getpid() == c->owner) {
+		(void)signal_child(c, SIGKILL);
 		(void)wait_exit(c, -1, -1);
 	}
 	child_destroy(c);

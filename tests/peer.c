@@ -26,9 +26,15 @@
  *   closewrite    handshake, close the write handle, wait for EOF, exit 0
  *   stdout        write the Hello to stdout instead of the write handle, wait
  *   stderr N      write N bytes of numbered lines to stderr, exit 3 (no handshake)
+ *   log N         handshake; for the k-th message, log N lines of 16 bytes
+ *                 ("log line 000000\n"...) and then "marker k\n" to stderr,
+ *                 then send the message back; at end of stream, N more lines
+ *                 and "marker end\n", exit 0.  stderr through stdio, errors
+ *                 ignored, as a helper that logs does.
  */
 #include <dirent.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +45,12 @@
 
 #include "pbptest.pb.h"
 #include "pbptest_fingerprint.h"
+
+#if defined(__GNUC__)
+#define PBPTEST_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define PBPTEST_PRINTF(a, b)
+#endif
 
 static const pbp_msgtype types[] = {
 	PBP_MSGTYPE(pbptest_Type_TEXT, pbptest_Text),
@@ -113,6 +125,25 @@ wait_eof(int fd)
 
 	while (read(fd, b, sizeof b) != 0)
 		usleep(1000);
+}
+
+/* Mode log: n numbered lines of 16 bytes, then a marker line. */
+static void
+log_burst(int n, const char *fmt, ...) PBPTEST_PRINTF(2, 3);
+
+static void
+log_burst(int n, const char *fmt, ...)
+{
+	va_list ap;
+	int i;
+
+	for (i = 0; i < n; i++)
+		fprintf(stderr, "log line %06d\n", i % 1000000);
+	fputs("marker ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\n", stderr);
 }
 
 static void
@@ -301,6 +332,20 @@ main(int argc, char **argv)
 				die("flood", pbp_channel_errmsg(ch));
 		pbp_channel_free(ch);
 		return 0;
+	}
+	if (strcmp(mode, "log") == 0) {
+		unsigned k = 0;
+		int rc;
+
+		while ((rc = pbp_channel_recv(ch, &mi)) == 0) {
+			log_burst(arg, "%u", ++k);
+			if (pbp_channel_send_raw(ch, mi.type, mi.id, mi.payload, mi.size) != 0)
+				die("log", pbp_channel_errmsg(ch));
+		}
+		if (rc != PBP_EOF)
+			die("recv", pbp_channel_errmsg(ch));
+		log_burst(arg, "%s", "end");
+		leave(0);
 	}
 	die("mode", mode);
 	return 3;

@@ -38,9 +38,41 @@
  *         if (pbp_channel_handshake(ch) != 0) ...
  *
  * Process-wide state: pbpipe installs no SIGCHLD handler, never calls
- * waitpid(-1) and reaps only the pids it spawned.  If the application
- * itself reaps children with waitpid(-1), it can steal the status of a
- * pbpipe child; pbp_child_wait() then reports PBP_ESYS (ECHILD).
+ * waitpid(-1) and reaps only the processes it spawned.  If the kernel
+ * reaps them instead (SIGCHLD set to SIG_IGN, or SA_NOCLDWAIT) or the
+ * application does (waitpid(-1) in a SIGCHLD handler), the child's exit
+ * status is lost: pbpipe then reports it as unknown (pbp_exit_status.unknown,
+ * PBP_FATE_UNKNOWN) and never signals that pid again, since it may
+ * already name another process.  Signals go through a pidfd
+ * (pidfd_send_signal), which names exactly the spawned process, and
+ * waiting uses waitid(P_PIDFD).  Only without pidfds (kernels before
+ * Linux 5.3, or valgrind) are the pid, waitpid and kill() used, after
+ * checking through an fd of the child's /proc directory that the pid is
+ * still the child's; an application that reaps children itself can
+ * still win the race between that check and the kill there.
+ *
+ * Captured stderr (PBP_STDIO_CAPTURE): the child's fd 2 is a blocking
+ * pipe, so nothing it writes is lost.  pbpipe reads the pipe during every
+ * call that waits (channel sends and receives, with or without a deadline,
+ * calls, pbp_child_wait, pbp_child_close, pbp_child_free) and in
+ * pbp_child_report().  While the parent is in no pbpipe call, a child that
+ * fills the pipe (64 KiB on Linux) waits in its write until the next one;
+ * a parent that polls the channel's fds in its own loop should give the
+ * channel a receive or pbp_child_report() from time to time.
+ *
+ * fork() in the application: the forked process inherits copies of the
+ * child object and of the pipe ends, but the child process and the
+ * conversation remain the spawner's.  In a process that is not the
+ * spawner (checked with getpid()), pbp_child_free() only closes the
+ * inherited fds and releases the memory: it sends no Goodbye, signals
+ * nothing and waits for nothing, and the spawner's child goes on as
+ * before.  Call it in the forked process early (or exec, which closes
+ * every pbpipe fd, all being close-on-exec): while a copy of the parent's
+ * write end stays open there, the child does not see end of stream when
+ * the spawner closes its side or dies.  Every other pbp_child_* call
+ * there returns PBP_EINVAL with a message in pbp_child_error(), and
+ * pbp_child_channel() returns NULL; pbp_child_pid() and
+ * pbp_child_error() work.
  */
 #ifndef PBPIPE_PBP_CHILD_H
 #define PBPIPE_PBP_CHILD_H
@@ -105,6 +137,10 @@ typedef struct pbp_exit_status {
 	int code;        /**< its exit code, when exited */
 	int signal;      /**< the signal that killed it, or 0 */
 	int core_dumped; /**< 1 if it dumped core */
+	int unknown;     /**< 1 if it is gone but was reaped elsewhere (SIGCHLD
+	                      ignored, SA_NOCLDWAIT, the application's own
+	                      waitpid), so how it ended is not known: then
+	                      exited, code, signal and core_dumped are all 0 */
 } pbp_exit_status;
 
 /**
@@ -135,10 +171,12 @@ PBP_API PBP_WARN_UNUSED int pbp_child_spawn(pbp_child **out, const char *path,
                                             const pbp_spawn_options *opts,
                                             pbp_error *err);
 
-/** The channel to the child.  Owned by the child object: do not free it. */
+/** The channel to the child.  Owned by the child object: do not free it.
+ *  NULL in a forked copy (see the top of this file). */
 PBP_API pbp_channel *pbp_child_channel(const pbp_child *c);
 
-/** The child's process id. */
+/** The child's process id.  Use it for logging: to signal the child, use
+ *  pbp_child_kill(), which cannot hit a recycled pid. */
 PBP_API pid_t pbp_child_pid(const pbp_child *c);
 
 /**
@@ -146,17 +184,20 @@ PBP_API pid_t pbp_child_pid(const pbp_child *c);
  * 0: just check).  Reaps it; after that, further calls return the same
  * status at once.
  *
- * @param[out] out  how it ended (may be NULL)
- * @return 0; PBP_ETIMEDOUT (still running); PBP_ESYS (waitpid failed, e.g.
- *         ECHILD because someone else reaped it).
+ * @param[out] out  how it ended (may be NULL); out->unknown is 1 if it
+ *                  was reaped elsewhere (see the top of this file)
+ * @return 0 (it is gone); PBP_ETIMEDOUT (still running); PBP_ESYS (waiting
+ *         failed); PBP_EINVAL (in a forked copy: see the top of this file).
  */
 PBP_API PBP_WARN_UNUSED int pbp_child_wait(pbp_child *c, int timeout_ms,
                                            pbp_exit_status *out);
 
 /**
- * Sends signal sig to the child, unless it has already been reaped (then
- * it does nothing and returns 0: the pid may belong to someone else now).
- * @return 0, PBP_ESYS.
+ * Sends signal sig to the child, unless it is gone (reaped, by pbpipe or
+ * elsewhere: then it does nothing and returns 0, since the pid may belong
+ * to someone else now).  Through the child's pidfd where the kernel has
+ * them, so a recycled pid is never signalled.
+ * @return 0, PBP_ESYS, PBP_EINVAL (in a forked copy).
  */
 PBP_API PBP_WARN_UNUSED int pbp_child_kill(pbp_child *c, int sig);
 
@@ -167,9 +208,11 @@ PBP_API PBP_WARN_UNUSED int pbp_child_kill(pbp_child *c, int sig);
  * still writes so it cannot block on a full pipe; then sends SIGTERM and
  * waits up to grace_ms more; then SIGKILL, and waits.
  *
- * @param[out] out  how the child ended (may be NULL)
- * @return 0 once the child is reaped; PBP_ESYS if waiting failed.
- *         Failures to send Goodbye do not matter here and are ignored.
+ * @param[out] out  how the child ended (may be NULL; unknown if it was
+ *                  reaped elsewhere, and then it is not signalled)
+ * @return 0 once the child is gone; PBP_ESYS if waiting failed;
+ *         PBP_EINVAL in a forked copy.  Failures to send Goodbye do not
+ *         matter here and are ignored.
  */
 PBP_API PBP_WARN_UNUSED int pbp_child_close(pbp_child *c, int grace_ms,
                                             pbp_exit_status *out);
@@ -180,8 +223,9 @@ PBP_API const pbp_error *pbp_child_error(const pbp_child *c);
 /**
  * Frees the child object and its channel.  If the child has not been
  * reaped, it is killed with SIGKILL and reaped first, so no zombie is
- * left; call pbp_child_close() beforehand for a graceful end.  NULL is a
- * no-op.
+ * left; call pbp_child_close() beforehand for a graceful end.  A child
+ * reaped elsewhere is not signalled.  In a forked copy, only closes the
+ * inherited fds and frees (see the top of this file).  NULL is a no-op.
  */
 PBP_API void pbp_child_free(pbp_child *c);
 
@@ -210,6 +254,7 @@ enum pbp_fate {
 	PBP_FATE_EXITED = 2,      /**< exited: status.code */
 	PBP_FATE_SIGNALED = 3,    /**< killed by status.signal */
 	PBP_FATE_EXEC_FAILED = 4, /**< never started: see error */
+	PBP_FATE_UNKNOWN = 5,     /**< gone, but reaped elsewhere: status.unknown */
 };
 
 /**
@@ -236,7 +281,9 @@ typedef struct pbp_report {
  * Fills out with how the child's channel ended and what became of the
  * child (checked now, without blocking: a child that has exited is reaped),
  * including captured stderr.  Can be called at any time, as often as
- * needed.  @return 0, or PBP_EINVAL for a NULL argument.
+ * needed.  Once the child is gone, the stderr tail ends with the last
+ * bytes it wrote.  @return 0, or PBP_EINVAL for a NULL argument or in a
+ * forked copy.
  */
 PBP_API int pbp_child_report(pbp_child *c, pbp_report *out);
 
