@@ -30,8 +30,10 @@ enum { ST_NEW = 0, ST_READY = 1 };
  * many payload bytes, and always at least one message. */
 #define INBOX_MAX PBP_INBOX_MAX_BYTES
 /* Buffers of held messages and replies larger than this are freed once
- * handed out, so one large message does not pin its memory for ever. */
-#define KEEP_MAX (64u * 1024u)
+ * handed out, so large messages do not pin their memory for ever: the
+ * buffers kept for reuse total at most (PBP_MAX_HELD + PBP_MAX_CALLS)
+ * times this. */
+#define KEEP_MAX (4u * 1024u)
 
 /* An application message kept for later: it arrived while a call or a
  * barrier was waiting for something else.  A marker (sync set) stands for
