@@ -685,7 +685,14 @@ pbp__ch_flush(pbp_channel *ch, int64_t deadline)
 static void
 ack_handoff(pbp_channel *ch)
 {
-	if (!out_queued(ch) || pthread_mutex_trylock(&ch->wlock) != 0)
+	int owed;
+
+	pthread_mutex_lock(&ch->ack_lock);
+	owed = ch->ack_pending;
+	pthread_mutex_unlock(&ch->ack_lock);
+	/* Only an owed SyncAck: output a send left queued after its deadline
+	 * waits for the next send, as without duplex. */
+	if (!owed || pthread_mutex_trylock(&ch->wlock) != 0)
 		return;
 	if (ch->tx_err == 0 && !ch->wr_closed && ch->state == ST_READY) {
 		pbp_error e;
