@@ -794,3 +794,90 @@ T(two_threads_on_a_simplex_channel_are_refused_not_torn)
 	cr_assert_gt(atomic_load(&refused), 0, "concurrent use was never detected");
 	pbp_channel_free(b);
 }
+
+/* 12.6: a duplex channel answers the barrier from its receiving thread
+ * while its sending thread keeps sending. */
+struct duplex_side {
+	pbp_channel *ch;
+	atomic_int stop;
+	int sent, rc;
+	char why[PBP_ERRMSG_SIZE];
+};
+
+static void *
+duplex_sender(void *arg)
+{
+	struct duplex_side *d = arg;
+	pbptest_Text t;
+
+	memset(&t, 0, sizeof t);
+	strcpy(t.text, "from the duplex side");
+	while (!atomic_load(&d->stop) && d->sent < 100000) {
+		d->rc = pbp_channel_send(d->ch, pbptest_Type_TEXT, &t);
+		if (d->rc != 0) {
+			memcpy(d->why, pbp_channel_send_error(d->ch)->msg, sizeof d->why);
+			break;
+		}
+		d->sent++;
+	}
+	return NULL;
+}
+
+static void *
+duplex_receiver(void *arg)
+{
+	pbp_msginfo mi;
+	int rc;
+
+	while ((rc = pbp_channel_recv(arg, &mi)) == 0)
+		;
+	return (void *)(intptr_t)rc;
+}
+
+T(duplex_side_answers_the_barrier_while_it_sends)
+{
+	pbp_channel_options ob = pbt_options();
+	struct duplex_side d;
+	pbp_channel *a, *b;
+	pbp_msginfo mi;
+	pthread_t ts, tr;
+	int i, got = 0, limited = 0;
+
+	ob.flags = PBP_CHANNEL_DUPLEX;
+	pbt_pair(&a, &b, NULL, &ob);
+	d.ch = b;
+	d.sent = d.rc = 0;
+	atomic_init(&d.stop, 0);
+	tr = pbt_spawn_thread(duplex_receiver, b);
+	ts = pbt_spawn_thread(duplex_sender, &d);
+	for (i = 0; i < 20; i++) {
+		int rc = pbp_channel_sync(a, 5000);
+
+		/* The sender can fill the inbox while the barrier waits: then
+		 * receive what is held and try again. */
+		if (rc == PBP_ELIMIT) {
+			i--;
+			limited++;
+		} else {
+			cr_assert_eq(rc, 0, "barrier %d: %d (%s)", i, rc, pbp_channel_errmsg(a));
+		}
+		/* Drain what the sender sent meanwhile. */
+		cr_assert_eq(pbp_channel_set_timeout(a, PBP_TIMEOUT_RECV, 0), 0);
+		while (pbp_channel_recv(a, &mi) == 0)
+			got++;
+	}
+	atomic_store(&d.stop, 1);
+	pbt_join(ts);
+	cr_assert_eq(d.rc, 0, "the duplex side's send: %d (%s)", d.rc, d.why);
+	cr_assert_eq(pbp_channel_close_write(a), 0);
+	cr_assert_eq((intptr_t)pbt_join(tr), PBP_EOF);
+	cr_assert_eq(pbp_channel_close_write(b), 0);
+	cr_assert_eq(pbp_channel_set_timeout(a, PBP_TIMEOUT_RECV, 5000), 0);
+	while (pbp_channel_recv(a, &mi) == 0)
+		got++;
+	cr_assert_eq(got, d.sent, "received %d of %d", got, d.sent);
+	cr_log_info("duplex barrier: %d messages, %d barriers refused by a full inbox", got,
+	            limited);
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+}
