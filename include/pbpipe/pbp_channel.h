@@ -42,6 +42,15 @@
  * misuse cannot tear the stream; it does not touch the error record, which
  * the other thread owns.
  *
+ * fork(): a forked process inherits copies of a channel and its fds, but
+ * the conversation stays with the process that created the channel.  In
+ * the forked process, call only pbp_channel_free(), pbp_channel_close() or
+ * pbp_channel_free_keep_fds(): they write nothing there (checked with
+ * getpid()), close the inherited fds and release the memory.  Any other
+ * call would interleave bytes with the creator's stream; it is not
+ * detected (a getpid() per call would cost a system call).  exec() closes
+ * every fd pbpipe made, all being close-on-exec.
+ *
  * Event loops: with deadlines of 0 (pbp_channel_set_timeout()), receives
  * and sends never wait: a receive returns PBP_EAGAIN until a whole message
  * is buffered (partial frames stay buffered), and a send queues its frame
