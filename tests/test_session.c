@@ -881,3 +881,33 @@ T(duplex_side_answers_the_barrier_while_it_sends)
 	pbp_channel_free(a);
 	pbp_channel_free(b);
 }
+
+/* 13.4: a forked copy of a channel writes nothing when it is freed, not
+ * even what the creator had queued. */
+T(forked_copy_of_a_channel_writes_nothing_when_freed)
+{
+	pbp_channel_options oa = pbt_options();
+	pbp_channel *a, *b;
+	pbp_msginfo mi;
+	int status, n = 0, rc;
+	pid_t pid;
+
+	oa.flags = PBP_CHANNEL_COALESCE;
+	pbt_pair(&a, &b, &oa, NULL);
+	cr_assert_eq(pbp_channel_send_raw(a, pbptest_Type_EMPTY, 1, "", 0), 0);
+	cr_assert_gt(pbp_channel_pending(a), 0);
+	pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		pbp_channel_free(a);
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	pbp_channel_free(a); /* the creator's queued frame goes out once */
+	while ((rc = pbp_channel_recv(b, &mi)) == 0)
+		n++;
+	cr_assert_eq(rc, PBP_EOF, "%s", pbp_channel_errmsg(b));
+	cr_assert_eq(n, 1, "the peer received %d copies of one message", n);
+	pbp_channel_free(b);
+}
