@@ -67,31 +67,21 @@ pbp__frame_length(const uint8_t *p, size_t n, uint32_t *len, size_t *hdrlen)
 #define TAG_MESSAGE_ERROR_CODE ((5u << 3) | 0u) /* Message.error_code */
 #define TAG_MESSAGE_ERROR_MSG ((6u << 3) | 2u)  /* Message.error_message */
 
-/* Length of an error message as sent: at most PBP__ERRMSG_WIRE_MAX bytes,
- * cut at a UTF-8 character boundary (it is a protobuf string). */
-static size_t
-errmsg_len(const char *m)
-{
-	size_t n = m ? strlen(m) : 0;
-
-	if (n > PBP__ERRMSG_WIRE_MAX) {
-		n = PBP__ERRMSG_WIRE_MAX;
-		while (n > 0 && ((unsigned char)m[n] & 0xc0) == 0x80)
-			n--;
-	}
-	return n;
-}
-
 size_t
 pbp__message_header_ex(uint8_t *out, uint32_t type, uint64_t id, const pbp__reply *r,
                        size_t payload_len, uint64_t *body_len)
 {
 	uint64_t msg_len, body;
-	size_t elen = r && r->error_code ? errmsg_len(r->error_msg) : 0;
+	/* A protobuf string: valid UTF-8 (stock proto3 parsers reject the
+	 * whole frame otherwise), cut at a character boundary. */
+	char emsg[PBP__ERRMSG_WIRE_MAX + 1];
+	size_t elen = 0;
 	uint8_t *p = out;
 
 	if (payload_len > UINT32_MAX)
 		return 0;
+	if (r && r->error_code != 0 && r->error_msg != NULL)
+		elen = pbp__utf8_copy(emsg, sizeof emsg, r->error_msg, strlen(r->error_msg));
 	/* Canonical proto3 encoding: fields with default values (id 0, an
 	 * empty payload) are omitted, so a plain message's bytes equal what
 	 * any protobuf library produces for the same Envelope.  The payload
@@ -132,7 +122,7 @@ pbp__message_header_ex(uint8_t *out, uint32_t type, uint64_t id, const pbp__repl
 	if (elen != 0) {
 		*p++ = TAG_MESSAGE_ERROR_MSG;
 		p = pbp__put_varint(p, elen);
-		memcpy(p, r->error_msg, elen);
+		memcpy(p, emsg, elen);
 		p += elen;
 	}
 	if (payload_len != 0) {
@@ -154,7 +144,18 @@ pbp__control_encode(uint8_t *out, size_t cap, const pbpipe_Envelope *env,
                     size_t *written, pbp_error *err)
 {
 	pb_ostream_t os = pb_ostream_from_buffer(out, cap);
+	pbpipe_Envelope copy;
 
+	if (env->which_body == pbpipe_Envelope_goodbye_tag) {
+		/* Goodbye.detail is a protobuf string: send valid UTF-8. */
+		const char *d = env->body.goodbye.detail;
+		const char *nul = memchr(d, '\0', sizeof env->body.goodbye.detail);
+
+		copy = *env;
+		pbp__utf8_copy(copy.body.goodbye.detail, sizeof copy.body.goodbye.detail, d,
+		               nul != NULL ? (size_t)(nul - d) : sizeof env->body.goodbye.detail);
+		env = &copy;
+	}
 	if (!pb_encode_ex(&os, pbpipe_Envelope_fields, env, PB_ENCODE_DELIMITED))
 		return pbp__seterr(err, PBP_EENCODE, 0,
 		                   "encoding a control frame: %s", PB_GET_ERROR(&os));

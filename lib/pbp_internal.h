@@ -8,6 +8,7 @@
  *   io.c         thin OS layer: non-blocking fd loops with deadlines,
  *                EINTR, EAGAIN, SIGPIPE.
  *   handshake.c  Hello construction and validation (pure).
+ *   utf8.c       UTF-8 sanitising of the strings pbpipe sends (pure).
  *   channel.c    the channel object: buffers, send/receive, half-close.
  */
 #ifndef PBP_INTERNAL_H
@@ -69,7 +70,11 @@ size_t pbp__message_header(uint8_t *out, uint32_t type, uint64_t id,
 typedef struct pbp__reply {
 	uint64_t reply_to;       /* 0: not a reply */
 	uint32_t error_code;     /* 0: a result, not an error */
-	const char *error_msg;   /* with error_code; cut to 127 bytes */
+	const char *error_msg;   /* with error_code, a C string (NULL: none).
+	                            Sent as pbp__utf8_copy() makes it: valid
+	                            UTF-8 (U+FFFD for what is not), at most
+	                            PBP__ERRMSG_WIRE_MAX bytes, cut at a
+	                            character boundary */
 } pbp__reply;
 
 /* pbp__message_header() with reply fields (r may be NULL). */
@@ -77,8 +82,10 @@ size_t pbp__message_header_ex(uint8_t *out, uint32_t type, uint64_t id,
                               const pbp__reply *r, size_t payload_len,
                               uint64_t *body_len);
 
-/* Encodes a control envelope (Hello or Goodbye) as a whole frame into
- * out[0..cap).  Sets *written.  Returns 0 or PBP_EENCODE. */
+/* Encodes a control envelope (Hello, Goodbye, Sync, SyncAck) as a whole
+ * frame into out[0..cap).  A Goodbye detail is sent as pbp__utf8_copy()
+ * makes it (valid UTF-8, at most 127 bytes, never half a character),
+ * whatever env holds.  Sets *written.  Returns 0 or PBP_EENCODE. */
 int pbp__control_encode(uint8_t *out, size_t cap, const pbpipe_Envelope *env,
                         size_t *written, pbp_error *err);
 
@@ -155,6 +162,22 @@ void pbp__reader_set_eof(pbp__reader *r);
 int pbp__reader_next(pbp__reader *r, const uint8_t **body, size_t *len);
 /* Bytes fed but not yet taken. */
 size_t pbp__reader_pending(const pbp__reader *r);
+
+/* ---- utf8.c (pure) ------------------------------------------------------- */
+
+/* Copies the string src[0..srclen) into dst[0..size) as valid UTF-8, for
+ * a proto3 string field: it stops at the first NUL byte of src, replaces
+ * each ill-formed sequence (the maximal subpart of one, per Unicode 3.9:
+ * stray continuation bytes, overlong forms, surrogates, code points over
+ * U+10FFFF, a sequence cut short) with U+FFFD (EF BF BD), copies at most
+ * size - 1 bytes, never the first bytes of a character (or of U+FFFD)
+ * without the rest, and always NUL-terminates (size > 0).  Returns the
+ * bytes written without the NUL (strlen(dst)); 0 and nothing written
+ * when size is 0.  src may be NULL when srclen is 0; dst and src must not
+ * overlap. */
+size_t pbp__utf8_copy(char *dst, size_t size, const char *src, size_t srclen);
+/* 1 if s[0..n) is well-formed UTF-8 (NUL bytes count as U+0000), else 0. */
+int pbp__utf8_valid(const void *s, size_t n);
 
 /* ---- handshake.c (pure) -------------------------------------------------- */
 

@@ -2,6 +2,7 @@
  * test_frame.c: the pure frame codec (lib/frame.c), on byte arrays only.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "support.h"
@@ -352,4 +353,129 @@ T(tiny_buffer_still_takes_a_whole_length_prefix)
 	cr_assert_eq(pbp__reader_next(&r, &body, &blen), 1);
 	cr_assert_eq(blen, 200);
 	pbp__reader_free(&r);
+}
+
+/* ---- issue 12.7: strings sent are valid UTF-8 ---------------------------- */
+
+T(utf8_copy_replaces_ill_formed_sequences)
+{
+	static const struct {
+		const char *in;
+		size_t n;
+		const char *want;
+	} cases[] = {
+		{ "plain", 5, "plain" },
+		{ "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80" },
+		{ "a\xff" "b", 3, "a\xef\xbf\xbd" "b" },                 /* invalid byte */
+		{ "\x80\x80", 2, "\xef\xbf\xbd\xef\xbf\xbd" },           /* stray continuations */
+		{ "\xc0\xaf", 2, "\xef\xbf\xbd\xef\xbf\xbd" },           /* overlong '/' */
+		{ "\xe0\x80\xaf", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" }, /* overlong, 3 bytes */
+		{ "\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" }, /* surrogate U+D800 */
+		{ "\xf4\x90\x80\x80", 4, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" }, /* > U+10FFFF */
+		{ "\xe2\x82x", 3, "\xef\xbf\xbdx" },                    /* cut short: one U+FFFD */
+		{ "ab\xf0\x9f\x98", 5, "ab\xef\xbf\xbd" },               /* cut short at the end */
+		{ "a\0b", 3, "a" },                                      /* stops at NUL */
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char out[64];
+		size_t n = pbp__utf8_copy(out, sizeof out, cases[i].in, cases[i].n);
+
+		cr_assert_str_eq(out, cases[i].want, "case %zu", i);
+		cr_assert_eq(n, strlen(cases[i].want), "case %zu", i);
+		cr_assert(pbp__utf8_valid(out, n), "case %zu", i);
+	}
+	cr_assert_not(pbp__utf8_valid("\xed\xbf\xbf", 3)); /* U+DFFF */
+	cr_assert(pbp__utf8_valid("\xef\xbf\xbf", 3));      /* U+FFFF */
+	cr_assert(pbp__utf8_valid("", 0));
+}
+
+T(utf8_copy_never_cuts_a_character)
+{
+	char out[8];
+
+	/* 3 + 3 bytes, room for 7: the euro fits twice. */
+	cr_assert_eq(pbp__utf8_copy(out, 8, "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac", 9), 6);
+	cr_assert_str_eq(out, "\xe2\x82\xac\xe2\x82\xac");
+	/* An emoji does not fit in 3 bytes: nothing of it is copied. */
+	cr_assert_eq(pbp__utf8_copy(out, 4, "\xf0\x9f\x98\x80", 4), 0);
+	cr_assert_str_eq(out, "");
+	/* Nor does half of a U+FFFD. */
+	cr_assert_eq(pbp__utf8_copy(out, 5, "ab\xff", 3), 2);
+	cr_assert_str_eq(out, "ab");
+	cr_assert_eq(pbp__utf8_copy(out, 1, "abc", 3), 0);
+	cr_assert_str_eq(out, "");
+	cr_assert_eq(pbp__utf8_copy(out, 0, "abc", 3), 0);
+	cr_assert_eq(pbp__utf8_copy(out, sizeof out, NULL, 0), 0);
+	cr_assert_str_eq(out, "");
+}
+
+/* Encodes an error reply with message m and decodes it again. */
+static void
+error_reply(const char *m, pbp__frame *f, uint8_t *buf)
+{
+	pbp__reply r = { 7, 42, m };
+	uint64_t body_len;
+	uint32_t len;
+	size_t hdr, h = pbp__message_header_ex(buf, 2, 0, &r, 0, &body_len);
+	pbp_error err = { 0 };
+
+	cr_assert_gt(h, 0);
+	cr_assert_leq(h, PBP__MSG_HEADER_MAX);
+	cr_assert_eq(pbp__frame_length(buf, h, &len, &hdr), 1);
+	cr_assert_eq(hdr + len, h);
+	cr_assert_eq(pbp__frame_decode(buf + hdr, len, f, &err), 0, "%s", err.msg);
+}
+
+T(reply_error_message_is_sent_as_valid_utf8)
+{
+	uint8_t buf[PBP__MSG_HEADER_MAX];
+	char longer[320];
+	pbp__frame f;
+	size_t i;
+
+	error_reply("bad \xff byte, cut \xe2\x82", &f, buf);
+	cr_assert_eq(f.error_len, strlen("bad \xef\xbf\xbd byte, cut \xef\xbf\xbd"));
+	cr_assert_arr_eq(f.error_msg, "bad \xef\xbf\xbd byte, cut \xef\xbf\xbd", f.error_len);
+
+	/* 200 invalid bytes: 42 replacements (126 bytes), not 127. */
+	memset(longer, 0xfe, 200);
+	longer[200] = '\0';
+	error_reply(longer, &f, buf);
+	cr_assert_eq(f.error_len, 126);
+	cr_assert(pbp__utf8_valid(f.error_msg, f.error_len));
+
+	/* 'a' then 100 euro signs: cut after 42 of them (1 + 126 bytes). */
+	longer[0] = 'a';
+	for (i = 0; i < 100; i++)
+		memcpy(longer + 1 + 3 * i, "\xe2\x82\xac", 3);
+	longer[301] = '\0';
+	error_reply(longer, &f, buf);
+	cr_assert_eq(f.error_len, 127);
+	cr_assert(pbp__utf8_valid(f.error_msg, f.error_len));
+	cr_assert_arr_eq(f.error_msg, longer, 127);
+}
+
+T(goodbye_detail_is_sent_as_valid_utf8)
+{
+	pbpipe_Envelope env;
+	uint8_t buf[PBP__HANDSHAKE_MAX_FRAME];
+	size_t written, hdr;
+	uint32_t len;
+	pbp__frame f;
+	pbp_error err = { 0 };
+
+	memset(&env, 0, sizeof env);
+	env.which_body = pbpipe_Envelope_goodbye_tag;
+	env.body.goodbye.reason = pbpipe_Goodbye_Reason_ERROR;
+	/* Not UTF-8, and cut inside a character by someone else. */
+	snprintf(env.body.goodbye.detail, sizeof env.body.goodbye.detail,
+	         "\xc0\xafpath \xe2\x82");
+	cr_assert_eq(pbp__control_encode(buf, sizeof buf, &env, &written, &err), 0, "%s", err.msg);
+	cr_assert_eq(pbp__frame_length(buf, written, &len, &hdr), 1);
+	cr_assert_eq(pbp__frame_decode(buf + hdr, len, &f, &err), 0, "%s", err.msg);
+	cr_assert_str_eq(f.goodbye.detail, "\xef\xbf\xbd\xef\xbf\xbdpath \xef\xbf\xbd");
+	/* The caller's envelope is left alone. */
+	cr_assert_str_eq(env.body.goodbye.detail, "\xc0\xafpath \xe2\x82");
 }
