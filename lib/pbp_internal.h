@@ -43,7 +43,9 @@ int pbp__seterr(pbp_error *err, int code, int sys_errno, const char *fmt, ...)
  * and length, type, id, reply_to, error code, error message (127 bytes),
  * payload tag and length. */
 #define PBP__MSG_HEADER_MAX 200
-/* Longest error message a reply carries. */
+/* Longest error message a reply carries, in bytes: the encoder cuts a
+ * longer one (at a character boundary), the decoder rejects a longer one
+ * (PBP_EDECODE), as nanopb does for Goodbye.detail (max_size 128). */
 #define PBP__ERRMSG_WIRE_MAX 127
 /* Largest frame accepted before the handshake has set the real limit: a
  * Hello is at most pbpipe_Hello_size + 2 bytes today; the slack leaves room
@@ -108,15 +110,24 @@ typedef struct pbp__frame {
 	size_t payload_len;
 	uint64_t reply_to;       /* Message.reply_to (1.1) */
 	uint32_t error_code;     /* Message.error_code (1.1) */
-	const char *error_msg;   /* Message.error_message, not NUL-terminated */
-	size_t error_len;
+	const char *error_msg;   /* Message.error_message, not NUL-terminated,
+	                            as received: not checked for UTF-8, may
+	                            hold NUL bytes */
+	size_t error_len;        /* at most PBP__ERRMSG_WIRE_MAX */
 	uint64_t sync_id;        /* Sync.id or SyncAck.id (1.1) */
 } pbp__frame;
 
-/* Decodes one envelope body.  Returns 0, PBP_EDECODE (not valid protobuf,
- * or a field of the wrong wire type) or PBP_EPROTO (valid protobuf, but no
- * body, more than one body, or message type 0).  Unknown fields are
- * skipped, so later minor versions can add some. */
+/* Decodes one envelope body, by the rules of docs/PROTOCOL.md section 3.
+ * Returns 0, PBP_EDECODE or PBP_EPROTO.  PBP_EDECODE: something anywhere
+ * in the body breaks the wire rules (a key or length over 5 bytes or 32
+ * bits, field number 0, a varint over 10 bytes, wire type 3, 4, 6 or 7, a
+ * length past the end, a known field of the wrong wire type, a 32-bit
+ * field over 32 bits, a string over its bound); it takes precedence over
+ * PBP_EPROTO: the body is well-formed, but holds no body field, more than
+ * one, or a Message of type 0.  Unknown fields are skipped, so later
+ * minor versions can add some.  fuzz/envelope_diff_fuzzer.c checks that
+ * this agrees with nanopb's decoding of pbpipe.Envelope plus those
+ * rules. */
 int pbp__frame_decode(const uint8_t *body, size_t len, pbp__frame *out,
                       pbp_error *err);
 

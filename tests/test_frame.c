@@ -479,3 +479,100 @@ T(goodbye_detail_is_sent_as_valid_utf8)
 	/* The caller's envelope is left alone. */
 	cr_assert_str_eq(env.body.goodbye.detail, "\xc0\xafpath \xe2\x82");
 }
+
+/* ---- issue 13.14: the decoders agree, by the rules of PROTOCOL.md -------- */
+
+T(wire_rules_keys_lengths_varints_strings)
+{
+	static const struct {
+		const char *what;
+		const char *bytes;
+		size_t n;
+		int rc;
+	} cases[] = {
+		{ "key of 5 bytes", "\x1a\x06\x88\x80\x80\x80\x00\x01", 8, 0 },
+		{ "key of 6 bytes", "\x1a\x07\x88\x80\x80\x80\x80\x00\x01", 9, PBP_EDECODE },
+		{ "key of 2^32", "\x1a\x08\x08\x01\x80\x80\x80\x80\x10\x01", 10, PBP_EDECODE },
+		{ "key of 2^35-1", "\x1a\x08\x08\x01\xff\xff\xff\xff\x7f\x01", 10, PBP_EDECODE },
+		{ "envelope key of 10 bytes", "\x9a\x80\x80\x80\x80\x80\x80\x80\x80\x00\x02\x08\x01",
+		  13, PBP_EDECODE },
+		{ "length of 5 bytes", "\x1a\x0a\x08\x01\x1a\x82\x80\x80\x80\x00\xab\xcd", 12, 0 },
+		{ "length of 6 bytes", "\x1a\x0b\x08\x01\x1a\x82\x80\x80\x80\x80\x00\xab\xcd", 13,
+		  PBP_EDECODE },
+		{ "body length of 6 bytes", "\x1a\x82\x80\x80\x80\x80\x00\x08\x01", 9, PBP_EDECODE },
+		{ "type of 10 bytes", "\x1a\x0b\x08\x81\x80\x80\x80\x80\x80\x80\x80\x80\x00", 13, 0 },
+		{ "id with a 10th byte of 2",
+		  "\x1a\x0d\x08\x01\x10\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02", 15, PBP_EDECODE },
+		{ "Hello: unknown varint of 11 bytes",
+		  "\x0a\x11\x0d\x50\x50\x42\x50\x40\xff\xff\xff\xff\xff\xff\xff\xff\xff\x80\x00", 19,
+		  PBP_EDECODE },
+		{ "Goodbye: unknown varint of 11 bytes",
+		  "\x12\x0e\x08\x01\x40\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x00", 16, PBP_EDECODE },
+		{ "Sync: key of 6 bytes", "\x22\x07\x88\x80\x80\x80\x80\x00\x05", 9, PBP_EDECODE },
+		{ "SyncAck: key 0x78-extended", "\x2a\x00\x80\x80\x80\x80\x78\x77", 8, PBP_EDECODE },
+		{ "payload as a varint", "\x1a\x04\x08\x01\x18\x05", 6, PBP_EDECODE },
+		{ "two bodies, the second malformed", "\x1a\x02\x08\x01\x12\x02\x08", 7, PBP_EDECODE },
+		{ "type 0, then malformed", "\x1a\x00\x38", 3, PBP_EDECODE },
+		{ "two good bodies", "\x1a\x02\x08\x01\x12\x00", 6, PBP_EPROTO },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		pbp_error err = { 0 };
+		pbp__frame f;
+		int rc = pbp__frame_decode((const uint8_t *)cases[i].bytes, cases[i].n, &f, &err);
+
+		cr_assert_eq(rc, cases[i].rc, "%s: rc %d (%s)", cases[i].what, rc, err.msg);
+	}
+}
+
+/* A Message with an error message of n bytes. */
+static int
+decode_errmsg(size_t n, pbp__frame *f, pbp_error *err)
+{
+	uint8_t body[300];
+	size_t m = 0;
+
+	body[m++] = 0x1a;
+	m = (size_t)(pbp__put_varint(body + m, 7 + pbp__varint_size(n) + n) - body);
+	memcpy(body + m, "\x08\x01\x20\x01\x28\x05\x32", 7);
+	m += 7;
+	m = (size_t)(pbp__put_varint(body + m, n) - body);
+	memset(body + m, 'e', n);
+	return pbp__frame_decode(body, m + n, f, err);
+}
+
+T(error_message_over_127_bytes_is_a_decode_error)
+{
+	pbp_error err = { 0 };
+	pbp__frame f;
+
+	cr_assert_eq(decode_errmsg(127, &f, &err), 0, "%s", err.msg);
+	cr_assert_eq(f.error_len, 127);
+	cr_assert_eq(decode_errmsg(128, &f, &err), PBP_EDECODE);
+	cr_assert_neq(strstr(err.msg, "error_message of 128 bytes"), NULL, "%s", err.msg);
+	cr_assert_eq(decode_errmsg(200, &f, &err), PBP_EDECODE);
+}
+
+T(received_strings_are_not_checked_for_utf8)
+{
+	/* Goodbye{reason: 2^32-1, detail: "\xff"} and an error message
+	 * "\xc0": both accepted as they are.  A reason over 32 bits (as a
+	 * negative one is, in 10 bytes) is a decode error. */
+	static const uint8_t bye[] = { 0x12, 0x09, 0x08, 0xff, 0xff, 0xff, 0xff, 0x0f,
+		                       0x12, 0x01, 0xff };
+	static const uint8_t neg[] = { 0x12, 0x0b, 0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		                       0xff, 0xff, 0xff, 0x01 };
+	static const uint8_t msg[] = { 0x1a, 0x0b, 0x08, 0x01, 0x20, 0x01, 0x28, 0x05, 0x32,
+		                       0x01, 0xc0, 0x48, 0x00 };
+	pbp_error err = { 0 };
+	pbp__frame f;
+
+	cr_assert_eq(pbp__frame_decode(bye, sizeof bye, &f, &err), 0, "%s", err.msg);
+	cr_assert_eq((uint32_t)f.goodbye.reason, UINT32_MAX);
+	cr_assert_str_eq(f.goodbye.detail, "\xff");
+	cr_assert_eq(pbp__frame_decode(neg, sizeof neg, &f, &err), PBP_EDECODE);
+	cr_assert_eq(pbp__frame_decode(msg, sizeof msg, &f, &err), 0, "%s", err.msg);
+	cr_assert_eq(f.error_len, 1);
+	cr_assert_eq((unsigned char)f.error_msg[0], 0xc0);
+}
