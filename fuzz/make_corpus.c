@@ -801,6 +801,44 @@ envdiff_corpus(void)
 	sync_frame(&f, 1, UINT64_MAX);
 	envdiff_frame("sync-ack", &f);
 
+	/* Strings as we send them, whatever the application gave us: valid
+	 * UTF-8, at most 127 bytes, never half a character.  Also parsed by
+	 * stock protobuf in tests/interop/check_sent_strings.py. */
+	{
+		static const char ill[] =
+			"bad \xff\xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80 cut \xe2\x82";
+		char big[320];
+		size_t i;
+
+		reset(&f);
+		reply(&f, 2, 0, 7, 42, ill, &p);
+		envdiff_frame("sent-errmsg-ill-formed", &f);
+		big[0] = 'a';
+		for (i = 0; i < 100; i++)
+			memcpy(big + 1 + 3 * i, "\xe2\x82\xac", 3);
+		big[301] = '\0';
+		reset(&f);
+		reply(&f, 2, 0, 7, 42, big, &p);
+		envdiff_frame("sent-errmsg-long", &f);
+		memset(big, 0xfe, 200);
+		big[200] = '\0';
+		reset(&f);
+		reply(&f, 2, 0, 7, 42, big, &p);
+		envdiff_frame("sent-errmsg-long-ill-formed", &f);
+		reset(&f);
+		goodbye(&f, pbpipe_Goodbye_Reason_ERROR, ill);
+		envdiff_frame("sent-goodbye-ill-formed", &f);
+		/* 'x' and 50 four-byte characters: the detail field holds 127
+		 * bytes of them, the last character cut in three. */
+		big[0] = 'x';
+		for (i = 0; i < 50; i++)
+			memcpy(big + 1 + 4 * i, "\xf0\x9f\x98\x80", 4);
+		big[201] = '\0';
+		reset(&f);
+		goodbye(&f, pbpipe_Goodbye_Reason_ERROR, big);
+		envdiff_frame("sent-goodbye-cut", &f);
+	}
+
 	/* Keys: 5 bytes (padded) is the longest accepted; 6 bytes, or a
 	 * 5th byte over 0x0f (a key of 2^32 and more), is a decode error. */
 	envdiff_wrap("key-5-bytes", 0x1a, "\x88\x80\x80\x80\x00\x01", 6);
