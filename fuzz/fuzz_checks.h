@@ -98,8 +98,10 @@ fuzz_split_frame(const uint8_t *frame, size_t n, size_t *body_len)
 
 /* The reply fields of a re-encoded Message g against the original f: the
  * same reply_to and error_code; an error message only with an error code,
- * sent as the original up to its first NUL, cut to at most
- * PBP__ERRMSG_WIRE_MAX bytes at a UTF-8 character boundary. */
+ * sent as pbp__utf8_copy() makes the original (up to its first NUL): valid
+ * UTF-8 of at most PBP__ERRMSG_WIRE_MAX bytes; when the original is valid
+ * UTF-8, a prefix of it, cut at a character boundary, and all of it when it
+ * fits. */
 static inline void
 check_reply_roundtrip(const pbp__frame *f, const pbp__frame *g, const char *emsg)
 {
@@ -113,16 +115,25 @@ check_reply_roundtrip(const pbp__frame *f, const pbp__frame *g, const char *emsg
 		FUZZ_CHECK(g->error_len == 0, "error message without an error code");
 		return;
 	}
-	FUZZ_CHECK(g->error_len <= PBP__ERRMSG_WIRE_MAX && g->error_len <= want,
-	           "error message of %zu bytes (original %zu)", g->error_len, want);
+	FUZZ_CHECK(g->error_len <= PBP__ERRMSG_WIRE_MAX, "error message of %zu bytes",
+	           g->error_len);
+	FUZZ_CHECK(pbp__utf8_valid(g->error_msg, g->error_len), "sent error message is not UTF-8");
+	FUZZ_CHECK(g->error_len == 0 || memchr(g->error_msg, '\0', g->error_len) == NULL,
+	           "sent error message has a NUL");
+	if (!pbp__utf8_valid(emsg, want))
+		return;
+	FUZZ_CHECK(g->error_len <= want, "error message of %zu bytes (original %zu)",
+	           g->error_len, want);
 	FUZZ_CHECK(g->error_len == 0 || memcmp(g->error_msg, emsg, g->error_len) == 0,
 	           "error message is not a prefix of the original");
 	if (want <= PBP__ERRMSG_WIRE_MAX)
 		FUZZ_CHECK(g->error_len == want, "short error message cut (%zu of %zu)",
 		           g->error_len, want);
 	else
-		FUZZ_CHECK(g->error_len == 0 || ((unsigned char)emsg[g->error_len] & 0xc0) != 0x80,
-		           "error message cut inside a UTF-8 character at %zu", g->error_len);
+		FUZZ_CHECK(((unsigned char)emsg[g->error_len] & 0xc0) != 0x80 &&
+		           g->error_len + 4 > PBP__ERRMSG_WIRE_MAX,
+		           "error message cut inside a UTF-8 character, or too short, at %zu",
+		           g->error_len);
 }
 
 /* Re-encodes a decoded frame the way the library sends one: an application
@@ -231,8 +242,18 @@ fuzz_roundtrip_frame(const pbp__frame *f)
 			           (unsigned long long)f->sync_id,
 			           (unsigned long long)g.sync_id);
 		} else {
+			/* The detail goes out as pbp__utf8_copy() makes it. */
+			char want[sizeof f->goodbye.detail];
+
+			pbp__utf8_copy(want, sizeof want, f->goodbye.detail,
+			               strlen(f->goodbye.detail));
+			FUZZ_CHECK(pbp__utf8_valid(g.goodbye.detail, strlen(g.goodbye.detail)),
+			           "sent Goodbye detail is not UTF-8");
+			FUZZ_CHECK(!pbp__utf8_valid(f->goodbye.detail, strlen(f->goodbye.detail)) ||
+			           strcmp(f->goodbye.detail, want) == 0,
+			           "a valid UTF-8 detail changed in pbp__utf8_copy");
 			FUZZ_CHECK(f->goodbye.reason == g.goodbye.reason &&
-			           strcmp(f->goodbye.detail, g.goodbye.detail) == 0,
+			           strcmp(want, g.goodbye.detail) == 0,
 			           "Goodbye changed: %d '%s' -> %d '%s'",
 			           (int)f->goodbye.reason, f->goodbye.detail,
 			           (int)g.goodbye.reason, g.goodbye.detail);

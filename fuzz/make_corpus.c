@@ -3,7 +3,7 @@
  * our own encoder produces.
  *
  * Usage: make_corpus OUTDIR
- * Writes OUTDIR/{frame,handshake,message}/seed-* (the directories must
+ * Writes OUTDIR/{frame,handshake,message,envelope_diff}/seed-* (the directories must
  * exist).  Seeds are deterministic, so regenerating them into
  * fuzz/corpora changes no file unless the encoder changed.  Other files
  * there (crash-* regression inputs, libFuzzer finds) are left alone.
@@ -719,16 +719,199 @@ message_corpus(void)
 	free(body.p);
 }
 
+/* The differential harness takes bare envelope bodies: every kind as our
+ * encoder writes it, and the edge cases of the wire rules (PROTOCOL.md
+ * section 3) on both sides of each bound. */
+static void
+envdiff_seed(const char *name, const void *body, size_t n)
+{
+	write_seed("envelope_diff", name, NULL, 0, body, n);
+}
+
+static void
+envdiff_frame(const char *name, const bytes *frame)
+{
+	bytes body = { 0 };
+
+	strip_prefix(&body, frame);
+	envdiff_seed(name, body.p, body.n);
+	free(body.p);
+}
+
+/* Envelope field tag (LEN) around inner bytes. */
+static void
+envdiff_wrap(const char *name, uint8_t tag, const void *inner, size_t n)
+{
+	bytes b = { 0 };
+	uint8_t hdr[1 + PBP__VARINT64_MAX];
+	size_t h;
+
+	hdr[0] = tag;
+	h = (size_t)(pbp__put_varint(hdr + 1, n) - hdr);
+	put(&b, hdr, h);
+	put(&b, inner, n);
+	envdiff_seed(name, b.p, b.n);
+	free(b.p);
+}
+
+/* A Message with type 1, reply_to 1, error code 5 and an error message of
+ * n bytes of c. */
+static void
+envdiff_errmsg(const char *name, size_t n, uint8_t c)
+{
+	bytes m = { 0 };
+	uint8_t hdr[PBP__VARINT64_MAX];
+	uint8_t *text = malloc(n + 1);
+
+	if (text == NULL)
+		exit(1);
+	memset(text, c, n);
+	put(&m, "\x08\x01\x20\x01\x28\x05\x32", 7);
+	put(&m, hdr, (size_t)(pbp__put_varint(hdr, n) - hdr));
+	put(&m, text, n);
+	envdiff_wrap(name, 0x1a, m.p, m.n);
+	free(text);
+	free(m.p);
+}
+
+static void
+envdiff_corpus(void)
+{
+	bytes f = { 0 }, p = { 0 };
+
+	hello(&f, PBP_DEFAULT_MAX_FRAME, FUZZAPP_SCHEMA_FINGERPRINT);
+	envdiff_frame("hello", &f);
+	reset(&f);
+	goodbye(&f, pbpipe_Goodbye_Reason_DONE, "bye");
+	envdiff_frame("goodbye", &f);
+	reset(&f);
+	text(&p, "hello");
+	app(&f, pbptest_Type_TEXT, 300, &p);
+	envdiff_frame("message", &f);
+	reset(&f);
+	reply(&f, pbptest_Type_TEXT, 0, 7, 0, NULL, &p);
+	envdiff_frame("reply", &f);
+	reset(&f);
+	reply(&f, pbptest_Type_TEXT, 0, 7, 42, "no such thing", &p);
+	envdiff_frame("error-reply", &f);
+	reset(&f);
+	sync_frame(&f, 0, 5);
+	envdiff_frame("sync", &f);
+	reset(&f);
+	sync_frame(&f, 1, UINT64_MAX);
+	envdiff_frame("sync-ack", &f);
+
+	/* Strings as we send them, whatever the application gave us: valid
+	 * UTF-8, at most 127 bytes, never half a character.  Also parsed by
+	 * stock protobuf in tests/interop/check_sent_strings.py. */
+	{
+		static const char ill[] =
+			"bad \xff\xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80 cut \xe2\x82";
+		char big[320];
+		size_t i;
+
+		reset(&f);
+		reply(&f, 2, 0, 7, 42, ill, &p);
+		envdiff_frame("sent-errmsg-ill-formed", &f);
+		big[0] = 'a';
+		for (i = 0; i < 100; i++)
+			memcpy(big + 1 + 3 * i, "\xe2\x82\xac", 3);
+		big[301] = '\0';
+		reset(&f);
+		reply(&f, 2, 0, 7, 42, big, &p);
+		envdiff_frame("sent-errmsg-long", &f);
+		memset(big, 0xfe, 200);
+		big[200] = '\0';
+		reset(&f);
+		reply(&f, 2, 0, 7, 42, big, &p);
+		envdiff_frame("sent-errmsg-long-ill-formed", &f);
+		reset(&f);
+		goodbye(&f, pbpipe_Goodbye_Reason_ERROR, ill);
+		envdiff_frame("sent-goodbye-ill-formed", &f);
+		/* 'x' and 50 four-byte characters: the detail field holds 127
+		 * bytes of them, the last character cut in three. */
+		big[0] = 'x';
+		for (i = 0; i < 50; i++)
+			memcpy(big + 1 + 4 * i, "\xf0\x9f\x98\x80", 4);
+		big[201] = '\0';
+		reset(&f);
+		goodbye(&f, pbpipe_Goodbye_Reason_ERROR, big);
+		envdiff_frame("sent-goodbye-cut", &f);
+	}
+
+	/* Keys: 5 bytes (padded) is the longest accepted; 6 bytes, or a
+	 * 5th byte over 0x0f (a key of 2^32 and more), is a decode error. */
+	envdiff_wrap("key-5-bytes", 0x1a, "\x88\x80\x80\x80\x00\x01", 6);
+	envdiff_wrap("key-6-bytes", 0x1a, "\x88\x80\x80\x80\x80\x00\x01", 7);
+	envdiff_wrap("key-2to32", 0x1a, "\x08\x01\x80\x80\x80\x80\x10\x01", 8);
+	envdiff_wrap("key-2to35-1", 0x1a, "\x08\x01\xff\xff\xff\xff\x7f\x01", 8);
+	envdiff_seed("envelope-key-sign-extended", "\x2a\x00\x80\x80\x80\x80\x78\x77", 8);
+	envdiff_seed("envelope-key-10-bytes",
+	             "\x9a\x80\x80\x80\x80\x80\x80\x80\x80\x00\x02\x08\x01", 13);
+	/* Lengths: the same 5-byte rule. */
+	envdiff_wrap("len-5-bytes", 0x1a, "\x08\x01\x1a\x82\x80\x80\x80\x00\xab\xcd", 10);
+	envdiff_wrap("len-6-bytes", 0x1a, "\x08\x01\x1a\x82\x80\x80\x80\x80\x00\xab\xcd", 11);
+	envdiff_seed("envelope-len-6-bytes", "\x1a\x82\x80\x80\x80\x80\x00\x08\x01", 9);
+	/* Varints: 10 bytes with a last byte of 0 or 1 at most. */
+	envdiff_wrap("id-10-bytes", 0x1a,
+	             "\x08\x01\x10\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 13);
+	envdiff_wrap("id-10th-byte-2", 0x1a,
+	             "\x08\x01\x10\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02", 13);
+	envdiff_wrap("type-10-bytes-padded", 0x1a,
+	             "\x08\x81\x80\x80\x80\x80\x80\x80\x80\x80\x00", 11);
+	envdiff_wrap("type-over-32-bits", 0x1a, "\x08\x80\x80\x80\x80\x10", 6);
+	envdiff_wrap("hello-unknown-varint-10", 0x0a,
+	             "\x0d\x50\x50\x42\x50\x40\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 16);
+	envdiff_wrap("hello-unknown-varint-11", 0x0a,
+	             "\x0d\x50\x50\x42\x50\x40\xff\xff\xff\xff\xff\xff\xff\xff\xff\x80\x00", 17);
+	envdiff_wrap("goodbye-unknown-varint-11", 0x12,
+	             "\x08\x01\x40\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x00", 14);
+	envdiff_wrap("sync-key-6-bytes", 0x22, "\x88\x80\x80\x80\x80\x00\x05", 7);
+	/* Goodbye.reason is an enum: a negative one is a 10-byte varint. */
+	envdiff_wrap("goodbye-reason-minus-1", 0x12,
+	             "\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11);
+	envdiff_wrap("goodbye-reason-2to32", 0x12, "\x08\x80\x80\x80\x80\x10", 6);
+	/* String bounds: 127 bytes accepted, 128 a decode error. */
+	envdiff_errmsg("errmsg-127", 127, 'e');
+	envdiff_errmsg("errmsg-128", 128, 'e');
+	envdiff_errmsg("errmsg-invalid-utf8", 20, 0xff);
+	{
+		uint8_t g[5 + 128];
+
+		memcpy(g, "\x08\x02\x12\x7f", 4);
+		memset(g + 4, 'd', 127);
+		envdiff_wrap("goodbye-detail-127", 0x12, g, 4 + 127);
+		memcpy(g, "\x08\x02\x12\x80\x01", 5);
+		memset(g + 5, 'd', 128);
+		envdiff_wrap("goodbye-detail-128", 0x12, g, 5 + 128);
+	}
+	/* Wire types: payload as a varint, groups, field 0. */
+	envdiff_wrap("payload-varint", 0x1a, "\x08\x01\x18\x05", 4);
+	envdiff_wrap("message-group", 0x1a, "\x08\x01\x3b\x3c", 4);
+	envdiff_wrap("message-field-0", 0x1a, "\x08\x01\x00\x01", 4);
+	envdiff_seed("envelope-body-varint", "\x18\x01", 2);
+	/* Precedence: a decode error anywhere wins over two bodies or type 0. */
+	envdiff_seed("two-bodies", "\x1a\x02\x08\x01\x12\x00", 6);
+	envdiff_seed("two-bodies-second-bad", "\x1a\x02\x08\x01\x12\x02\x08", 7);
+	envdiff_seed("type-0-then-bad", "\x1a\x00\x38", 3);
+	envdiff_seed("type-0", "\x1a\x02\x10\x01", 4);
+	envdiff_seed("no-body", "\x30\x01", 2);
+	envdiff_seed("empty", "", 0);
+	free(f.p);
+	free(p.p);
+}
+
 int
 main(int argc, char **argv)
 {
 	if (argc != 2) {
-		fprintf(stderr, "usage: make_corpus OUTDIR (holding frame/ handshake/ message/)\n");
+		fprintf(stderr, "usage: make_corpus OUTDIR (holding frame/ handshake/ message/ envelope_diff/)\n");
 		return 2;
 	}
 	outdir = argv[1];
 	frame_corpus();
 	handshake_corpus();
 	message_corpus();
+	envdiff_corpus();
 	return failures ? 1 : 0;
 }

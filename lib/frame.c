@@ -67,31 +67,21 @@ pbp__frame_length(const uint8_t *p, size_t n, uint32_t *len, size_t *hdrlen)
 #define TAG_MESSAGE_ERROR_CODE ((5u << 3) | 0u) /* Message.error_code */
 #define TAG_MESSAGE_ERROR_MSG ((6u << 3) | 2u)  /* Message.error_message */
 
-/* Length of an error message as sent: at most PBP__ERRMSG_WIRE_MAX bytes,
- * cut at a UTF-8 character boundary (it is a protobuf string). */
-static size_t
-errmsg_len(const char *m)
-{
-	size_t n = m ? strlen(m) : 0;
-
-	if (n > PBP__ERRMSG_WIRE_MAX) {
-		n = PBP__ERRMSG_WIRE_MAX;
-		while (n > 0 && ((unsigned char)m[n] & 0xc0) == 0x80)
-			n--;
-	}
-	return n;
-}
-
 size_t
 pbp__message_header_ex(uint8_t *out, uint32_t type, uint64_t id, const pbp__reply *r,
                        size_t payload_len, uint64_t *body_len)
 {
 	uint64_t msg_len, body;
-	size_t elen = r && r->error_code ? errmsg_len(r->error_msg) : 0;
+	/* A protobuf string: valid UTF-8 (stock proto3 parsers reject the
+	 * whole frame otherwise), cut at a character boundary. */
+	char emsg[PBP__ERRMSG_WIRE_MAX + 1];
+	size_t elen = 0;
 	uint8_t *p = out;
 
 	if (payload_len > UINT32_MAX)
 		return 0;
+	if (r && r->error_code != 0 && r->error_msg != NULL)
+		elen = pbp__utf8_copy(emsg, sizeof emsg, r->error_msg, strlen(r->error_msg));
 	/* Canonical proto3 encoding: fields with default values (id 0, an
 	 * empty payload) are omitted, so a plain message's bytes equal what
 	 * any protobuf library produces for the same Envelope.  The payload
@@ -132,7 +122,7 @@ pbp__message_header_ex(uint8_t *out, uint32_t type, uint64_t id, const pbp__repl
 	if (elen != 0) {
 		*p++ = TAG_MESSAGE_ERROR_MSG;
 		p = pbp__put_varint(p, elen);
-		memcpy(p, r->error_msg, elen);
+		memcpy(p, emsg, elen);
 		p += elen;
 	}
 	if (payload_len != 0) {
@@ -154,7 +144,18 @@ pbp__control_encode(uint8_t *out, size_t cap, const pbpipe_Envelope *env,
                     size_t *written, pbp_error *err)
 {
 	pb_ostream_t os = pb_ostream_from_buffer(out, cap);
+	pbpipe_Envelope copy;
 
+	if (env->which_body == pbpipe_Envelope_goodbye_tag) {
+		/* Goodbye.detail is a protobuf string: send valid UTF-8. */
+		const char *d = env->body.goodbye.detail;
+		const char *nul = memchr(d, '\0', sizeof env->body.goodbye.detail);
+
+		copy = *env;
+		pbp__utf8_copy(copy.body.goodbye.detail, sizeof copy.body.goodbye.detail, d,
+		               nul != NULL ? (size_t)(nul - d) : sizeof env->body.goodbye.detail);
+		env = &copy;
+	}
 	if (!pb_encode_ex(&os, pbpipe_Envelope_fields, env, PB_ENCODE_DELIMITED))
 		return pbp__seterr(err, PBP_EENCODE, 0,
 		                   "encoding a control frame: %s", PB_GET_ERROR(&os));
@@ -162,8 +163,18 @@ pbp__control_encode(uint8_t *out, size_t cap, const pbpipe_Envelope *env,
 	return 0;
 }
 
-/* A varint from p[0..end): 0 and *v on success, -1 if it runs past end
- * or over 10 bytes (nanopb's rule: the 10th byte may only be 0 or 1). */
+/*
+ * Decoding: the wire rules of docs/PROTOCOL.md section 3, in one place.
+ * Envelope and Message are decoded here by hand; Hello, Goodbye, Sync and
+ * SyncAck by nanopb after wire_check() has applied the rules nanopb does
+ * not (it takes keys and lengths of up to 10 bytes and skips unknown
+ * varints of any length).  fuzz/envelope_diff_fuzzer.c holds the two
+ * decoders to each other.
+ */
+
+/* A varint value from p[0..end): at most 10 bytes, the 10th 0 or 1 (so
+ * the value fits 64 bits; nanopb's and libprotobuf's rule).  0 and *v on
+ * success, -1 if it runs past end or breaks the rule. */
 static int
 get_varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
 {
@@ -186,62 +197,122 @@ get_varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
 	return -1;
 }
 
-/* Skips one field of wire type wt.  0, or -1 if it is malformed. */
+/* A field key or a length: a varint of at most 5 bytes with a value under
+ * 2^32 (the 5th byte at most 0x0f), as for the frame length prefix and as
+ * libprotobuf reads tags and sizes.  0 or -1. */
 static int
+get_varint32(const uint8_t **pp, const uint8_t *end, uint32_t *v)
+{
+	uint32_t len;
+	size_t hdr;
+
+	if (pbp__frame_length(*pp, (size_t)(end - *pp), &len, &hdr) != 1)
+		return -1; /* too long, over 32 bits, or past the end */
+	*pp += hdr;
+	*v = len;
+	return 0;
+}
+
+/* A field key: field number (at least 1) and wire type.  NULL, or why
+ * not. */
+static const char *
+get_key(const uint8_t **pp, const uint8_t *end, uint32_t *field, unsigned *wt)
+{
+	uint32_t key;
+
+	if (get_varint32(pp, end, &key) != 0)
+		return "bad field key (over 5 bytes, over 32 bits, or cut short)";
+	*field = key >> 3;
+	*wt = key & 7u;
+	if (*field == 0)
+		return "field number 0";
+	return NULL;
+}
+
+/* The length of a length-delimited field, which must fit in p[0..end). */
+static const char *
+get_len(const uint8_t **pp, const uint8_t *end, uint32_t *n)
+{
+	if (get_varint32(pp, end, n) != 0)
+		return "bad length (over 5 bytes, over 32 bits, or cut short)";
+	if (*n > (uint64_t)(end - *pp))
+		return "length past the end";
+	return NULL;
+}
+
+/* Skips the value of one field of wire type wt.  NULL, or why not. */
+static const char *
 skip_field(const uint8_t **pp, const uint8_t *end, unsigned wt)
 {
 	uint64_t v;
+	uint32_t n;
+	const char *why;
 
 	switch (wt) {
-	case 0: return get_varint(pp, end, &v);
-	case 1: v = 8; break;
-	case 5: v = 4; break;
+	case 0:
+		return get_varint(pp, end, &v) == 0 ? NULL : "bad varint (over 10 bytes or cut short)";
+	case 1: n = 8; break;
+	case 5: n = 4; break;
 	case 2:
-		if (get_varint(pp, end, &v) != 0)
-			return -1;
+		if ((why = get_len(pp, end, &n)) != NULL)
+			return why;
 		break;
-	default: return -1; /* groups (3, 4) and the reserved 6, 7 */
+	default: return "wire type 3, 4, 6 or 7"; /* groups and the reserved two */
 	}
-	if (v > (uint64_t)(end - *pp))
-		return -1;
-	*pp += v;
-	return 0;
+	if (n > (uint64_t)(end - *pp))
+		return "field past the end";
+	*pp += n;
+	return NULL;
+}
+
+/* Checks that p[0..end) is a sequence of well-formed fields by the rules
+ * above, without interpreting any: the pre-check for bodies nanopb
+ * decodes.  NULL, or why not. */
+static const char *
+wire_check(const uint8_t *p, const uint8_t *end)
+{
+	while (p < end) {
+		uint32_t field;
+		unsigned wt;
+		const char *why;
+
+		if ((why = get_key(&p, end, &field, &wt)) != NULL ||
+		    (why = skip_field(&p, end, wt)) != NULL)
+			return why;
+	}
+	return NULL;
 }
 
 /* Decodes pbpipe.Message from p[0..end).  Hand-written on raw bytes rather
  * than with pb_decode(): it is the per-message hot path, and it locates the
- * payload in place, without a copy or a callback. */
+ * payload in place, without a copy or a callback.  The type-0 check is the
+ * caller's (it comes after every decode error). */
 static int
 decode_message(const uint8_t *p, const uint8_t *end, pbp__frame *out, pbp_error *err)
 {
 	const char *why = NULL;
-	uint64_t key, v;
+	uint64_t v;
+	uint32_t n;
 
 	while (p < end) {
-		unsigned tag, wt;
+		uint32_t tag;
+		unsigned wt;
 
-		if (get_varint(&p, end, &key) != 0) {
-			why = "bad tag";
+		if ((why = get_key(&p, end, &tag, &wt)) != NULL)
 			break;
-		}
-		tag = key >> 3 > 0xffffffffu ? 0 : (unsigned)(key >> 3);
-		wt = (unsigned)(key & 7);
-		if (tag == 0) {
-			why = "field number 0";
-			break;
-		}
 		if (tag == 1 || tag == 2 || tag == 4 || tag == 5) {
 			if (wt != 0) {
 				why = "wrong wire type";
 				break;
 			}
 			if (get_varint(&p, end, &v) != 0) {
-				why = "bad varint";
+				why = "bad varint (over 10 bytes or cut short)";
 				break;
 			}
 			if ((tag == 1 || tag == 5) && v > UINT32_MAX)
 				return pbp__seterr(err, PBP_EDECODE, 0,
-				                   "Message field %u: %" PRIu64 " does not fit 32 bits",
+				                   "Message field %" PRIu32 ": %" PRIu64
+				                   " does not fit 32 bits",
 				                   tag, v);
 			if (tag == 1)
 				out->type = (uint32_t)v;
@@ -256,53 +327,61 @@ decode_message(const uint8_t *p, const uint8_t *end, pbp__frame *out, pbp_error 
 				why = "wrong wire type";
 				break;
 			}
-			if (get_varint(&p, end, &v) != 0 || v > (uint64_t)(end - p)) {
-				why = "length past the end";
+			if ((why = get_len(&p, end, &n)) != NULL)
 				break;
-			}
 			if (tag == 3) {
 				out->payload = p;
-				out->payload_len = (size_t)v;
+				out->payload_len = n;
 			} else {
+				/* The bound nanopb applies to Goodbye.detail
+				 * (max_size 128), so that both decoders treat an
+				 * over-long string the same way. */
+				if (n > PBP__ERRMSG_WIRE_MAX)
+					return pbp__seterr(err, PBP_EDECODE, 0,
+					                   "Message error_message of %" PRIu32
+					                   " bytes exceeds %u",
+					                   n, PBP__ERRMSG_WIRE_MAX);
 				out->error_msg = (const char *)p;
-				out->error_len = (size_t)v;
+				out->error_len = n;
 			}
-			p += v;
-		} else if (skip_field(&p, end, wt) != 0) {
-			why = "bad unknown field";
+			p += n;
+		} else if ((why = skip_field(&p, end, wt)) != NULL) {
 			break;
 		}
 	}
 	if (why != NULL)
 		return pbp__seterr(err, PBP_EDECODE, 0, "malformed Message envelope: %s", why);
-	if (out->type == 0)
-		return pbp__seterr(err, PBP_EPROTO, 0,
-		                   "application message without a type (type 0)");
 	return 0;
 }
 
-/* Decodes a control body (Hello, Goodbye, Sync, SyncAck) with nanopb. */
+/* Decodes a control body (Hello, Goodbye, Sync, SyncAck): the wire check,
+ * then nanopb. */
 static int
 decode_control(const uint8_t *p, size_t n, uint32_t tag, pbp__frame *out, pbp_error *err)
 {
+	static const char *const names[] = { "", "Hello", "Goodbye", "", "Sync", "SyncAck" };
 	pb_istream_t sub = pb_istream_from_buffer(p, n);
+	const char *why = wire_check(p, p + n);
+	bool ok;
 
+	if (why != NULL)
+		return pbp__seterr(err, PBP_EDECODE, 0, "malformed %s: %s", names[tag], why);
 	if (tag == 1) {
-		if (!pb_decode(&sub, pbpipe_Hello_fields, &out->hello))
-			return pbp__seterr(err, PBP_EDECODE, 0, "malformed Hello: %s",
-			                   PB_GET_ERROR(&sub));
+		ok = pb_decode(&sub, pbpipe_Hello_fields, &out->hello);
 	} else if (tag == 2) {
-		if (!pb_decode(&sub, pbpipe_Goodbye_fields, &out->goodbye))
-			return pbp__seterr(err, PBP_EDECODE, 0, "malformed Goodbye: %s",
-			                   PB_GET_ERROR(&sub));
+		ok = pb_decode(&sub, pbpipe_Goodbye_fields, &out->goodbye);
 	} else {
 		/* Sync and SyncAck have the same shape. */
 		pbpipe_Sync sync = pbpipe_Sync_init_zero;
 
-		if (!pb_decode(&sub, pbpipe_Sync_fields, &sync))
-			return pbp__seterr(err, PBP_EDECODE, 0, "malformed %s: %s",
-			                   tag == 4 ? "Sync" : "SyncAck", PB_GET_ERROR(&sub));
+		ok = pb_decode(&sub, pbpipe_Sync_fields, &sync);
 		out->sync_id = sync.id;
+	}
+	if (!ok) {
+		why = PB_GET_ERROR(&sub);
+		if (tag == 2 && strcmp(why, "string overflow") == 0)
+			why = "detail longer than 127 bytes";
+		return pbp__seterr(err, PBP_EDECODE, 0, "malformed %s: %s", names[tag], why);
 	}
 	return 0;
 }
@@ -312,54 +391,53 @@ pbp__frame_decode(const uint8_t *body, size_t len, pbp__frame *out,
                   pbp_error *err)
 {
 	const uint8_t *p = body, *end = body + len;
-	uint64_t key, n;
-	int rc;
+	const char *why;
+	int rc, extra = 0;
 
-	out->kind = 0;
-	out->type = 0;
-	out->id = 0;
-	out->payload = NULL;
-	out->payload_len = 0;
-	out->reply_to = 0;
-	out->error_code = 0;
-	out->error_msg = NULL;
-	out->error_len = 0;
-	out->sync_id = 0;
+	memset(out, 0, sizeof *out);
 	while (p < end) {
-		unsigned tag, wt;
+		pbp__frame scratch, *into = out;
+		uint32_t tag, n;
+		unsigned wt;
 
-		if (get_varint(&p, end, &key) != 0)
-			return pbp__seterr(err, PBP_EDECODE, 0, "malformed envelope: bad tag");
-		tag = key >> 3 > 0xffffffffu ? 0 : (unsigned)(key >> 3);
-		wt = (unsigned)(key & 7);
-		if (tag == 0)
-			return pbp__seterr(err, PBP_EDECODE, 0, "malformed envelope: field number 0");
+		if ((why = get_key(&p, end, &tag, &wt)) != NULL)
+			return pbp__seterr(err, PBP_EDECODE, 0, "malformed envelope: %s", why);
 		if (tag > 5) {
-			if (skip_field(&p, end, wt) != 0)
+			if ((why = skip_field(&p, end, wt)) != NULL)
 				return pbp__seterr(err, PBP_EDECODE, 0,
-				                   "malformed envelope: bad unknown field %u", tag);
+				                   "malformed envelope: unknown field %" PRIu32 ": %s",
+				                   tag, why);
 			continue;
 		}
 		if (wt != 2)
 			return pbp__seterr(err, PBP_EDECODE, 0,
-			                   "malformed envelope: field %u has wire type %u", tag, wt);
+			                   "malformed envelope: field %" PRIu32 " has wire type %u",
+			                   tag, wt);
+		if ((why = get_len(&p, end, &n)) != NULL)
+			return pbp__seterr(err, PBP_EDECODE, 0, "malformed envelope: body %s", why);
 		/* The oneof allows one body.  Protobuf would let a later one
 		 * win; no conforming encoder writes two, so two means a broken
-		 * or hostile peer. */
-		if (out->kind != 0)
-			return pbp__seterr(err, PBP_EPROTO, 0, "envelope holds more than one body");
-		if (get_varint(&p, end, &n) != 0 || n > (uint64_t)(end - p))
-			return pbp__seterr(err, PBP_EDECODE, 0,
-			                   "malformed envelope: body length past the end");
-		rc = tag == 3 ? decode_message(p, p + n, out, err)
-		              : decode_control(p, (size_t)n, tag, out, err);
+		 * or hostile peer.  A second one is still decoded, so that a
+		 * malformed one is PBP_EDECODE as anywhere else. */
+		if (out->kind != 0) {
+			memset(&scratch, 0, sizeof scratch);
+			into = &scratch;
+			extra = 1;
+		}
+		rc = tag == 3 ? decode_message(p, p + n, into, err)
+		              : decode_control(p, n, tag, into, err);
 		if (rc != 0)
 			return rc;
-		out->kind = (int)tag;
+		into->kind = (int)tag;
 		p += n;
 	}
+	if (extra)
+		return pbp__seterr(err, PBP_EPROTO, 0, "envelope holds more than one body");
 	if (out->kind == 0)
 		return pbp__seterr(err, PBP_EPROTO, 0, "envelope holds no body");
+	if (out->kind == PBP__FRAME_MESSAGE && out->type == 0)
+		return pbp__seterr(err, PBP_EPROTO, 0,
+		                   "application message without a type (type 0)");
 	return 0;
 }
 

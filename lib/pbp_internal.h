@@ -8,6 +8,7 @@
  *   io.c         thin OS layer: non-blocking fd loops with deadlines,
  *                EINTR, EAGAIN, SIGPIPE.
  *   handshake.c  Hello construction and validation (pure).
+ *   utf8.c       UTF-8 sanitising of the strings pbpipe sends (pure).
  *   channel.c    the channel object: buffers, send/receive, half-close.
  */
 #ifndef PBP_INTERNAL_H
@@ -42,7 +43,9 @@ int pbp__seterr(pbp_error *err, int code, int sys_errno, const char *fmt, ...)
  * and length, type, id, reply_to, error code, error message (127 bytes),
  * payload tag and length. */
 #define PBP__MSG_HEADER_MAX 200
-/* Longest error message a reply carries. */
+/* Longest error message a reply carries, in bytes: the encoder cuts a
+ * longer one (at a character boundary), the decoder rejects a longer one
+ * (PBP_EDECODE), as nanopb does for Goodbye.detail (max_size 128). */
 #define PBP__ERRMSG_WIRE_MAX 127
 /* Largest frame accepted before the handshake has set the real limit: a
  * Hello is at most pbpipe_Hello_size + 2 bytes today; the slack leaves room
@@ -69,7 +72,11 @@ size_t pbp__message_header(uint8_t *out, uint32_t type, uint64_t id,
 typedef struct pbp__reply {
 	uint64_t reply_to;       /* 0: not a reply */
 	uint32_t error_code;     /* 0: a result, not an error */
-	const char *error_msg;   /* with error_code; cut to 127 bytes */
+	const char *error_msg;   /* with error_code, a C string (NULL: none).
+	                            Sent as pbp__utf8_copy() makes it: valid
+	                            UTF-8 (U+FFFD for what is not), at most
+	                            PBP__ERRMSG_WIRE_MAX bytes, cut at a
+	                            character boundary */
 } pbp__reply;
 
 /* pbp__message_header() with reply fields (r may be NULL). */
@@ -77,8 +84,10 @@ size_t pbp__message_header_ex(uint8_t *out, uint32_t type, uint64_t id,
                               const pbp__reply *r, size_t payload_len,
                               uint64_t *body_len);
 
-/* Encodes a control envelope (Hello or Goodbye) as a whole frame into
- * out[0..cap).  Sets *written.  Returns 0 or PBP_EENCODE. */
+/* Encodes a control envelope (Hello, Goodbye, Sync, SyncAck) as a whole
+ * frame into out[0..cap).  A Goodbye detail is sent as pbp__utf8_copy()
+ * makes it (valid UTF-8, at most 127 bytes, never half a character),
+ * whatever env holds.  Sets *written.  Returns 0 or PBP_EENCODE. */
 int pbp__control_encode(uint8_t *out, size_t cap, const pbpipe_Envelope *env,
                         size_t *written, pbp_error *err);
 
@@ -101,15 +110,24 @@ typedef struct pbp__frame {
 	size_t payload_len;
 	uint64_t reply_to;       /* Message.reply_to (1.1) */
 	uint32_t error_code;     /* Message.error_code (1.1) */
-	const char *error_msg;   /* Message.error_message, not NUL-terminated */
-	size_t error_len;
+	const char *error_msg;   /* Message.error_message, not NUL-terminated,
+	                            as received: not checked for UTF-8, may
+	                            hold NUL bytes */
+	size_t error_len;        /* at most PBP__ERRMSG_WIRE_MAX */
 	uint64_t sync_id;        /* Sync.id or SyncAck.id (1.1) */
 } pbp__frame;
 
-/* Decodes one envelope body.  Returns 0, PBP_EDECODE (not valid protobuf,
- * or a field of the wrong wire type) or PBP_EPROTO (valid protobuf, but no
- * body, more than one body, or message type 0).  Unknown fields are
- * skipped, so later minor versions can add some. */
+/* Decodes one envelope body, by the rules of docs/PROTOCOL.md section 3.
+ * Returns 0, PBP_EDECODE or PBP_EPROTO.  PBP_EDECODE: something anywhere
+ * in the body breaks the wire rules (a key or length over 5 bytes or 32
+ * bits, field number 0, a varint over 10 bytes, wire type 3, 4, 6 or 7, a
+ * length past the end, a known field of the wrong wire type, a 32-bit
+ * field over 32 bits, a string over its bound); it takes precedence over
+ * PBP_EPROTO: the body is well-formed, but holds no body field, more than
+ * one, or a Message of type 0.  Unknown fields are skipped, so later
+ * minor versions can add some.  fuzz/envelope_diff_fuzzer.c checks that
+ * this agrees with nanopb's decoding of pbpipe.Envelope plus those
+ * rules. */
 int pbp__frame_decode(const uint8_t *body, size_t len, pbp__frame *out,
                       pbp_error *err);
 
@@ -160,6 +178,22 @@ int pbp__reader_next(pbp__reader *r, const uint8_t **body, size_t *len);
 void pbp__reader_unget(pbp__reader *r);
 /* Bytes fed but not yet taken. */
 size_t pbp__reader_pending(const pbp__reader *r);
+
+/* ---- utf8.c (pure) ------------------------------------------------------- */
+
+/* Copies the string src[0..srclen) into dst[0..size) as valid UTF-8, for
+ * a proto3 string field: it stops at the first NUL byte of src, replaces
+ * each ill-formed sequence (the maximal subpart of one, per Unicode 3.9:
+ * stray continuation bytes, overlong forms, surrogates, code points over
+ * U+10FFFF, a sequence cut short) with U+FFFD (EF BF BD), copies at most
+ * size - 1 bytes, never the first bytes of a character (or of U+FFFD)
+ * without the rest, and always NUL-terminates (size > 0).  Returns the
+ * bytes written without the NUL (strlen(dst)); 0 and nothing written
+ * when size is 0.  src may be NULL when srclen is 0; dst and src must not
+ * overlap. */
+size_t pbp__utf8_copy(char *dst, size_t size, const char *src, size_t srclen);
+/* 1 if s[0..n) is well-formed UTF-8 (NUL bytes count as U+0000), else 0. */
+int pbp__utf8_valid(const void *s, size_t n);
 
 /* ---- handshake.c (pure) -------------------------------------------------- */
 

@@ -2,6 +2,7 @@
  * test_frame.c: the pure frame codec (lib/frame.c), on byte arrays only.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "support.h"
@@ -352,4 +353,226 @@ T(tiny_buffer_still_takes_a_whole_length_prefix)
 	cr_assert_eq(pbp__reader_next(&r, &body, &blen), 1);
 	cr_assert_eq(blen, 200);
 	pbp__reader_free(&r);
+}
+
+/* ---- issue 12.7: strings sent are valid UTF-8 ---------------------------- */
+
+T(utf8_copy_replaces_ill_formed_sequences)
+{
+	static const struct {
+		const char *in;
+		size_t n;
+		const char *want;
+	} cases[] = {
+		{ "plain", 5, "plain" },
+		{ "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80" },
+		{ "a\xff" "b", 3, "a\xef\xbf\xbd" "b" },                 /* invalid byte */
+		{ "\x80\x80", 2, "\xef\xbf\xbd\xef\xbf\xbd" },           /* stray continuations */
+		{ "\xc0\xaf", 2, "\xef\xbf\xbd\xef\xbf\xbd" },           /* overlong '/' */
+		{ "\xe0\x80\xaf", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" }, /* overlong, 3 bytes */
+		{ "\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" }, /* surrogate U+D800 */
+		{ "\xf4\x90\x80\x80", 4, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" }, /* > U+10FFFF */
+		{ "\xe2\x82x", 3, "\xef\xbf\xbdx" },                    /* cut short: one U+FFFD */
+		{ "ab\xf0\x9f\x98", 5, "ab\xef\xbf\xbd" },               /* cut short at the end */
+		{ "a\0b", 3, "a" },                                      /* stops at NUL */
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char out[64];
+		size_t n = pbp__utf8_copy(out, sizeof out, cases[i].in, cases[i].n);
+
+		cr_assert_str_eq(out, cases[i].want, "case %zu", i);
+		cr_assert_eq(n, strlen(cases[i].want), "case %zu", i);
+		cr_assert(pbp__utf8_valid(out, n), "case %zu", i);
+	}
+	cr_assert_not(pbp__utf8_valid("\xed\xbf\xbf", 3)); /* U+DFFF */
+	cr_assert(pbp__utf8_valid("\xef\xbf\xbf", 3));      /* U+FFFF */
+	cr_assert(pbp__utf8_valid("", 0));
+}
+
+T(utf8_copy_never_cuts_a_character)
+{
+	char out[8];
+
+	/* 3 + 3 bytes, room for 7: the euro fits twice. */
+	cr_assert_eq(pbp__utf8_copy(out, 8, "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac", 9), 6);
+	cr_assert_str_eq(out, "\xe2\x82\xac\xe2\x82\xac");
+	/* An emoji does not fit in 3 bytes: nothing of it is copied. */
+	cr_assert_eq(pbp__utf8_copy(out, 4, "\xf0\x9f\x98\x80", 4), 0);
+	cr_assert_str_eq(out, "");
+	/* Nor does half of a U+FFFD. */
+	cr_assert_eq(pbp__utf8_copy(out, 5, "ab\xff", 3), 2);
+	cr_assert_str_eq(out, "ab");
+	cr_assert_eq(pbp__utf8_copy(out, 1, "abc", 3), 0);
+	cr_assert_str_eq(out, "");
+	cr_assert_eq(pbp__utf8_copy(out, 0, "abc", 3), 0);
+	cr_assert_eq(pbp__utf8_copy(out, sizeof out, NULL, 0), 0);
+	cr_assert_str_eq(out, "");
+}
+
+/* Encodes an error reply with message m and decodes it again. */
+static void
+error_reply(const char *m, pbp__frame *f, uint8_t *buf)
+{
+	pbp__reply r = { 7, 42, m };
+	uint64_t body_len;
+	uint32_t len;
+	size_t hdr, h = pbp__message_header_ex(buf, 2, 0, &r, 0, &body_len);
+	pbp_error err = { 0 };
+
+	cr_assert_gt(h, 0);
+	cr_assert_leq(h, PBP__MSG_HEADER_MAX);
+	cr_assert_eq(pbp__frame_length(buf, h, &len, &hdr), 1);
+	cr_assert_eq(hdr + len, h);
+	cr_assert_eq(pbp__frame_decode(buf + hdr, len, f, &err), 0, "%s", err.msg);
+}
+
+T(reply_error_message_is_sent_as_valid_utf8)
+{
+	uint8_t buf[PBP__MSG_HEADER_MAX];
+	char longer[320];
+	pbp__frame f;
+	size_t i;
+
+	error_reply("bad \xff byte, cut \xe2\x82", &f, buf);
+	cr_assert_eq(f.error_len, strlen("bad \xef\xbf\xbd byte, cut \xef\xbf\xbd"));
+	cr_assert_arr_eq(f.error_msg, "bad \xef\xbf\xbd byte, cut \xef\xbf\xbd", f.error_len);
+
+	/* 200 invalid bytes: 42 replacements (126 bytes), not 127. */
+	memset(longer, 0xfe, 200);
+	longer[200] = '\0';
+	error_reply(longer, &f, buf);
+	cr_assert_eq(f.error_len, 126);
+	cr_assert(pbp__utf8_valid(f.error_msg, f.error_len));
+
+	/* 'a' then 100 euro signs: cut after 42 of them (1 + 126 bytes). */
+	longer[0] = 'a';
+	for (i = 0; i < 100; i++)
+		memcpy(longer + 1 + 3 * i, "\xe2\x82\xac", 3);
+	longer[301] = '\0';
+	error_reply(longer, &f, buf);
+	cr_assert_eq(f.error_len, 127);
+	cr_assert(pbp__utf8_valid(f.error_msg, f.error_len));
+	cr_assert_arr_eq(f.error_msg, longer, 127);
+}
+
+T(goodbye_detail_is_sent_as_valid_utf8)
+{
+	pbpipe_Envelope env;
+	uint8_t buf[PBP__HANDSHAKE_MAX_FRAME];
+	size_t written, hdr;
+	uint32_t len;
+	pbp__frame f;
+	pbp_error err = { 0 };
+
+	memset(&env, 0, sizeof env);
+	env.which_body = pbpipe_Envelope_goodbye_tag;
+	env.body.goodbye.reason = pbpipe_Goodbye_Reason_ERROR;
+	/* Not UTF-8, and cut inside a character by someone else. */
+	snprintf(env.body.goodbye.detail, sizeof env.body.goodbye.detail,
+	         "\xc0\xafpath \xe2\x82");
+	cr_assert_eq(pbp__control_encode(buf, sizeof buf, &env, &written, &err), 0, "%s", err.msg);
+	cr_assert_eq(pbp__frame_length(buf, written, &len, &hdr), 1);
+	cr_assert_eq(pbp__frame_decode(buf + hdr, len, &f, &err), 0, "%s", err.msg);
+	cr_assert_str_eq(f.goodbye.detail, "\xef\xbf\xbd\xef\xbf\xbdpath \xef\xbf\xbd");
+	/* The caller's envelope is left alone. */
+	cr_assert_str_eq(env.body.goodbye.detail, "\xc0\xafpath \xe2\x82");
+}
+
+/* ---- issue 13.14: the decoders agree, by the rules of PROTOCOL.md -------- */
+
+T(wire_rules_keys_lengths_varints_strings)
+{
+	static const struct {
+		const char *what;
+		const char *bytes;
+		size_t n;
+		int rc;
+	} cases[] = {
+		{ "key of 5 bytes", "\x1a\x06\x88\x80\x80\x80\x00\x01", 8, 0 },
+		{ "key of 6 bytes", "\x1a\x07\x88\x80\x80\x80\x80\x00\x01", 9, PBP_EDECODE },
+		{ "key of 2^32", "\x1a\x08\x08\x01\x80\x80\x80\x80\x10\x01", 10, PBP_EDECODE },
+		{ "key of 2^35-1", "\x1a\x08\x08\x01\xff\xff\xff\xff\x7f\x01", 10, PBP_EDECODE },
+		{ "envelope key of 10 bytes", "\x9a\x80\x80\x80\x80\x80\x80\x80\x80\x00\x02\x08\x01",
+		  13, PBP_EDECODE },
+		{ "length of 5 bytes", "\x1a\x0a\x08\x01\x1a\x82\x80\x80\x80\x00\xab\xcd", 12, 0 },
+		{ "length of 6 bytes", "\x1a\x0b\x08\x01\x1a\x82\x80\x80\x80\x80\x00\xab\xcd", 13,
+		  PBP_EDECODE },
+		{ "body length of 6 bytes", "\x1a\x82\x80\x80\x80\x80\x00\x08\x01", 9, PBP_EDECODE },
+		{ "type of 10 bytes", "\x1a\x0b\x08\x81\x80\x80\x80\x80\x80\x80\x80\x80\x00", 13, 0 },
+		{ "id with a 10th byte of 2",
+		  "\x1a\x0d\x08\x01\x10\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02", 15, PBP_EDECODE },
+		{ "Hello: unknown varint of 11 bytes",
+		  "\x0a\x11\x0d\x50\x50\x42\x50\x40\xff\xff\xff\xff\xff\xff\xff\xff\xff\x80\x00", 19,
+		  PBP_EDECODE },
+		{ "Goodbye: unknown varint of 11 bytes",
+		  "\x12\x0e\x08\x01\x40\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x00", 16, PBP_EDECODE },
+		{ "Sync: key of 6 bytes", "\x22\x07\x88\x80\x80\x80\x80\x00\x05", 9, PBP_EDECODE },
+		{ "SyncAck: key 0x78-extended", "\x2a\x00\x80\x80\x80\x80\x78\x77", 8, PBP_EDECODE },
+		{ "payload as a varint", "\x1a\x04\x08\x01\x18\x05", 6, PBP_EDECODE },
+		{ "two bodies, the second malformed", "\x1a\x02\x08\x01\x12\x02\x08", 7, PBP_EDECODE },
+		{ "type 0, then malformed", "\x1a\x00\x38", 3, PBP_EDECODE },
+		{ "two good bodies", "\x1a\x02\x08\x01\x12\x00", 6, PBP_EPROTO },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		pbp_error err = { 0 };
+		pbp__frame f;
+		int rc = pbp__frame_decode((const uint8_t *)cases[i].bytes, cases[i].n, &f, &err);
+
+		cr_assert_eq(rc, cases[i].rc, "%s: rc %d (%s)", cases[i].what, rc, err.msg);
+	}
+}
+
+/* A Message with an error message of n bytes. */
+static int
+decode_errmsg(size_t n, pbp__frame *f, pbp_error *err)
+{
+	uint8_t body[300];
+	size_t m = 0;
+
+	body[m++] = 0x1a;
+	m = (size_t)(pbp__put_varint(body + m, 7 + pbp__varint_size(n) + n) - body);
+	memcpy(body + m, "\x08\x01\x20\x01\x28\x05\x32", 7);
+	m += 7;
+	m = (size_t)(pbp__put_varint(body + m, n) - body);
+	memset(body + m, 'e', n);
+	return pbp__frame_decode(body, m + n, f, err);
+}
+
+T(error_message_over_127_bytes_is_a_decode_error)
+{
+	pbp_error err = { 0 };
+	pbp__frame f;
+
+	cr_assert_eq(decode_errmsg(127, &f, &err), 0, "%s", err.msg);
+	cr_assert_eq(f.error_len, 127);
+	cr_assert_eq(decode_errmsg(128, &f, &err), PBP_EDECODE);
+	cr_assert_neq(strstr(err.msg, "error_message of 128 bytes"), NULL, "%s", err.msg);
+	cr_assert_eq(decode_errmsg(200, &f, &err), PBP_EDECODE);
+}
+
+T(received_strings_are_not_checked_for_utf8)
+{
+	/* Goodbye{reason: 2^32-1, detail: "\xff"} and an error message
+	 * "\xc0": both accepted as they are.  A reason over 32 bits (as a
+	 * negative one is, in 10 bytes) is a decode error. */
+	static const uint8_t bye[] = { 0x12, 0x09, 0x08, 0xff, 0xff, 0xff, 0xff, 0x0f,
+		                       0x12, 0x01, 0xff };
+	static const uint8_t neg[] = { 0x12, 0x0b, 0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		                       0xff, 0xff, 0xff, 0x01 };
+	static const uint8_t msg[] = { 0x1a, 0x0b, 0x08, 0x01, 0x20, 0x01, 0x28, 0x05, 0x32,
+		                       0x01, 0xc0, 0x48, 0x00 };
+	pbp_error err = { 0 };
+	pbp__frame f;
+
+	cr_assert_eq(pbp__frame_decode(bye, sizeof bye, &f, &err), 0, "%s", err.msg);
+	cr_assert_eq((uint32_t)f.goodbye.reason, UINT32_MAX);
+	cr_assert_str_eq(f.goodbye.detail, "\xff");
+	cr_assert_eq(pbp__frame_decode(neg, sizeof neg, &f, &err), PBP_EDECODE);
+	cr_assert_eq(pbp__frame_decode(msg, sizeof msg, &f, &err), 0, "%s", err.msg);
+	cr_assert_eq(f.error_len, 1);
+	cr_assert_eq((unsigned char)f.error_msg[0], 0xc0);
 }
