@@ -1116,21 +1116,13 @@ pbp_channel_close_write(pbp_channel *ch)
 	return rc;
 }
 
-/* Copies at most size - 1 bytes of src, cut at a UTF-8 character boundary:
- * Goodbye.detail is a protobuf string, and other protobuf libraries reject
- * a frame whose strings are not valid UTF-8. */
+/* Goodbye.detail is a protobuf string: stock protobuf libraries reject a
+ * frame whose strings are not valid UTF-8, so it is cleaned and cut at a
+ * character boundary (pbp__control_encode() checks again). */
 static void
 copy_utf8(char *dst, size_t size, const char *src)
 {
-	size_t n = strlen(src);
-
-	if (n >= size) {
-		n = size - 1;
-		while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
-			n--; /* src[n] continues a character: cut before it starts */
-	}
-	memcpy(dst, src, n);
-	dst[n] = '\0';
+	(void)pbp__utf8_copy(dst, size, src, strlen(src));
 }
 
 int
