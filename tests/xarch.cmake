@@ -108,3 +108,16 @@ if(PBP_BUILD_TESTS)
   endif()
   set_tests_properties(${_pbp_xtests} PROPERTIES TIMEOUT 120)
 endif()
+
+# xarch-process: the child's lifecycle without Criterion (fds, statuses,
+# signal names, deadlines, kill, close, reaping), for the trees that have
+# no Criterion tests: scripts/test-musl runs it there.  Here it is the
+# ctest plain_process.
+add_executable(xarch-process xarch_process.c)
+target_link_libraries(xarch-process PRIVATE pbpipe pbptest_proto)
+target_compile_options(xarch-process PRIVATE ${PBP_WARNINGS})
+add_dependencies(xarch-programs xarch-process)
+if(PBP_BUILD_TESTS)
+  add_test(NAME plain_process COMMAND xarch-process $<TARGET_FILE:pbptest-peer>)
+  set_tests_properties(plain_process PROPERTIES TIMEOUT 120)
+endif()
