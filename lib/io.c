@@ -4,6 +4,8 @@
  * fd helpers.
  */
 #define _GNU_SOURCE
+#include "pbp_config.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -60,10 +62,57 @@ pbp__fd_prepare(int fd, int nonblock, int *was_blocking, pbp_error *err)
 void
 pbp__fd_pipe_size(int fd, int size)
 {
+#if PBP_HAVE_F_SETPIPE_SZ
 	struct stat st;
 
 	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) && fcntl(fd, F_GETPIPE_SZ) != size)
 		(void)fcntl(fd, F_SETPIPE_SZ, size);
+#else
+	/* No way to ask here (F_SETPIPE_SZ is Linux's): the pipe keeps the
+	 * capacity the system gave it.  Nothing depends on the size but
+	 * throughput: every write loop handles short writes and EAGAIN. */
+	(void)fd;
+	(void)size;
+#endif
+}
+
+int
+pbp__pipe_cloexec(int fds[2], pbp_error *err)
+{
+#if PBP_HAVE_PIPE2
+	if (pipe2(fds, O_CLOEXEC) != 0)
+		return pbp__seterr(err, PBP_ESYS, errno, "pipe2: %s", strerror(errno));
+	return 0;
+#else
+	/* Without pipe2: the ends are born inheritable and get FD_CLOEXEC a
+	 * moment later (STYLE.md section 5, item 1).  A process that another
+	 * thread spawns in that window without closing its fds inherits
+	 * them, and while it holds a write end our reader never sees end of
+	 * stream.  pbpipe's own children are not exposed (spawn closes every
+	 * fd >= 5 in the child), only children that other code spawns with
+	 * fork+exec or a plain posix_spawn, as with any pipe() in a threaded
+	 * program on such a system.  glibc and musl both have pipe2; this is
+	 * for systems without it, and for the forced-fallback tree. */
+	int pair[2], i;
+
+	if (pipe(pair) != 0)
+		return pbp__seterr(err, PBP_ESYS, errno, "pipe: %s", strerror(errno));
+	for (i = 0; i < 2; i++) {
+		int fl = fcntl(pair[i], F_GETFD);
+
+		if (fl < 0 || fcntl(pair[i], F_SETFD, fl | FD_CLOEXEC) < 0) {
+			int e = errno;
+
+			pbp__close(&pair[0]);
+			pbp__close(&pair[1]);
+			return pbp__seterr(err, PBP_ESYS, e, "fcntl(FD_CLOEXEC) on a new pipe: %s",
+			                   strerror(e));
+		}
+	}
+	fds[0] = pair[0];
+	fds[1] = pair[1];
+	return 0;
+#endif
 }
 
 int

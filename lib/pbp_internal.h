@@ -235,8 +235,13 @@ int64_t pbp__deadline(int timeout_ms);
  * NULL) says whether the fd was in blocking mode.  0 or PBP_ESYS. */
 int pbp__fd_prepare(int fd, int nonblock, int *was_blocking, pbp_error *err);
 /* Asks for a pipe capacity of size bytes if fd is a pipe.  Best effort: the
- * kernel may refuse (per-user pipe limits); the pipe then keeps its size. */
+ * kernel may refuse (per-user pipe limits); the pipe then keeps its size.
+ * A no-op without F_SETPIPE_SZ (PBP_HAVE_F_SETPIPE_SZ). */
 void pbp__fd_pipe_size(int fd, int size);
+/* Creates a pipe whose ends are both close-on-exec: pipe2(O_CLOEXEC) where
+ * the platform has it (PBP_HAVE_PIPE2), else pipe() then FD_CLOEXEC (see
+ * io.c for that fallback's window).  0, or PBP_ESYS with fds untouched. */
+int pbp__pipe_cloexec(int fds[2], pbp_error *err);
 /* Closes *fd unless it is -1, then sets it to -1.  Never retries after
  * EINTR (the fd is gone on Linux).  Preserves errno.  Returns 0, or the
  * errno close() reported. */

@@ -8,9 +8,18 @@
  * resets dispositions as asked, and reports exec failure through the return
  * value, synchronously (libuv and libgit2 build the same guarantees by hand
  * with an exec-status pipe).  It also costs the same whatever the size of
- * the parent, where fork copies page tables.
+ * the parent, where fork copies page tables.  musl's posix_spawn gives the
+ * same guarantees (CLONE_VM|CLONE_VFORK, exec failure through a pipe).
+ *
+ * What the platform lacks is found at configure time (pbp_config.h, from
+ * cmake/PbpipeFeatures.cmake), and each gap has a fallback here: pidfds
+ * through the raw system calls or not at all (open_handles), the fds the
+ * child inherits closed one by one (add_closefrom), and a table of signal
+ * names (signal_abbrev).
  */
 #define _GNU_SOURCE
+#include "pbp_config.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -20,9 +29,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/pidfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#if PBP_HAVE_SYS_PIDFD_H
+#include <sys/pidfd.h>
+#endif
+#if PBP_HAVE_SYS_PIDFD_OPEN || PBP_HAVE_SYS_PIDFD_SEND_SIGNAL
+#include <sys/syscall.h>
+#endif
+#if !PBP_HAVE_ADDCLOSEFROM_NP
+#include <dirent.h>
+#include <limits.h>
+#endif
 
 #include "pbp_internal.h"
 
@@ -58,6 +76,94 @@ struct pbp_child {
 	char *tail;
 	size_t tail_cap, tail_len, err_total;
 };
+
+/* ---- platform -------------------------------------------------------------- */
+
+/* pidfds (Linux >= 5.3): libc's wrappers (glibc >= 2.36), else the system
+ * calls by number (musl 1.2.3 has the numbers but no wrappers), else none.
+ * Both calls or neither: a pidfd that cannot carry signals would leave
+ * kill() on a pid that may be a stranger's.  Without them pidfd_open says
+ * ENOSYS and the child is watched through /proc/<pid> and waitpid polling
+ * instead (open_handles).  The kernel makes every pidfd close-on-exec. */
+#define HAVE_PIDFDS                                              \
+	((PBP_HAVE_PIDFD_OPEN || PBP_HAVE_SYS_PIDFD_OPEN) &&          \
+	 (PBP_HAVE_PIDFD_SEND_SIGNAL || PBP_HAVE_SYS_PIDFD_SEND_SIGNAL))
+
+static int
+open_pidfd(pid_t pid)
+{
+#if HAVE_PIDFDS && PBP_HAVE_PIDFD_OPEN
+	return pidfd_open(pid, 0);
+#elif HAVE_PIDFDS
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+	(void)pid;
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+
+static int
+pidfd_signal(int pidfd, int sig)
+{
+#if HAVE_PIDFDS && PBP_HAVE_PIDFD_SEND_SIGNAL
+	return pidfd_send_signal(pidfd, sig, NULL, 0);
+#elif HAVE_PIDFDS
+	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+#else
+	(void)pidfd;
+	(void)sig;
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+
+/* "KILL" for SIGKILL, or NULL: sigabbrev_np where libc has it (glibc >=
+ * 2.32), else a table of the signals POSIX and Linux name, which gives
+ * the same answers for them (real-time signals have no name either way). */
+static const char *
+signal_abbrev(int sig)
+{
+#if PBP_HAVE_SIGABBREV_NP
+	return sigabbrev_np(sig);
+#else
+	static const struct {
+		int sig;
+		const char *name;
+	} names[] = {
+		{ SIGHUP, "HUP" },   { SIGINT, "INT" },       { SIGQUIT, "QUIT" },
+		{ SIGILL, "ILL" },   { SIGTRAP, "TRAP" },     { SIGABRT, "ABRT" },
+		{ SIGBUS, "BUS" },   { SIGFPE, "FPE" },       { SIGKILL, "KILL" },
+		{ SIGUSR1, "USR1" }, { SIGSEGV, "SEGV" },     { SIGUSR2, "USR2" },
+		{ SIGPIPE, "PIPE" }, { SIGALRM, "ALRM" },     { SIGTERM, "TERM" },
+		{ SIGCHLD, "CHLD" }, { SIGCONT, "CONT" },     { SIGSTOP, "STOP" },
+		{ SIGTSTP, "TSTP" }, { SIGTTIN, "TTIN" },     { SIGTTOU, "TTOU" },
+		{ SIGURG, "URG" },   { SIGXCPU, "XCPU" },     { SIGXFSZ, "XFSZ" },
+		{ SIGVTALRM, "VTALRM" }, { SIGPROF, "PROF" }, { SIGSYS, "SYS" },
+#ifdef SIGSTKFLT
+		{ SIGSTKFLT, "STKFLT" },
+#endif
+#ifdef SIGWINCH
+		{ SIGWINCH, "WINCH" },
+#endif
+#ifdef SIGPOLL
+		{ SIGPOLL, "POLL" }, /* before SIGIO, its alias on Linux, as glibc */
+#endif
+#ifdef SIGIO
+		{ SIGIO, "IO" },
+#endif
+#ifdef SIGPWR
+		{ SIGPWR, "PWR" },
+#endif
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (names[i].sig == sig)
+			return names[i].name;
+	return NULL;
+#endif
+}
 
 /* ---- captured stderr ------------------------------------------------------ */
 
@@ -149,7 +255,7 @@ pbp_exit_status_str(const pbp_exit_status *st, char *buf, size_t size)
 	} else if (st->exited) {
 		snprintf(buf, size, "exited with status %d", st->code);
 	} else if (st->signal != 0) {
-		abbrev = sigabbrev_np(st->signal);
+		abbrev = signal_abbrev(st->signal);
 		snprintf(buf, size, "killed by signal %d (SIG%s)%s", st->signal,
 		         abbrev ? abbrev : "?", st->core_dumped ? ", core dumped" : "");
 	} else {
@@ -184,6 +290,7 @@ reaped_elsewhere(pbp_child *c)
 	gone(c);
 }
 
+#if PBP_HAVE_WAITID_P_PIDFD
 static void
 status_from_siginfo(const siginfo_t *si, pbp_exit_status *st)
 {
@@ -196,6 +303,7 @@ status_from_siginfo(const siginfo_t *si, pbp_exit_status *st)
 		st->core_dumped = si->si_code == CLD_DUMPED;
 	}
 }
+#endif
 
 /* Without a pidfd: is c->pid still our process, running or a zombie?  An
  * fd of the /proc/<pid> directory opened at spawn stays tied to that
@@ -229,6 +337,7 @@ try_reap(pbp_child *c)
 
 	if (c->reaped)
 		return 1;
+#if PBP_HAVE_WAITID_P_PIDFD
 	if (c->pidfd >= 0 && c->waitid_pidfd) {
 		siginfo_t si;
 		int rc;
@@ -248,6 +357,7 @@ try_reap(pbp_child *c)
 			goto failed;
 		c->waitid_pidfd = 0; /* a kernel before 5.4: use the pid */
 	}
+#endif
 	/* Where waitpid could reap a stranger that took a recycled pid. */
 	if (!still_ours(c)) {
 		reaped_elsewhere(c);
@@ -287,7 +397,7 @@ signal_child(pbp_child *c, int sig)
 	if (c->reaped)
 		return 0;
 	if (c->pidfd >= 0) {
-		rc = pidfd_send_signal(c->pidfd, sig, NULL, 0);
+		rc = pidfd_signal(c->pidfd, sig);
 		if (rc == 0)
 			return 0;
 		if (errno != ESRCH)
@@ -486,6 +596,73 @@ build_argv(const char *path, const char *const *argv)
 	return v;
 }
 
+/* Closes, in the child, every fd >= CHILD_FIRST_FREE_FD it would inherit:
+ * fds of the caller (or a test runner) that lack FD_CLOEXEC.  Runs after
+ * the dup2 actions onto 3 and 4, whose sources it may close too.
+ *
+ * Where libc has posix_spawn_file_actions_addclosefrom_np (glibc >= 2.34)
+ * that is one action, done in the child.  Without it (musl 1.2.3, older
+ * glibc) there is one close action per fd open in this process now, listed
+ * from /proc/self/fd, or /dev/fd; without either, every number below the
+ * open-file limit is probed with fcntl(F_GETFD) (slow with a high limit,
+ * but only where nothing lists fds).  Closing an fd that was closed
+ * meanwhile fails in the child, and glibc and musl both ignore that.  What
+ * a list cannot cover is an fd another thread opens without O_CLOEXEC
+ * between the listing and posix_spawn; such an fd reaches whatever process
+ * is spawned at that moment, by pbpipe or anyone else, and opening with
+ * O_CLOEXEC is how threaded programs avoid that on every system.
+ *
+ * Not chosen: fork, then close in the child.  posix_spawn already blocks
+ * signals around the clone, resets dispositions and reports exec failure
+ * synchronously (see the top of this file); a fork path would rebuild all
+ * of that with an exec-status pipe, and the child of a fork may call only
+ * async-signal-safe functions (STYLE.md section 5, item 4), so it could not
+ * list /proc/self/fd with opendir, only close every number up to the limit
+ * (or call close_range, which musl has no wrapper for). */
+static int
+add_closefrom(posix_spawn_file_actions_t *fa)
+{
+#if PBP_HAVE_ADDCLOSEFROM_NP
+	return posix_spawn_file_actions_addclosefrom_np(fa, CHILD_FIRST_FREE_FD);
+#else
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	long fd, max;
+	int rc = 0, self;
+
+	if (d == NULL)
+		d = opendir("/dev/fd");
+	if (d == NULL) {
+		max = sysconf(_SC_OPEN_MAX);
+		if (max < 0 || max > INT_MAX)
+			max = INT_MAX;
+		for (fd = CHILD_FIRST_FREE_FD; rc == 0 && fd < max; fd++)
+			if (fcntl((int)fd, F_GETFD) >= 0 || errno != EBADF)
+				rc = posix_spawn_file_actions_addclose(fa, (int)fd);
+		return rc;
+	}
+	self = dirfd(d);
+	for (;;) {
+		char *end;
+
+		errno = 0;
+		if ((e = readdir(d)) == NULL) {
+			rc = errno; /* 0 at the end of the list */
+			break;
+		}
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		fd = strtol(e->d_name, &end, 10);
+		if (*end != '\0' || fd < CHILD_FIRST_FREE_FD || fd > INT_MAX || fd == self)
+			continue;
+		if ((rc = posix_spawn_file_actions_addclose(fa, (int)fd)) != 0)
+			break;
+	}
+	closedir(d);
+	return rc;
+#endif
+}
+
 /* The child's stdout and stderr, as file actions. */
 static int
 add_stdio(posix_spawn_file_actions_t *fa, const pbp_spawn_options *o, int errw)
@@ -512,13 +689,19 @@ start(pbp_child *c, const char *path, char *const *argv, int child_w, int child_
 	sigset_t none, all;
 	int rc;
 
+#if !PBP_HAVE_ADDCHDIR_NP
+	if (o->cwd != NULL)
+		return pbp__seterr(err, PBP_ESYS, ENOSYS,
+		                   "pbp_spawn_options.cwd needs posix_spawn_file_actions_addchdir_np, "
+		                   "which this platform lacks");
+#endif
 	if (posix_spawn_file_actions_init(&fa) != 0)
 		return pbp__seterr(err, PBP_ENOMEM, ENOMEM, "posix_spawn_file_actions_init failed");
 	if (posix_spawnattr_init(&attr) != 0) {
 		posix_spawn_file_actions_destroy(&fa);
 		return pbp__seterr(err, PBP_ENOMEM, ENOMEM, "posix_spawnattr_init failed");
 	}
-	/* dup2 leaves 3 and 4 without FD_CLOEXEC; closefrom then closes
+	/* dup2 leaves 3 and 4 without FD_CLOEXEC; add_closefrom then closes
 	 * everything else the child would have inherited, including fds of
 	 * the caller (or a test runner) that lack FD_CLOEXEC. */
 	rc = posix_spawn_file_actions_adddup2(&fa, child_w, CHILD_WRITE_FD);
@@ -527,9 +710,11 @@ start(pbp_child *c, const char *path, char *const *argv, int child_w, int child_
 	if (rc == 0)
 		rc = add_stdio(&fa, o, errw);
 	if (rc == 0)
-		rc = posix_spawn_file_actions_addclosefrom_np(&fa, CHILD_FIRST_FREE_FD);
+		rc = add_closefrom(&fa);
+#if PBP_HAVE_ADDCHDIR_NP
 	if (rc == 0 && o->cwd != NULL)
 		rc = posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
+#endif
 	/* The child starts with an empty signal mask and default handlers,
 	 * whatever this thread blocks or this process ignores (a SIG_IGN for
 	 * SIGPIPE would otherwise reach the child). */
@@ -661,7 +846,8 @@ handshake_failed(pbp_child *c, pbp_error *err)
 
 /* Creates the pipes.  Born close-on-exec: no process spawned by another
  * thread between here and our posix_spawn can inherit an end (pipe() then
- * fcntl() would leave that window open).  Only our end of the stderr pipe
+ * fcntl() would leave that window open; only where there is no pipe2, see
+ * pbp__pipe_cloexec).  Only our end of the stderr pipe
  * is non-blocking: O_NONBLOCK belongs to the open file, which the child's
  * fd 2 would share, and a child whose stderr says EAGAIN loses what it
  * logs.  Its writes block instead while the pipe is full, until we next
@@ -674,9 +860,10 @@ make_pipes(int to_child[2], int from_child[2], int errp[2], int capture, pbp_err
 {
 	int rc;
 
-	if (pipe2(to_child, O_CLOEXEC) != 0 || pipe2(from_child, O_CLOEXEC) != 0 ||
-	    (capture && pipe2(errp, O_CLOEXEC) != 0))
-		return pbp__seterr(err, PBP_ESYS, errno, "pipe2: %s", strerror(errno));
+	if ((rc = pbp__pipe_cloexec(to_child, err)) != 0 ||
+	    (rc = pbp__pipe_cloexec(from_child, err)) != 0 ||
+	    (capture && (rc = pbp__pipe_cloexec(errp, err)) != 0))
+		return rc;
 	if (capture && (rc = pbp__fd_prepare(errp[0], 1, NULL, err)) != 0)
 		return rc;
 	if ((rc = lift_fd(&from_child[1], err)) != 0 || (rc = lift_fd(&to_child[0], err)) != 0 ||
@@ -721,7 +908,7 @@ child_new(const pbp_spawn_options *o)
 	c->pidfd = c->procfd = c->errfd = -1;
 	c->pid = -1;
 	c->owner = getpid();
-	c->waitid_pidfd = 1;
+	c->waitid_pidfd = PBP_HAVE_WAITID_P_PIDFD;
 	if (pthread_mutex_init(&c->err_lock, NULL) != 0) {
 		free(c);
 		return NULL;
@@ -768,7 +955,7 @@ open_handles(pbp_child *c)
 {
 	char proc[32];
 
-	c->pidfd = pidfd_open(c->pid, 0);
+	c->pidfd = open_pidfd(c->pid);
 	if (c->pidfd >= 0)
 		return;
 	snprintf(proc, sizeof proc, "/proc/%d", (int)c->pid);

@@ -108,3 +108,22 @@ if(PBP_BUILD_TESTS)
   endif()
   set_tests_properties(${_pbp_xtests} PROPERTIES TIMEOUT 120)
 endif()
+
+# xarch-process: the child's lifecycle without Criterion (fds, statuses,
+# signal names, deadlines, kill, close, reaping), for the trees that have
+# no Criterion tests: scripts/test-musl runs it there.  Here it is the
+# ctest plain_process, and with PBP_M32 also plain_process_32.
+add_executable(xarch-process xarch_process.c)
+target_link_libraries(xarch-process PRIVATE pbpipe pbptest_proto)
+target_compile_options(xarch-process PRIVATE ${PBP_WARNINGS})
+add_dependencies(xarch-programs xarch-process)
+if(PBP_BUILD_TESTS)
+  add_test(NAME plain_process COMMAND xarch-process $<TARGET_FILE:pbptest-peer>)
+  set_tests_properties(plain_process PROPERTIES TIMEOUT 120)
+  if(PBP_M32)
+    # The 32-bit library's spawning, with a 32-bit child.
+    add_test(NAME plain_process_32
+             COMMAND ${PBP_M32_DIR}/tests/xarch-process ${PBP_M32_DIR}/tests/pbptest-peer)
+    set_tests_properties(plain_process_32 PROPERTIES TIMEOUT 120)
+  endif()
+endif()
