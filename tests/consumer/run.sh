@@ -104,7 +104,7 @@ fi
 echo "== a 32-bit pbpipe, installed (README: A 32-bit helper against an installed pbpipe)"
 nanopb=()
 # The nanopb source a 32-bit tree of this build fetched already, if any.
-have=$(find "$build/m32/nanopb-source" -mindepth 2 -maxdepth 2 -name pb_decode.c 2>/dev/null | head -n 1)
+have=$(find "$build/m32/nanopb-source" -mindepth 2 -maxdepth 2 -name pb_decode.c 2>/dev/null | head -n 1 || true)
 [ -n "$have" ] && nanopb=(-DPBP_NANOPB_SOURCE_DIR="$(dirname "$have")")
 quiet cmake -S "$m32_src" -B "$work/pbpipe32" -G Ninja \
   -DCMAKE_TOOLCHAIN_FILE="$m32_src/cmake/m32.cmake" -DPBP_BUILD_TESTS=OFF "${nanopb[@]}"
