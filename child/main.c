@@ -2,7 +2,8 @@
  * pbpipe-child: the helper side of the demo.  Started by pbpipe-parent
  * with two pipe handles as its last arguments (the one it writes to, then
  * the one it reads from).  By default it answers every greeting until the
- * parent ends the stream, then exits 0.  With --serve it answers Add calls
+ * parent ends the stream, then exits 0; a greeting too long for
+ * demo.Greeting is refused with a Goodbye (reason ERROR) saying so.  With --serve it answers Add calls
  * instead (pbpipe-fanout drives it): --reverse answers each batch of
  * requests that arrived together in reverse order, --delay-ms N waits
  * before every answer.
@@ -38,7 +39,11 @@ usage(const char *why)
 	return 2;
 }
 
-/* The demo: answer greetings until the parent ends the stream. */
+/* The demo: answer greetings until the parent ends the stream.  A
+ * greeting that does not fit demo.Greeting (its text is bounded by
+ * proto/demo.options) is refused with a Goodbye of reason ERROR whose
+ * detail says why; the child then reads on until the parent ends the
+ * stream and exits 0. */
 static int
 greet(pbp_channel *ch)
 {
@@ -48,11 +53,31 @@ greet(pbp_channel *ch)
 	} in;
 	pbp_peer_info peer;
 	uint32_t type;
-	int rc;
+	int rc, refused = 0;
 
-	while ((rc = pbp_channel_recv_msg(ch, &type, &in, sizeof in)) == 0) {
+	for (;;) {
 		demo_Greeting reply = { "Hello from Process B!" };
 
+		type = 0; /* set only when a message arrived */
+		rc = pbp_channel_recv_msg(ch, &type, &in, sizeof in);
+		if (rc == PBP_EDECODE && type == demo_Type_GREETING && !refused) {
+			char detail[128];
+
+			fprintf(stderr, "pbpipe-child: refusing a greeting: %s\n", pbp_channel_errmsg(ch));
+			snprintf(detail, sizeof detail,
+			         "refused greeting: %s (its text holds at most %u bytes: proto/demo.options)",
+			         pbp_channel_errmsg(ch), (unsigned)sizeof in.greeting.text - 1);
+			if (pbp_channel_goodbye(ch, PBP_GOODBYE_ERROR, detail) != 0) {
+				fprintf(stderr, "pbpipe-child: goodbye failed: %s\n", pbp_channel_errmsg(ch));
+				return 1;
+			}
+			refused = 1;
+			continue;
+		}
+		if (refused && (rc == 0 || (rc == PBP_EDECODE && type != 0)))
+			continue; /* we said goodbye: read on until the parent ends */
+		if (rc != 0)
+			break;
 		if (type != demo_Type_GREETING)
 			continue;
 		printf("child: received \"%s\"\n", in.greeting.text);

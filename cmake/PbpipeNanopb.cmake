@@ -112,9 +112,17 @@ add_library(pbp_nanopb STATIC
   "${_pbp_nanopb_src}/pb_encode.c")
 # As Debian's debian/rules builds libprotobuf-nanopb.a.
 target_compile_definitions(pbp_nanopb PRIVATE PB_ENABLE_MALLOC)
-target_include_directories(pbp_nanopb PUBLIC "${_pbp_nanopb_src}")
+# Installed (cmake/PbpipeInstall.cmake) as libpbpipe_nanopb.a with its four
+# headers in <includedir>/pbpipe-nanopb, as pbpipe::nanopb: a project built
+# against an installed 32-bit pbpipe links it for its own generated code.
+target_include_directories(pbp_nanopb PUBLIC
+  "$<BUILD_INTERFACE:${_pbp_nanopb_src}>"
+  "$<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}/pbpipe-nanopb>")
 set_target_properties(pbp_nanopb PROPERTIES
-  POSITION_INDEPENDENT_CODE ON C_VISIBILITY_PRESET default)
+  POSITION_INDEPENDENT_CODE ON C_VISIBILITY_PRESET default
+  OUTPUT_NAME pbpipe_nanopb EXPORT_NAME nanopb)
+set(PBP_NANOPB_HEADERS "${_pbp_nanopb_src}/pb.h" "${_pbp_nanopb_src}/pb_common.h"
+    "${_pbp_nanopb_src}/pb_decode.h" "${_pbp_nanopb_src}/pb_encode.h")
 
 # The name the rest of the build links.  An IMPORTED INTERFACE target rather
 # than an ALIAS: install(EXPORT) then writes the link as

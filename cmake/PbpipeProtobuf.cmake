@@ -29,15 +29,26 @@ include_guard(GLOBAL)
 set(_PBPIPE_CMAKE_DIR "${CMAKE_CURRENT_LIST_DIR}")
 
 function(_pbpipe_find_tools)
+  # Debian's /usr/bin/nanopb_generator.py, run as the script itself: its
+  # shebang is /usr/bin/python3, which has python3-protobuf.  /usr/bin is
+  # searched alone first: find_program() searches the CMAKE_PREFIX_PATH
+  # prefixes before HINTS, and a prefix may hold another generator (nanopb's
+  # own `cmake --install` puts one in <prefix>/bin, which runs with the
+  # first python3 on PATH, often without protobuf: "No module named
+  # 'google'").  Only where /usr/bin has none is the usual search used.
+  # -DNANOPB_GENERATOR=... or -DPBPIPE_PROTOC=... choose others.
   if(NOT NANOPB_GENERATOR)
-    # Run the script itself: its shebang is Debian's /usr/bin/python3, which
-    # has python3-protobuf.  HINTS come before PATH, so a pip copy of the
-    # generator in a virtualenv is not picked up by accident.
     find_program(NANOPB_GENERATOR NAMES nanopb_generator.py nanopb_generator
-                 HINTS /usr/bin REQUIRED)
+                 PATHS /usr/bin NO_DEFAULT_PATH)
+  endif()
+  if(NOT NANOPB_GENERATOR)
+    find_program(NANOPB_GENERATOR NAMES nanopb_generator.py nanopb_generator REQUIRED)
   endif()
   if(NOT PBPIPE_PROTOC)
-    find_program(PBPIPE_PROTOC NAMES protoc HINTS /usr/bin REQUIRED)
+    find_program(PBPIPE_PROTOC NAMES protoc PATHS /usr/bin NO_DEFAULT_PATH)
+  endif()
+  if(NOT PBPIPE_PROTOC)
+    find_program(PBPIPE_PROTOC NAMES protoc REQUIRED)
   endif()
 endfunction()
 

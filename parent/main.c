@@ -1,7 +1,9 @@
 /*
  * pbpipe-parent: the host side of the demo.  Spawns pbpipe-child (or the
  * program given with --child) behind two pipes, greets it, prints its
- * answer, ends the stream and reports how the child exited.
+ * answer, ends the stream and reports how the child exited.  If the child
+ * refuses the greeting (a Goodbye with reason ERROR), it prints the
+ * child's reason and exits 1.
  */
 #define _GNU_SOURCE
 #include <libgen.h>
@@ -11,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <pb_encode.h>
 #include <pbpipe/pbpipe.h>
 
 #include "demo.pb.h"
@@ -23,9 +26,11 @@ static const pbp_msgtype types[] = {
 static int
 usage(void)
 {
-	fprintf(stderr, "usage: pbpipe-parent [--child PATH] [--timeout MS]\n"
+	fprintf(stderr, "usage: pbpipe-parent [--child PATH] [--timeout MS] [--greeting TEXT]\n"
 	                "  Spawns PATH (default: pbpipe-child next to this program) with two\n"
-	                "  pipes, exchanges greetings with it and waits for it to exit.\n");
+	                "  pipes, exchanges greetings with it and waits for it to exit.\n"
+	                "  --greeting TEXT  sends TEXT instead of \"Hello from Process A!\"; one of\n"
+	                "                   256 bytes or more is sent anyway, and the child refuses it\n");
 	return 2;
 }
 
@@ -44,6 +49,34 @@ default_child(char *buf, size_t size)
 	return 0;
 }
 
+/* Sends a greeting.  A text that fits demo.Greeting goes the usual way; a
+ * longer one is encoded by hand (field 1, length-delimited), to show
+ * what the child does with a greeting over its bound. */
+static int
+send_greeting(pbp_channel *ch, const char *text)
+{
+	demo_Greeting hello = demo_Greeting_init_zero;
+	size_t len = strlen(text), cap = len + 16;
+	pb_ostream_t os;
+	uint8_t *buf;
+	int rc;
+
+	if (len < sizeof hello.text) {
+		memcpy(hello.text, text, len + 1);
+		return pbp_channel_send(ch, demo_Type_GREETING, &hello);
+	}
+	if ((buf = malloc(cap)) == NULL)
+		return PBP_ENOMEM;
+	os = pb_ostream_from_buffer(buf, cap);
+	if (!pb_encode_tag(&os, PB_WT_STRING, demo_Greeting_text_tag) ||
+	    !pb_encode_string(&os, (const pb_byte_t *)text, len))
+		rc = PBP_EENCODE;
+	else
+		rc = pbp_channel_send_raw(ch, demo_Type_GREETING, 0, buf, os.bytes_written);
+	free(buf);
+	return rc;
+}
+
 static int
 fail(const char *what, const char *msg, pbp_child *c)
 {
@@ -58,12 +91,12 @@ main(int argc, char **argv)
 	pbp_channel_options co = PBP_CHANNEL_OPTIONS_INIT;
 	pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
 	char path[PATH_MAX], how[96];
-	const char *child = NULL;
-	demo_Greeting hello = { "Hello from Process A!" };
+	const char *child = NULL, *greeting = "Hello from Process A!";
 	union {
 		demo_Greeting greeting;
 	} in;
 	pbp_exit_status st;
+	pbp_peer_info peer;
 	pbp_channel *ch;
 	pbp_child *c;
 	pbp_error err;
@@ -76,6 +109,8 @@ main(int argc, char **argv)
 			child = argv[++i];
 		else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc)
 			timeout_ms = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--greeting") == 0 && i + 1 < argc)
+			greeting = argv[++i];
 		else
 			return usage();
 	}
@@ -94,9 +129,19 @@ main(int argc, char **argv)
 		return fail("spawning the child", err.msg, NULL);
 	printf("parent: spawned %s (pid %d), handshake done\n", child, (int)pbp_child_pid(c));
 	ch = pbp_child_channel(c);
-	if (pbp_channel_send(ch, demo_Type_GREETING, &hello) != 0)
+	if (send_greeting(ch, greeting) != 0)
 		return fail("sending", pbp_channel_errmsg(ch), c);
 	rc = pbp_channel_recv_msg(ch, &type, &in, sizeof in);
+	if (rc == PBP_EOF && pbp_channel_peer(ch, &peer) == 0 && peer.goodbye_received &&
+	    peer.goodbye_reason == PBP_GOODBYE_ERROR) {
+		/* The child said why it ends the stream: report that, and how it exited. */
+		fprintf(stderr, "pbpipe-parent: the child refused: %s\n", peer.goodbye_detail);
+		if (pbp_child_close(c, timeout_ms, &st) != 0)
+			return fail("waiting for the child", pbp_child_error(c)->msg, c);
+		printf("parent: child %s\n", pbp_exit_status_str(&st, how, sizeof how));
+		pbp_child_free(c);
+		return 1;
+	}
 	if (rc != 0)
 		return fail("receiving the reply", pbp_channel_errmsg(ch), c);
 	printf("parent: received \"%s\"\n", in.greeting.text);

@@ -36,5 +36,23 @@ echo "$err"
 err=$("$bin/pbpipe-parent" --bogus 2>&1); rc=$?
 check "parent with a bad option exits 2" '[ $rc -eq 2 ]'
 
+# A greeting over demo.Greeting's bound (text max_size:256 in
+# proto/demo.options): the child refuses it with a Goodbye of reason ERROR
+# instead of dying, and the parent prints the reason.
+long=$(printf 'x%.0s' $(seq 300))
+out=$(timeout 20 "$bin/pbpipe-parent" --greeting "$long" 2>&1); rc=$?
+echo "$out"
+check "300-byte greeting: parent exits 1" '[ $rc -eq 1 ]'
+check "300-byte greeting: parent prints the child's reason" \
+  'grep -q "^pbpipe-parent: the child refused: refused greeting: .*string overflow (its text holds at most 255 bytes: proto/demo.options)$" <<<"$out"'
+check "300-byte greeting: child says why on stderr" 'grep -q "^pbpipe-child: refusing a greeting: .*string overflow" <<<"$out"'
+check "300-byte greeting: child exits 0 after the parent ends the stream" \
+  'grep -qx "parent: child exited with status 0" <<<"$out"'
+check "300-byte greeting: no receive failure, no crash" \
+  '! grep -qE "receive failed|signal|Segmentation|Abort" <<<"$out"'
+out=$(timeout 20 "$bin/pbpipe-parent" --greeting "${long:0:255}" 2>&1); rc=$?
+check "255-byte greeting: answered, exit 0" \
+  '[ $rc -eq 0 ] && grep -qx "child: received \"${long:0:255}\"" <<<"$out" && grep -qx "parent: received \"Hello from Process B!\"" <<<"$out"'
+
 if [ $fails -ne 0 ]; then echo "$fails demo checks failed"; exit 1; fi
 echo "demo: all checks passed"

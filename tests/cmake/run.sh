@@ -27,6 +27,18 @@ out1=$("$p/b/show")
 echo "initial: $out1"
 [[ $out1 == *"text_size=16"* ]] || fail "options not applied: $out1"
 
+# The generated fingerprint header compiles on its own (it includes
+# <stdint.h> for UINT64_C itself), as C99 and C11.
+fph=$(find "$p/b" -name app_fingerprint.h | head -n 1)
+[ -n "$fph" ] || fail "no app_fingerprint.h generated"
+printf '#include "app_fingerprint.h"\nstatic const unsigned long long fp = APP_SCHEMA_FINGERPRINT;\nunsigned long long get(void) { return fp; }\n' >"$work/fp_alone.c"
+for std in c99 c11; do
+  cc -std=$std -Wall -Wextra -Wpedantic -Werror -I"$(dirname "$fph")" -c "$work/fp_alone.c" \
+    -o "$work/fp_alone.o" 2>"$work/fp_alone.log" ||
+    fail "app_fingerprint.h does not compile alone (-std=$std): $(cat "$work/fp_alone.log")"
+done
+echo "fingerprint header: compiles alone"
+
 # A comment changes nothing that matters: same fingerprint.
 sleep 1
 sed -i '1i // a comment' "$p/proto/app.proto"
