@@ -55,6 +55,20 @@ pbt_cr_log(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+void
+pbt_cr_skip(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("[SKIP] ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	fflush(NULL);
+	_exit(77);
+}
+
 struct running {
 	pid_t pid;
 	struct pbt_cr_test *t;
@@ -75,7 +89,7 @@ main(int argc, char **argv)
 {
 	struct running *run;
 	struct pbt_cr_test *t, *next = head;
-	int jobs = 2, i, nrun = 0, tested = 0, passing = 0, failing = 0, crashing = 0;
+	int jobs = 2, i, nrun = 0, tested = 0, passing = 0, failing = 0, crashing = 0, skipped = 0;
 
 	for (i = 1; i < argc; i++) {
 		if (strncmp(argv[i], "--jobs=", 7) == 0)
@@ -126,7 +140,11 @@ main(int argc, char **argv)
 			continue; /* not one of ours */
 		t = run[i].t;
 		tested++;
-		if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+		if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
+			tested--;
+			skipped++;
+			fprintf(stderr, "[SKIP] %s::%s: skipped\n", t->suite, t->name);
+		} else if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
 			passing++;
 			fprintf(stderr, "[PASS] %s::%s: (%.2fs)\n", t->suite, t->name, since(&run[i].start));
 		} else if (WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM) {
@@ -150,6 +168,8 @@ main(int argc, char **argv)
 	}
 	fprintf(stderr, "[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | Crashing: %d \n",
 	        tested, passing, failing, crashing);
+	if (skipped > 0)
+		fprintf(stderr, "[====] %d test(s) SKIPPED, not run\n", skipped);
 	free(run);
 	return failing == 0 ? 0 : 1;
 }

@@ -29,6 +29,7 @@ struct pbt_cr_test {
 void pbt_cr_register(struct pbt_cr_test *t);
 void pbt_cr_fail(const char *file, int line, const char *expr, const char *fmt, ...);
 void pbt_cr_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void pbt_cr_skip(const char *fmt, ...) __attribute__((noreturn));
 
 #define Test(suite, name, ...)                                                  \
 	static void suite##_##name##_impl(void);                                \
@@ -63,6 +64,11 @@ void pbt_cr_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 #define cr_assert_geq(...) PBT_CR_CMP_(>=, __VA_ARGS__, "")
 #define cr_assert_str_eq(...) PBT_CR_STR_(__VA_ARGS__, "")
 #define cr_assert_arr_eq(...) PBT_CR_ARR_(__VA_ARGS__, "")
+#define cr_assert_null(p, ...) PBT_CR_CHECK_((p) == NULL, #p " == NULL", __VA_ARGS__)
+#define cr_assert_not_null(p, ...) PBT_CR_CHECK_((p) != NULL, #p " != NULL", __VA_ARGS__)
+#define cr_assert_fail(...) PBT_CR_CHECK_(0, "cr_assert_fail", __VA_ARGS__)
 #define cr_log_info(...) pbt_cr_log(__VA_ARGS__)
+/* A skipped test exits with 77; the runner counts it apart. */
+#define cr_skip_test(...) pbt_cr_skip("" __VA_ARGS__)
 
 #endif
