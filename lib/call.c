@@ -231,12 +231,8 @@ fail(pbp_channel *ch, int code, const char *msg)
 	return pbp__seterr(&ch->error, code, 0, "%s", msg);
 }
 
-#define ENTER(ch)                                                             \
-	do {                                                                  \
-		if (pbp__ch_enter((ch), 0) != 0)                              \
-			return PBP_EINVAL;                                    \
-	} while (0)
-#define LEAVE(ch, rc) (pbp__ch_leave((ch), 0), (rc))
+/* Leaves a public call (all of them use the receive side's flag). */
+#define CALL_LEAVE(ch, rc) (pbp__ch_leave((ch), 0), (rc))
 
 static int
 call_start(pbp_channel *ch, uint32_t req_type, const void *req, uint64_t *id)
@@ -273,8 +269,8 @@ pbp_channel_call_start(pbp_channel *ch, uint32_t req_type, const void *req, uint
 {
 	if (ch == NULL)
 		return PBP_EINVAL;
-	ENTER(ch);
-	return LEAVE(ch, call_start(ch, req_type, req, id));
+	PBP__ENTER(ch, 0);
+	return CALL_LEAVE(ch, call_start(ch, req_type, req, id));
 }
 
 /* Reads frames until `done` says the wait is over: replies are filed,
@@ -376,8 +372,8 @@ pbp_channel_call_finish(pbp_channel *ch, uint64_t id, uint32_t resp_type, void *
 {
 	if (ch == NULL)
 		return PBP_EINVAL;
-	ENTER(ch);
-	return LEAVE(ch, call_finish(ch, id, resp_type, resp, timeout_ms));
+	PBP__ENTER(ch, 0);
+	return CALL_LEAVE(ch, call_finish(ch, id, resp_type, resp, timeout_ms));
 }
 
 static int
@@ -398,8 +394,8 @@ pbp_channel_call_cancel(pbp_channel *ch, uint64_t id)
 {
 	if (ch == NULL)
 		return PBP_EINVAL;
-	ENTER(ch);
-	return LEAVE(ch, call_cancel(ch, id));
+	PBP__ENTER(ch, 0);
+	return CALL_LEAVE(ch, call_cancel(ch, id));
 }
 
 int
@@ -411,10 +407,10 @@ pbp_channel_call(pbp_channel *ch, uint32_t req_type, const void *req, uint32_t r
 
 	if (ch == NULL)
 		return PBP_EINVAL;
-	ENTER(ch);
+	PBP__ENTER(ch, 0);
 	rc = call_start(ch, req_type, req, &id);
 	if (rc != 0)
-		return LEAVE(ch, rc);
+		return CALL_LEAVE(ch, rc);
 	rc = call_finish(ch, id, resp_type, resp, timeout_ms);
 	if (rc != 0 && call_find(ch, id) != NULL) {
 		pbp_error keep_err = ch->error;
@@ -422,7 +418,7 @@ pbp_channel_call(pbp_channel *ch, uint32_t req_type, const void *req, uint32_t r
 		(void)call_cancel(ch, id);
 		ch->error = keep_err;
 	}
-	return LEAVE(ch, rc);
+	return CALL_LEAVE(ch, rc);
 }
 
 int
@@ -434,7 +430,7 @@ pbp_channel_reply(pbp_channel *ch, uint64_t request_id, uint32_t type, const voi
 
 	if (ch == NULL)
 		return PBP_EINVAL;
-	ENTER(ch);
+	PBP__ENTER(ch, 0);
 	t = pbp__ch_find_type(ch, type);
 	if (msg == NULL || request_id == 0)
 		rc = fail(ch, PBP_EINVAL, "reply: NULL message or request id 0");
@@ -443,7 +439,7 @@ pbp_channel_reply(pbp_channel *ch, uint64_t request_id, uint32_t type, const voi
 		                 "reply: no descriptor registered for message type %" PRIu32, type);
 	else
 		rc = pbp__ch_send(ch, type, 0, &r, t->fields, msg, 0);
-	return LEAVE(ch, rc);
+	return CALL_LEAVE(ch, rc);
 }
 
 static int
@@ -468,8 +464,8 @@ pbp_channel_reply_error(pbp_channel *ch, uint64_t request_id, uint32_t request_t
 {
 	if (ch == NULL)
 		return PBP_EINVAL;
-	ENTER(ch);
-	return LEAVE(ch, reply_error(ch, request_id, request_type, code, message));
+	PBP__ENTER(ch, 0);
+	return CALL_LEAVE(ch, reply_error(ch, request_id, request_type, code, message));
 }
 
 /* ---- the barrier ------------------------------------------------------------- */
@@ -512,8 +508,8 @@ pbp_channel_sync(pbp_channel *ch, int timeout_ms)
 {
 	if (ch == NULL)
 		return PBP_EINVAL;
-	ENTER(ch);
-	return LEAVE(ch, barrier(ch, timeout_ms));
+	PBP__ENTER(ch, 0);
+	return CALL_LEAVE(ch, barrier(ch, timeout_ms));
 }
 
 /* ---- the serving loop --------------------------------------------------------- */

@@ -1,18 +1,12 @@
 /*
- * channel.c: the channel object.  It owns a transport (two fds by
- * default), a frame reader (the receive buffer) and a write buffer, and
- * keeps the error state.
+ * channel.c: the channel object and its typed API: construction, options
+ * and the end (free, close), the error records and accessors, sends, and
+ * receives with their decoding.  The byte engine is stream.c, the control
+ * protocol session.c, calls call.c.
  *
  * Receive errors and send errors are tracked apart, so a peer that stops
  * reading (EPIPE) can still be read to the end, and a peer that sends
  * garbage can still be told Goodbye.
- *
- * Every frame is encoded whole into the write buffer before any of it is
- * written.  So a send that hits its deadline halfway keeps the rest queued
- * and the next call finishes it (nothing is lost, nothing is sent twice),
- * and while a write would block, the channel keeps reading what the peer
- * sends into the receive buffer: two sides writing large frames at each
- * other both make progress instead of deadlocking.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -23,8 +17,6 @@
 
 #include <pb_decode.h>
 #include <pb_encode.h>
-
-#include "pbp_internal.h"
 
 #include "channel_impl.h"
 
@@ -205,9 +197,6 @@ pbp_channel_free_keep_fds(pbp_channel *ch)
 	free(ch);
 }
 
-static int flush(pbp_channel *ch, int64_t deadline, pbp_error *e);
-static int out_queued(pbp_channel *ch);
-
 /* Writes what sends left queued, within the deadline.  Returns 0 when
  * nothing is left, or the error that stopped it with e saying how many
  * bytes were not written. */
@@ -216,13 +205,13 @@ drain_output(pbp_channel *ch, int64_t deadline, pbp_error *e)
 {
 	int rc;
 
-	if (!out_queued(ch))
+	if (!pbp__ch_out_queued(ch))
 		return 0;
 	if (ch->tx_err != 0 || ch->wr_closed || ch->state != ST_READY)
 		rc = pbp__seterr(e, ch->tx_err ? ch->tx_err : PBP_EPIPE, 0, "%s",
 		                 ch->tx_err ? ch->tx_error.msg : "the write side is closed");
 	else
-		rc = flush(ch, deadline, e);
+		rc = pbp__ch_flush_by(ch, deadline, e);
 	if (rc != 0) {
 		size_t lost = ch->wlen - ch->woff;
 		char why[PBP_ERRMSG_SIZE];
@@ -282,61 +271,7 @@ pbp_channel_close(pbp_channel *ch, int timeout_ms, pbp_error *err)
 	pbp_channel_free_keep_fds(ch);
 	return rc;
 }
-
-/* ---- error helpers ------------------------------------------------------- */
-
-/* Records a failure of the current call only. */
-static int
-fail(pbp_channel *ch, int code, const char *msg)
-{
-	return pbp__seterr(&ch->error, code, 0, "%s", msg);
-}
-
-/* Makes the error now in ch->error sticky for receiving. */
-static int
-rx_fail(pbp_channel *ch, int code)
-{
-	ch->error.code = code;
-	ch->rx_err = code;
-	ch->rx_error = ch->error;
-	return code;
-}
-
-/* Makes the error now in *ch->txe sticky for sending. */
-static int
-tx_fail(pbp_channel *ch, int code)
-{
-	ch->txe->code = code;
-	ch->tx_err = code;
-	ch->tx_error = *ch->txe;
-	return code;
-}
-
-/* Records a send-side failure of the current call only. */
-static int
-tx_failmsg(pbp_channel *ch, int code, const char *msg)
-{
-	return pbp__seterr(ch->txe, code, 0, "%s", msg);
-}
-
-/* Duplex mode: the write side is used by one thread at a time. */
-static void
-tx_lock(pbp_channel *ch)
-{
-	if (ch->flags & PBP_CHANNEL_DUPLEX)
-		pthread_mutex_lock(&ch->wlock);
-}
-
-static void ack_handoff(pbp_channel *ch);
-
-static void
-tx_unlock(pbp_channel *ch)
-{
-	if (ch->flags & PBP_CHANNEL_DUPLEX) {
-		pthread_mutex_unlock(&ch->wlock);
-		ack_handoff(ch);
-	}
-}
+/* ---- errors, accessors --------------------------------------------------- */
 
 int
 pbp__ch_enter(pbp_channel *ch, int tx)
@@ -358,13 +293,6 @@ pbp__ch_leave(pbp_channel *ch, int tx)
 	atomic_store_explicit(b, 0, memory_order_release);
 }
 
-/* Enters a public call, or returns from it with PBP_EINVAL. */
-#define ENTER(ch, tx)                                                         \
-	do {                                                                  \
-		if (pbp__ch_enter((ch), (tx)) != 0)                           \
-			return PBP_EINVAL;                                    \
-	} while (0)
-
 void
 pbp__ch_timed_out(pbp_channel *ch, const pbp_error *e)
 {
@@ -376,32 +304,6 @@ void
 pbp__ch_succeeded(pbp_channel *ch)
 {
 	ch->timed_out = 0;
-}
-
-/* Returns a sticky error again, re-describing it as the latest. */
-static int
-rx_again(pbp_channel *ch)
-{
-	ch->error = ch->rx_error;
-	return ch->rx_err;
-}
-
-static int
-tx_again(pbp_channel *ch)
-{
-	*ch->txe = ch->tx_error;
-	return ch->tx_err;
-}
-
-static int
-sys_error(pbp_error *e, long neg_errno, const char *what)
-{
-	int en = (int)-neg_errno;
-
-	if (en == EPIPE)
-		return pbp__seterr(e, PBP_EPIPE, EPIPE, "%s: the peer has closed its read side",
-		                   what);
-	return pbp__seterr(e, PBP_ESYS, en, "%s: %s", what, strerror(en));
 }
 
 void
@@ -469,7 +371,7 @@ int
 pbp_channel_set_timeout(pbp_channel *ch, int which, int timeout_ms)
 {
 	if (ch == NULL || which < PBP_TIMEOUT_SEND || which > PBP_TIMEOUT_HANDSHAKE)
-		return ch ? fail(ch, PBP_EINVAL, "set_timeout: unknown timeout") : PBP_EINVAL;
+		return ch ? pbp__ch_fail(ch, PBP_EINVAL, "set_timeout: unknown timeout") : PBP_EINVAL;
 	ch->timeout[which] = timeout_ms < 0 ? -1 : timeout_ms;
 	return 0;
 }
@@ -479,385 +381,20 @@ pbp_channel_pending(const pbp_channel *ch)
 {
 	return ch ? ch->wlen - ch->woff : 0;
 }
-
-/* ---- moving bytes -------------------------------------------------------- */
-
-static int tx_reserve(pbp_channel *ch, size_t n);
-
-/* Reads once into the receive buffer if it has room: with the
- * transport's read (never blocks) or, with wait set, its read_wait (a
- * receive without a deadline).  Returns 1 if bytes arrived or end of
- * stream was seen, 0 if nothing was ready or there was no room, or a
- * (sticky) receive error.  Moving the buffer releases the message handed
- * out last: pbp_channel_decode() then says so instead of reading freed
- * memory. */
-static int
-fill(pbp_channel *ch, int wait)
-{
-	uint8_t *p;
-	size_t room;
-	long n;
-
-	if (ch->rx_eof || ch->rx_err != 0)
-		return 0;
-	ch->have_msg = 0;
-	if (pbp__reader_space(&ch->rd, &p, &room) != 0)
-		return rx_fail(ch, pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM,
-		                               "out of memory growing the receive buffer"));
-	if (room == 0)
-		return 0;
-	n = wait ? ch->io->read_wait(ch->io_ctx, p, room) : ch->io->read(ch->io_ctx, p, room);
-	/* A short read emptied the pipe: the next one would likely say
-	 * EAGAIN, so read_frame() waits first (one system call saved per
-	 * message in request/response traffic). */
-	ch->rx_drained = n < 0 || (size_t)n < room;
-	if (n > 0) {
-		pbp__reader_commit(&ch->rd, (size_t)n);
-		return 1;
-	}
-	if (n == 0) {
-		ch->rx_eof = 1;
-		pbp__reader_set_eof(&ch->rd);
-		return 1;
-	}
-	if (n == -EAGAIN)
-		return 0;
-	sys_error(&ch->error, n, "read");
-	return rx_fail(ch, ch->error.code);
-}
-
-static int
-fill_once(pbp_channel *ch)
-{
-	return fill(ch, 0);
-}
-
-/* True while the receive buffer can take more without a receive call. */
-static int
-rx_room(pbp_channel *ch)
-{
-	/* In duplex mode another thread owns the receive side. */
-	return !(ch->flags & PBP_CHANNEL_DUPLEX) && !ch->rx_eof && ch->rx_err == 0 &&
-	       pbp__reader_pending(&ch->rd) < ch->rd.max_cap;
-}
-
-/* Appends a control frame (Hello, Goodbye, Sync, SyncAck) to the queued
- * output.  0, PBP_ENOMEM or PBP_EENCODE (in e). */
-static int
-queue_control(pbp_channel *ch, const pbpipe_Envelope *env, pbp_error *e)
-{
-	size_t n;
-	int rc = tx_reserve(ch, PBP__HANDSHAKE_MAX_FRAME);
-
-	if (rc == 0)
-		rc = pbp__control_encode(ch->wbuf + ch->wlen, PBP__HANDSHAKE_MAX_FRAME, env, &n, e);
-	if (rc != 0)
-		return rc;
-	if (ch->trace_fd >= 0)
-		pbp__trace_frame(ch->trace_fd, 'S', ch->wbuf + ch->wlen, n, NULL, 0);
-	ch->wlen += n;
-	return 0;
-}
-
-/* Takes the SyncAck owed, if any: 1 with *id set. */
-static int
-take_ack(pbp_channel *ch, uint64_t *id)
-{
-	int owed;
-
-	if (ch->flags & PBP_CHANNEL_DUPLEX)
-		pthread_mutex_lock(&ch->ack_lock);
-	owed = ch->ack_pending;
-	*id = ch->ack_id;
-	ch->ack_pending = 0;
-	if (ch->flags & PBP_CHANNEL_DUPLEX)
-		pthread_mutex_unlock(&ch->ack_lock);
-	return owed;
-}
-
-/* Queues the SyncAck owed, if any, behind what is queued.  At most one is
- * ever owed (a later Sync replaces an earlier one, whose barrier the peer
- * has given up), so a peer that floods Syncs and reads nothing costs one
- * frame of memory. */
-static int
-queue_ack(pbp_channel *ch, pbp_error *e)
-{
-	pbpipe_Envelope env;
-	uint64_t id;
-
-	if (!take_ack(ch, &id) || ch->wr_closed)
-		return 0;
-	memset(&env, 0, sizeof env);
-	env.which_body = pbpipe_Envelope_sync_ack_tag;
-	env.body.sync_ack.id = id;
-	return queue_control(ch, &env, e);
-}
-
-/* Output queued, or a SyncAck owed. */
-static int
-out_queued(pbp_channel *ch)
-{
-	int owed;
-
-	if (ch->wlen > ch->woff)
-		return 1;
-	if (!(ch->flags & PBP_CHANNEL_DUPLEX))
-		return ch->ack_pending;
-	pthread_mutex_lock(&ch->ack_lock);
-	owed = ch->ack_pending;
-	pthread_mutex_unlock(&ch->ack_lock);
-	return owed;
-}
-
-/* Writes queued output until the transport is full.  Returns 0 when all
- * of it is written, 1 when the rest would block, or a sticky send error
- * described in e.  A SyncAck owed is queued once everything before it is
- * written, so at most one is ever in the buffer. */
-static int
-write_some(pbp_channel *ch, pbp_error *e)
-{
-	int rc;
-
-	for (;;) {
-		long n;
-
-		if (ch->woff == ch->wlen) {
-			ch->woff = ch->wlen = 0;
-			if ((rc = queue_ack(ch, e)) != 0)
-				return rc;
-			if (ch->wlen == 0)
-				return 0;
-		}
-		n = ch->io->write(ch->io_ctx, ch->wbuf + ch->woff, ch->wlen - ch->woff);
-		if (n > 0) {
-			ch->woff += (size_t)n;
-			continue;
-		}
-		if (n == -EAGAIN || n == 0)
-			return 1;
-		sys_error(e, n, "write");
-		*ch->txe = *e;
-		return tx_fail(ch, e->code);
-	}
-}
-
-/* Writes the queued output.  While the transport is full, keeps reading
- * incoming data (up to the receive buffer's bound) so that a peer that is
- * itself blocked writing to us can finish and start reading.  On a
- * deadline, returns PBP_ETIMEDOUT with the rest still queued. */
-static int
-flush(pbp_channel *ch, int64_t deadline, pbp_error *e)
-{
-	int rc, ev;
-
-	while ((rc = write_some(ch, e)) == 1) {
-		ev = ch->io->wait(ch->io_ctx, PBP__IO_WRITE | (rx_room(ch) ? PBP__IO_READ : 0),
-		                  deadline);
-		if (ev == 0)
-			return pbp__seterr(e, PBP_ETIMEDOUT, 0,
-			                   "send deadline passed with %zu bytes still queued",
-			                   ch->wlen - ch->woff);
-		if (ev < 0) {
-			sys_error(e, ev, "wait");
-			*ch->txe = *e;
-			return tx_fail(ch, e->code);
-		}
-		if (ev & PBP__IO_READ)
-			(void)fill_once(ch); /* a receive error surfaces on recv */
-	}
-	return rc;
-}
-
-int
-pbp__ch_flush(pbp_channel *ch, int64_t deadline)
-{
-	int rc;
-
-	tx_lock(ch);
-	rc = ch->tx_err != 0 ? tx_again(ch) : flush(ch, deadline, ch->txe);
-	tx_unlock(ch);
-	return rc;
-}
-
-/* Duplex mode: the receiving thread owes a SyncAck but the sending thread
- * held the write side.  Whichever of the two comes here after the other
- * has let go writes it (see pbp__ch_owe_ack). */
-static void
-ack_handoff(pbp_channel *ch)
-{
-	int owed;
-
-	pthread_mutex_lock(&ch->ack_lock);
-	owed = ch->ack_pending;
-	pthread_mutex_unlock(&ch->ack_lock);
-	/* Only an owed SyncAck: output a send left queued after its deadline
-	 * waits for the next send, as without duplex. */
-	if (!owed || pthread_mutex_trylock(&ch->wlock) != 0)
-		return;
-	if (ch->tx_err == 0 && !ch->wr_closed && ch->state == ST_READY) {
-		pbp_error e;
-
-		(void)flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]), &e);
-	}
-	pthread_mutex_unlock(&ch->wlock);
-}
-
-void
-pbp__ch_owe_ack(pbp_channel *ch, uint64_t id)
-{
-	pbp_error e;
-
-	if (ch->flags & PBP_CHANNEL_DUPLEX) {
-		pthread_mutex_lock(&ch->ack_lock);
-		ch->ack_pending = 1;
-		ch->ack_id = id;
-		pthread_mutex_unlock(&ch->ack_lock);
-		ack_handoff(ch);
-		return;
-	}
-	ch->ack_pending = 1;
-	ch->ack_id = id;
-	/* Write now what the pipe takes; the rest goes out while this side
-	 * next waits, sends or flushes, never past the caller's deadline. */
-	if (ch->tx_err == 0 && !ch->wr_closed)
-		(void)write_some(ch, &e);
-}
-
-/* The low-latency receive: keeps trying to read for up to spin_us before
- * the caller goes to sleep in poll().  A sleeping reader needs a wake-up
- * from the scheduler (tens of microseconds on a VM); a spinning one sees
- * the data as soon as it lands, at the price of a busy CPU. */
-static int
-spin_fill(pbp_channel *ch, int64_t deadline)
-{
-	int64_t end = pbp__now_ns() + (int64_t)ch->spin_us * 1000;
-	int rc = 0;
-
-	if (deadline >= 0 && end > deadline * 1000000)
-		end = deadline * 1000000;
-	while (rc == 0 && pbp__now_ns() < end)
-		rc = fill_once(ch);
-	return rc;
-}
-
-/* Output this side should push while it waits to receive: not in duplex
- * mode (the sending thread owns it), nor once sending has failed. */
-static int
-rx_pushes(pbp_channel *ch)
-{
-	return !(ch->flags & PBP_CHANNEL_DUPLEX) && ch->tx_err == 0 && !ch->wr_closed &&
-	       out_queued(ch);
-}
-
-/* Waits until the transport is readable, or writable while output is
- * queued (which is then written: the peer may wait for it before it
- * answers).  0, PBP_ETIMEDOUT, or PBP_ESYS. */
-static int
-rx_wait(pbp_channel *ch, int64_t deadline)
-{
-	int push = rx_pushes(ch);
-	int ev = ch->io->wait(ch->io_ctx, PBP__IO_READ | (push ? PBP__IO_WRITE : 0), deadline);
-
-	if (ev == 0)
-		return pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
-		                   "receive deadline passed (%zu bytes of a frame buffered)",
-		                   pbp__reader_pending(&ch->rd));
-	if (ev < 0)
-		return sys_error(&ch->error, ev, "wait");
-	if (ev & PBP__IO_WRITE) {
-		pbp_error e;
-
-		(void)write_some(ch, &e); /* a send error surfaces on send */
-	}
-	if (ev & PBP__IO_READ)
-		ch->rx_drained = 0; /* ready: read next time round */
-	return 0;
-}
-
-/* Reads until a whole frame is buffered, then decodes its envelope.
- * Returns 0 with *f filled, or an error for the caller to make sticky
- * (except PBP_ETIMEDOUT: a partial frame stays buffered). */
-static int
-read_frame(pbp_channel *ch, pbp__frame *f, int64_t deadline)
-{
-	const uint8_t *body;
-	size_t len;
-	int rc;
-
-	for (;;) {
-		rc = pbp__reader_next(&ch->rd, &body, &len);
-		if (rc == 1) {
-			if (ch->trace_fd >= 0) {
-				uint8_t prefix[PBP__VARINT32_MAX];
-
-				pbp__trace_frame(ch->trace_fd, 'R', prefix,
-				                 (size_t)(pbp__put_varint(prefix, len) - prefix), body, len);
-			}
-			return pbp__frame_decode(body, len, f, &ch->error);
-		}
-		if (rc < 0) {
-			if (rc != PBP_EOF)
-				ch->error = ch->rd.error;
-			return rc;
-		}
-		if (ch->rx_err != 0)
-			return rx_again(ch);
-		if (deadline < 0 && ch->spin_us == 0 && ch->io->read_wait != NULL && !rx_pushes(ch)) {
-			rc = fill(ch, 1);
-			if (rc != 0)
-				continue; /* bytes, end of stream, or an error */
-		}
-		rc = ch->rx_drained && ch->spin_us == 0 ? 0 : fill_once(ch);
-		if (rc == 0 && ch->spin_us > 0 && ch->state == ST_READY)
-			rc = spin_fill(ch, deadline);
-		if (rc < 0)
-			return rc;
-		if (rc == 0 && (rc = rx_wait(ch, deadline)) != 0)
-			return rc;
-	}
-}
-
 /* ---- sending ------------------------------------------------------------- */
 
 /* Checks that sending is possible now. */
-static int
-tx_ready(pbp_channel *ch)
+int
+pbp__ch_tx_ready(pbp_channel *ch)
 {
 	if (ch->tx_err != 0)
-		return tx_again(ch);
+		return pbp__ch_tx_again(ch);
 	if (ch->state != ST_READY)
-		return tx_failmsg(ch, PBP_EINVAL, "send before a successful handshake");
+		return pbp__ch_tx_failmsg(ch, PBP_EINVAL, "send before a successful handshake");
 	if (ch->wr_closed)
-		return tx_failmsg(ch, PBP_EINVAL, "send after the write side was closed");
+		return pbp__ch_tx_failmsg(ch, PBP_EINVAL, "send after the write side was closed");
 	return 0;
 }
-
-/* Makes room for n more bytes of output after what is queued. */
-static int
-tx_reserve(pbp_channel *ch, size_t n)
-{
-	size_t queued = ch->wlen - ch->woff, ncap;
-	uint8_t *nb;
-
-	if (ch->woff > 0 && ch->wcap - ch->wlen < n) {
-		memmove(ch->wbuf, ch->wbuf + ch->woff, queued);
-		ch->woff = 0;
-		ch->wlen = queued;
-	}
-	if (ch->wcap - ch->wlen >= n)
-		return 0;
-	/* Bounded: n is at most one frame within the limit, and what is
-	 * queued is at most QUEUE_MAX (see make_room). */
-	ncap = ch->wcap * 2 > queued + n ? ch->wcap * 2 : queued + n;
-	nb = realloc(ch->wbuf, ncap);
-	if (nb == NULL)
-		return pbp__seterr(ch->txe, PBP_ENOMEM, ENOMEM,
-		                   "out of memory for a frame of %zu bytes", n);
-	ch->wbuf = nb;
-	ch->wcap = ncap;
-	return 0;
-}
-
 /* Before queueing a frame of n bytes: output already queued goes first
  * when it must.  Blocking sends keep at most one earlier frame queued (a
  * send that timed out), coalescing ones up to COALESCE_MAX, non-blocking
@@ -873,7 +410,7 @@ make_room(pbp_channel *ch, size_t n)
 	if (nonblock) {
 		if (queued + n <= QUEUE_MAX)
 			return 0;
-		rc = write_some(ch, ch->txe);
+		rc = pbp__ch_write_some(ch, ch->txe);
 		if (rc == 1 && ch->wlen - ch->woff + n > QUEUE_MAX)
 			return pbp__seterr(ch->txe, PBP_EAGAIN, 0,
 			                   "%zu bytes already queued: poll for writing, then flush",
@@ -882,7 +419,7 @@ make_room(pbp_channel *ch, size_t n)
 	}
 	if ((ch->flags & PBP_CHANNEL_COALESCE) && queued + n <= COALESCE_MAX)
 		return 0;
-	return flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]), ch->txe);
+	return pbp__ch_flush_by(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]), ch->txe);
 }
 
 /* Queues one application frame: payload encoded by nanopb from (fields,
@@ -897,13 +434,13 @@ queue_message(pbp_channel *ch, uint32_t type, uint64_t id, const pbp__reply *r,
 	int rc;
 
 	if (type == 0)
-		return tx_failmsg(ch, PBP_EINVAL, "message type 0 is reserved");
+		return pbp__ch_tx_failmsg(ch, PBP_EINVAL, "message type 0 is reserved");
 	hlen = pbp__message_header_ex(hdr, type, id, r, psize, &body);
 	if (hlen == 0 || body > ch->limit)
 		return pbp__seterr(ch->txe, PBP_EMSGSIZE, 0,
 		                   "a message of %zu bytes does not fit the frame limit of %" PRIu32
 		                   " bytes", psize, ch->limit);
-	if ((rc = make_room(ch, hlen + psize)) != 0 || (rc = tx_reserve(ch, hlen + psize)) != 0)
+	if ((rc = make_room(ch, hlen + psize)) != 0 || (rc = pbp__ch_tx_reserve(ch, hlen + psize)) != 0)
 		return rc;
 	memcpy(ch->wbuf + ch->wlen, hdr, hlen);
 	if (fields != NULL) {
@@ -947,10 +484,10 @@ send_done(pbp_channel *ch)
 	if ((ch->flags & PBP_CHANNEL_COALESCE) && ch->wlen - ch->woff < COALESCE_MAX)
 		return 0;
 	if (ch->timeout[PBP_TIMEOUT_SEND] == 0) {
-		rc = write_some(ch, ch->txe);
+		rc = pbp__ch_write_some(ch, ch->txe);
 		return rc == 1 ? 0 : rc;
 	}
-	return flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]), ch->txe);
+	return pbp__ch_flush_by(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]), ch->txe);
 }
 
 int
@@ -959,8 +496,8 @@ pbp__ch_send(pbp_channel *ch, uint32_t type, uint64_t id, const pbp__reply *r,
 {
 	int rc;
 
-	tx_lock(ch);
-	rc = tx_ready(ch);
+	pbp__ch_tx_lock(ch);
+	rc = pbp__ch_tx_ready(ch);
 	if (rc == 0 && fields != NULL && !pb_get_encoded_size(&size, fields, msg))
 		rc = pbp__seterr(ch->txe, PBP_EENCODE, 0,
 		                 "sizing message type %" PRIu32 ": a callback failed or a field is invalid",
@@ -973,7 +510,7 @@ pbp__ch_send(pbp_channel *ch, uint32_t type, uint64_t id, const pbp__reply *r,
 	if (rc == 0)
 		rc = send_done(ch);
 	rc = tx_outcome(ch, rc);
-	tx_unlock(ch);
+	pbp__ch_tx_unlock(ch);
 	return rc;
 }
 
@@ -985,9 +522,9 @@ pbp_channel_send_ex(pbp_channel *ch, uint32_t type, uint64_t id,
 
 	if (ch == NULL)
 		return PBP_EINVAL;
-	ENTER(ch, 1);
+	PBP__ENTER(ch, 1);
 	if (fields == NULL || msg == NULL)
-		rc = tx_failmsg(ch, PBP_EINVAL, "send: NULL descriptor or message");
+		rc = pbp__ch_tx_failmsg(ch, PBP_EINVAL, "send: NULL descriptor or message");
 	else
 		rc = pbp__ch_send(ch, type, id, NULL, fields, msg, 0);
 	pbp__ch_leave(ch, 1);
@@ -1016,7 +553,7 @@ pbp_channel_send(pbp_channel *ch, uint32_t type, const void *msg)
 	if (t == NULL) {
 		int rc;
 
-		ENTER(ch, 1);
+		PBP__ENTER(ch, 1);
 		rc = pbp__seterr(ch->txe, PBP_ETYPE, 0,
 		                 "send: no descriptor registered for message type %" PRIu32, type);
 		pbp__ch_leave(ch, 1);
@@ -1033,9 +570,9 @@ pbp_channel_send_raw(pbp_channel *ch, uint32_t type, uint64_t id,
 
 	if (ch == NULL)
 		return PBP_EINVAL;
-	ENTER(ch, 1);
+	PBP__ENTER(ch, 1);
 	if (payload == NULL && size > 0)
-		rc = tx_failmsg(ch, PBP_EINVAL, "send_raw: NULL payload");
+		rc = pbp__ch_tx_failmsg(ch, PBP_EINVAL, "send_raw: NULL payload");
 	else
 		rc = pbp__ch_send(ch, type, id, NULL, NULL, payload, size);
 	pbp__ch_leave(ch, 1);
@@ -1049,7 +586,7 @@ pbp_channel_flush(pbp_channel *ch)
 
 	if (ch == NULL)
 		return PBP_EINVAL;
-	ENTER(ch, 1);
+	PBP__ENTER(ch, 1);
 	if (!(ch->flags & PBP_CHANNEL_DUPLEX))
 		ch->have_msg = 0; /* a blocked flush reads into the receive buffer */
 	rc = pbp__ch_flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
@@ -1060,301 +597,7 @@ pbp_channel_flush(pbp_channel *ch)
 	return rc;
 }
 
-int
-pbp__ch_send_sync(pbp_channel *ch, uint64_t id, int64_t deadline)
-{
-	pbpipe_Envelope env;
-	int rc;
-
-	memset(&env, 0, sizeof env);
-	env.which_body = pbpipe_Envelope_sync_tag;
-	env.body.sync.id = id;
-	tx_lock(ch);
-	rc = tx_ready(ch);
-	if (rc == 0)
-		rc = queue_control(ch, &env, ch->txe);
-	if (rc == 0)
-		rc = flush(ch, deadline, ch->txe);
-	tx_unlock(ch);
-	return rc;
-}
-
-static int
-close_write_locked(pbp_channel *ch)
-{
-	int rc = 0, e;
-
-	if (ch->wr_closed)
-		return 0;
-	/* Queued output goes first; on a deadline the write side stays open
-	 * so the caller can try again. */
-	if (out_queued(ch) && ch->tx_err == 0 && ch->state == ST_READY) {
-		rc = flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]), ch->txe);
-		if (rc == PBP_ETIMEDOUT)
-			return rc;
-	}
-	ch->wr_closed = 1;
-	ch->woff = ch->wlen = 0;
-	e = ch->io->close_write(ch->io_ctx);
-	if (e != 0)
-		return pbp__seterr(ch->txe, PBP_ESYS, e, "closing the write side: %s", strerror(e));
-	return rc;
-}
-
-int
-pbp_channel_close_write(pbp_channel *ch)
-{
-	int rc;
-
-	if (ch == NULL)
-		return PBP_EINVAL;
-	ENTER(ch, 1);
-	tx_lock(ch);
-	rc = close_write_locked(ch);
-	tx_unlock(ch);
-	pbp__ch_leave(ch, 1);
-	return rc;
-}
-
-/* Goodbye.detail is a protobuf string: stock protobuf libraries reject a
- * frame whose strings are not valid UTF-8, so it is cleaned and cut at a
- * character boundary (pbp__control_encode() checks again). */
-static void
-copy_utf8(char *dst, size_t size, const char *src)
-{
-	(void)pbp__utf8_copy(dst, size, src, strlen(src));
-}
-
-int
-pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail,
-                        int64_t deadline)
-{
-	pbpipe_Envelope env;
-	int rc, rc2;
-
-	if (ch == NULL)
-		return PBP_EINVAL;
-	ENTER(ch, 1);
-	tx_lock(ch);
-	rc = tx_ready(ch);
-	if (rc == 0 && out_queued(ch))
-		rc = flush(ch, deadline, ch->txe);
-	if (rc == 0) {
-		memset(&env, 0, sizeof env);
-		env.which_body = pbpipe_Envelope_goodbye_tag;
-		env.body.goodbye.reason = (pbpipe_Goodbye_Reason)reason;
-		if (detail != NULL)
-			copy_utf8(env.body.goodbye.detail, sizeof env.body.goodbye.detail, detail);
-		rc = queue_control(ch, &env, ch->txe);
-		if (rc == 0)
-			rc = flush(ch, deadline, ch->txe);
-	}
-	/* Whatever happened, the write side is done. */
-	ch->woff = ch->wlen = 0;
-	rc2 = close_write_locked(ch);
-	tx_unlock(ch);
-	pbp__ch_leave(ch, 1);
-	return rc != 0 ? rc : rc2;
-}
-
-int
-pbp_channel_goodbye(pbp_channel *ch, int reason, const char *detail)
-{
-	if (ch == NULL)
-		return PBP_EINVAL;
-	return pbp__channel_goodbye_by(ch, reason, detail,
-	                               pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
-}
-
-/* ---- the handshake ------------------------------------------------------- */
-
-static int
-handshake(pbp_channel *ch)
-{
-	int64_t deadline;
-	pbpipe_Envelope env;
-	pbp__frame f;
-	int rc, sent;
-
-	if (ch->state != ST_NEW)
-		return fail(ch, PBP_EINVAL, "handshake already done");
-	if (ch->rx_err != 0)
-		return rx_again(ch);
-	deadline = pbp__deadline(ch->timeout[PBP_TIMEOUT_HANDSHAKE]);
-	pbp__hello_make(&env, ch->max_frame, ch->fingerprint);
-	rc = queue_control(ch, &env, &ch->error);
-	if (rc == 0)
-		rc = flush(ch, deadline, &ch->error);
-	if (rc == PBP_ETIMEDOUT)
-		rc = pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
-		                 "the peer did not take our Hello within %d ms",
-		                 ch->timeout[PBP_TIMEOUT_HANDSHAKE]);
-	if (rc != 0 && rc != PBP_EPIPE)
-		goto failed;
-	/* A peer that stopped reading may still have written: a peer that
-	 * died before its Hello is then reported the same way whichever
-	 * end of the pipes the kernel closed first. */
-	sent = rc;
-	rc = read_frame(ch, &f, deadline);
-	if (rc == 0 && sent != 0)
-		rc = sent;
-	else if (rc == PBP_EOF)
-		rc = pbp__seterr(&ch->error, PBP_ETRUNC, 0,
-		                 "the peer closed the stream before sending its Hello");
-	else if (rc == PBP_ETIMEDOUT)
-		rc = pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
-		                 "no Hello from the peer within %d ms",
-		                 ch->timeout[PBP_TIMEOUT_HANDSHAKE]);
-	else if (rc == 0 && f.kind == PBP__FRAME_GOODBYE)
-		rc = pbp__seterr(&ch->error, PBP_EPROTO, 0,
-		                 "the peer said Goodbye (reason %d: %s) instead of Hello",
-		                 (int)f.goodbye.reason, f.goodbye.detail);
-	else if (rc == 0 && f.kind != PBP__FRAME_HELLO)
-		rc = pbp__seterr(&ch->error, PBP_EPROTO, 0,
-		                 "the peer's first frame is an application message, not Hello");
-	else if (rc == 0)
-		rc = pbp__hello_check(&f.hello, ch->max_frame, ch->fingerprint, &ch->peer,
-		                      &ch->error);
-	if (rc != 0)
-		goto failed;
-	/* Both sides compute the same minimum and hold each other to it.
-	 * The receive buffer holds one largest frame plus some slack for
-	 * data drained while a send is blocked. */
-	ch->limit = ch->peer.effective_max_frame;
-	ch->rd.limit = ch->limit;
-	ch->rd.max_cap = (size_t)ch->limit + PBP__VARINT32_MAX + RX_SLACK;
-	ch->state = ST_READY;
-	return 0;
-failed:
-	/* A failed handshake fails the channel in both directions. */
-	rx_fail(ch, rc);
-	ch->txe = &ch->error;
-	tx_fail(ch, rc);
-	ch->txe = (ch->flags & PBP_CHANNEL_DUPLEX) ? &ch->error_tx : &ch->error;
-	if (ch->flags & PBP_CHANNEL_DUPLEX)
-		ch->error_tx = ch->error;
-	return rc;
-}
-
-int
-pbp_channel_handshake(pbp_channel *ch)
-{
-	int rc;
-
-	if (ch == NULL)
-		return PBP_EINVAL;
-	ENTER(ch, 0);
-	rc = handshake(ch);
-	pbp__ch_leave(ch, 0);
-	return rc;
-}
-
 /* ---- receiving ----------------------------------------------------------- */
-
-int
-pbp__ch_rx_ready(pbp_channel *ch)
-{
-	if (ch->rx_err != 0)
-		return rx_again(ch);
-	if (ch->state != ST_READY)
-		return fail(ch, PBP_EINVAL, "receive before a successful handshake");
-	return 0;
-}
-
-/* The stream has ended (code PBP_EOF, its message in ch->error): while
- * calls or a barrier still wait, that is an error of its own. */
-static int
-stream_ended(pbp_channel *ch)
-{
-	size_t n = ch->nwaiting;
-	char how[PBP_ERRMSG_SIZE];
-
-	if (n == 0 && ch->sync_id == 0)
-		return rx_fail(ch, PBP_EOF);
-	memcpy(how, ch->error.msg, sizeof how);
-	if (n == 0)
-		pbp__seterr(&ch->error, PBP_EUNANSWERED, 0,
-		            "the barrier went unanswered: %.200s", how);
-	else
-		pbp__seterr(&ch->error, PBP_EUNANSWERED, 0,
-		            "%zu call%s went unanswered%s: %.200s", n, n == 1 ? "" : "s",
-		            ch->sync_id ? " (and the barrier)" : "", how);
-	return rx_fail(ch, PBP_EUNANSWERED);
-}
-
-/* Notes a Goodbye: the peer's last frame. */
-static int
-got_goodbye(pbp_channel *ch, const pbp__frame *f)
-{
-	ch->peer.goodbye_received = 1;
-	ch->peer.goodbye_reason = (int)f->goodbye.reason;
-	memcpy(ch->peer.goodbye_detail, f->goodbye.detail, sizeof ch->peer.goodbye_detail);
-	ch->peer.goodbye_detail[sizeof ch->peer.goodbye_detail - 1] = '\0';
-	pbp__seterr(&ch->error, PBP_EOF, 0, "end of stream: the peer said Goodbye (reason %d%s%s)",
-	            (int)f->goodbye.reason, f->goodbye.detail[0] ? ": " : "", f->goodbye.detail);
-	return stream_ended(ch);
-}
-
-/* A Sync: everything the peer sent before it must have been handed to our
- * application, which then asks for more.  With nothing held that is now;
- * otherwise a marker behind the held messages answers it when
- * pbp_channel_recv() reaches it.  If we can no longer send, the peer's
- * deadline tells it. */
-static int
-got_sync(pbp_channel *ch, uint64_t id)
-{
-	if (ch->qlen > 0)
-		return pbp__held_push(ch, NULL, id);
-	pbp__ch_owe_ack(ch, id);
-	return 0;
-}
-
-/* Past the deadline?  Frames the caller does not wait for count against
- * it, so a peer that floods them cannot hold a call past its deadline. */
-static int
-past(int64_t deadline)
-{
-	return deadline >= 0 && pbp__now_ms() > deadline;
-}
-
-int
-pbp__ch_next(pbp_channel *ch, pbp__frame *f, int64_t deadline)
-{
-	int rc;
-
-	for (;;) {
-		rc = read_frame(ch, f, deadline);
-		if (rc == PBP_ETIMEDOUT)
-			return rc; /* not sticky: a partial frame stays buffered */
-		if (rc == PBP_EOF) {
-			pbp__seterr(&ch->error, PBP_EOF, 0, "end of stream: the peer closed between frames");
-			return stream_ended(ch);
-		}
-		if (rc == 0 && f->kind == PBP__FRAME_GOODBYE)
-			return got_goodbye(ch, f);
-		if (rc == 0 && f->kind == PBP__FRAME_HELLO)
-			rc = pbp__seterr(&ch->error, PBP_EPROTO, 0, "a second Hello after the handshake");
-		if (rc != 0)
-			return rx_fail(ch, rc);
-		if (f->kind == PBP__FRAME_MESSAGE && f->reply_to == 0)
-			return 0;
-		if (f->kind == PBP__FRAME_MESSAGE)
-			rc = pbp__calls_file_reply(ch, f);
-		else if (f->kind == PBP__FRAME_SYNC)
-			rc = got_sync(ch, f->sync_id);
-		else if (ch->sync_id != 0 && f->sync_id == ch->sync_id)
-			rc = (ch->sync_acked = 1, PBP__PROGRESS);
-		else
-			rc = 0; /* a late answer to a barrier that gave up */
-		if (rc == PBP_ELIMIT)
-			pbp__reader_unget(&ch->rd); /* refused, not consumed */
-		if (rc != 0)
-			return rc;
-		if (past(deadline))
-			return pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
-			                   "receive deadline passed while the peer sent control frames");
-	}
-}
 
 /* Hands out held entries in order; a Sync marker among them is answered
  * as it is reached.  Returns 1 with ch->cur a held message. */
@@ -1403,13 +646,13 @@ recv_raw(pbp_channel *ch, pbp_msginfo *out)
 	 * peer may be waiting for it before it answers.  A send error does
 	 * not stop receiving what the peer sent before it left.  In duplex
 	 * mode the sending thread owns the output. */
-	if (rx_pushes(ch)) {
+	if (pbp__ch_rx_pushes(ch)) {
 		pbp_error e;
 
-		(void)write_some(ch, &e);
+		(void)pbp__ch_write_some(ch, &e);
 	}
 	while ((rc = pbp__ch_next(ch, &f, deadline)) == PBP__PROGRESS)
-		if (past(deadline))
+		if (pbp__ch_past(deadline))
 			return recv_timed_out(ch);
 	if (rc == PBP_ETIMEDOUT)
 		return recv_timed_out(ch);
@@ -1429,8 +672,8 @@ pbp_channel_recv(pbp_channel *ch, pbp_msginfo *out)
 
 	if (ch == NULL)
 		return PBP_EINVAL;
-	ENTER(ch, 0);
-	rc = out == NULL ? fail(ch, PBP_EINVAL, "recv: NULL out") : recv_raw(ch, out);
+	PBP__ENTER(ch, 0);
+	rc = out == NULL ? pbp__ch_fail(ch, PBP_EINVAL, "recv: NULL out") : recv_raw(ch, out);
 	pbp__ch_leave(ch, 0);
 	return rc;
 }
@@ -1441,9 +684,9 @@ decode(pbp_channel *ch, const pb_msgdesc_t *fields, void *msg)
 	pb_istream_t is;
 
 	if (fields == NULL || msg == NULL)
-		return fail(ch, PBP_EINVAL, "decode: NULL descriptor or message");
+		return pbp__ch_fail(ch, PBP_EINVAL, "decode: NULL descriptor or message");
 	if (!ch->have_msg)
-		return fail(ch, PBP_EINVAL,
+		return pbp__ch_fail(ch, PBP_EINVAL,
 		            "decode: no message received, or a later call on the channel released it");
 	is = pb_istream_from_buffer(ch->msg.payload, ch->msg.size);
 	if (!pb_decode(&is, fields, msg))
@@ -1460,7 +703,7 @@ pbp_channel_decode(pbp_channel *ch, const pb_msgdesc_t *fields, void *msg)
 
 	if (ch == NULL)
 		return PBP_EINVAL;
-	ENTER(ch, 0);
+	PBP__ENTER(ch, 0);
 	rc = decode(ch, fields, msg);
 	pbp__ch_leave(ch, 0);
 	return rc;
@@ -1475,9 +718,9 @@ pbp_channel_recv_msg(pbp_channel *ch, uint32_t *type, void *msg, size_t msg_size
 
 	if (ch == NULL)
 		return PBP_EINVAL;
-	ENTER(ch, 0);
+	PBP__ENTER(ch, 0);
 	if (type == NULL || msg == NULL)
-		rc = fail(ch, PBP_EINVAL, "recv_msg: NULL argument");
+		rc = pbp__ch_fail(ch, PBP_EINVAL, "recv_msg: NULL argument");
 	else
 		rc = recv_raw(ch, &info);
 	if (rc != 0)
@@ -1498,58 +741,4 @@ pbp_channel_recv_msg(pbp_channel *ch, uint32_t *type, void *msg, size_t msg_size
 out:
 	pbp__ch_leave(ch, 0);
 	return rc;
-}
-
-/* ---- the report ---------------------------------------------------------- */
-
-static int
-end_of(int code)
-{
-	switch (code) {
-	case PBP_ETRUNC: return PBP_END_TRUNCATED;
-	case PBP_EPROTO:
-	case PBP_EDECODE:
-	case PBP_EENCODE: return PBP_END_MALFORMED;
-	case PBP_EMSGSIZE: return PBP_END_OVERSIZE;
-	case PBP_ETIMEDOUT: return PBP_END_TIMEOUT;
-	case PBP_EPIPE: return PBP_END_PEER_GONE;
-	case PBP_EUNANSWERED: return PBP_END_UNANSWERED;
-	default: return PBP_END_IO;
-	}
-}
-
-int
-pbp_channel_report(const pbp_channel *ch, pbp_report *out)
-{
-	const pbp_error *e = NULL;
-
-	if (ch == NULL || out == NULL)
-		return PBP_EINVAL;
-	memset(out, 0, sizeof *out);
-	if (ch->state == ST_NEW && ch->rx_err != 0) {
-		e = &ch->rx_error;
-		out->end = e->code == PBP_ETIMEDOUT ? PBP_END_TIMEOUT : PBP_END_HANDSHAKE;
-	} else if (ch->rx_err == PBP_EOF) {
-		out->end = ch->peer.goodbye_received ? PBP_END_GOODBYE : PBP_END_EOF;
-	} else if (ch->rx_err != 0) {
-		e = &ch->rx_error;
-		out->end = end_of(e->code);
-	} else if (ch->tx_err != 0) {
-		e = &ch->tx_error;
-		out->end = end_of(e->code);
-	} else if (ch->timed_out) {
-		/* Only while no call has succeeded since the deadline passed. */
-		e = &ch->timeout_error;
-		out->end = PBP_END_TIMEOUT;
-	}
-	if (e != NULL) {
-		out->error = e->code;
-		memcpy(out->message, e->msg, sizeof out->message);
-	} else if (out->end != PBP_END_OPEN) {
-		memcpy(out->message, ch->rx_error.msg, sizeof out->message);
-	}
-	out->goodbye_reason = ch->peer.goodbye_reason;
-	memcpy(out->goodbye_detail, ch->peer.goodbye_detail, sizeof out->goodbye_detail);
-	out->fate = PBP_FATE_NONE;
-	return 0;
 }

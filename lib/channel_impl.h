@@ -1,7 +1,9 @@
 /*
- * channel_impl.h: the channel object, shared by channel.c (framing, I/O,
- * send, receive) and call.c (calls, the barrier, held messages, the
- * serving loop).  Not installed.
+ * channel_impl.h: the channel object, shared by the files that implement
+ * it, bottom up: stream.c (the byte engine), session.c (the control
+ * protocol, the bottom of every receive, the report), channel.c (the
+ * object and its typed API) and call.c (calls, the barrier, the inbox of
+ * held messages and replies, the serving loop).  Not installed.
  */
 #ifndef PBP_CHANNEL_IMPL_H
 #define PBP_CHANNEL_IMPL_H
@@ -9,6 +11,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/types.h>
+
+#include <errno.h>
+#include <string.h>
 
 #include "pbp_internal.h"
 
@@ -119,7 +124,115 @@ struct pbp_channel {
 	pid_t owner_pid;     /* the process that made the channel (fork) */
 };
 
-/* ---- channel.c, for call.c ---------------------------------------------- */
+/* ---- errors (inline, for channel.c, session.c and stream.c) --------------- */
+
+/* Records a failure of the current call only. */
+static inline int
+pbp__ch_fail(pbp_channel *ch, int code, const char *msg)
+{
+	return pbp__seterr(&ch->error, code, 0, "%s", msg);
+}
+
+/* Makes the error now in ch->error sticky for receiving. */
+static inline int
+pbp__ch_rx_fail(pbp_channel *ch, int code)
+{
+	ch->error.code = code;
+	ch->rx_err = code;
+	ch->rx_error = ch->error;
+	return code;
+}
+
+/* Makes the error now in *ch->txe sticky for sending. */
+static inline int
+pbp__ch_tx_fail(pbp_channel *ch, int code)
+{
+	ch->txe->code = code;
+	ch->tx_err = code;
+	ch->tx_error = *ch->txe;
+	return code;
+}
+
+/* Records a send-side failure of the current call only. */
+static inline int
+pbp__ch_tx_failmsg(pbp_channel *ch, int code, const char *msg)
+{
+	return pbp__seterr(ch->txe, code, 0, "%s", msg);
+}
+
+/* Returns a sticky error again, re-describing it as the latest. */
+static inline int
+pbp__ch_rx_again(pbp_channel *ch)
+{
+	ch->error = ch->rx_error;
+	return ch->rx_err;
+}
+
+static inline int
+pbp__ch_tx_again(pbp_channel *ch)
+{
+	*ch->txe = ch->tx_error;
+	return ch->tx_err;
+}
+
+static inline int
+pbp__ch_sys_error(pbp_error *e, long neg_errno, const char *what)
+{
+	int en = (int)-neg_errno;
+
+	if (en == EPIPE)
+		return pbp__seterr(e, PBP_EPIPE, EPIPE, "%s: the peer has closed its read side",
+		                   what);
+	return pbp__seterr(e, PBP_ESYS, en, "%s: %s", what, strerror(en));
+}
+
+/* Enters a public call (pbp__ch_enter), or returns from it with PBP_EINVAL. */
+#define PBP__ENTER(ch, tx)                                                    \
+	do {                                                                  \
+		if (pbp__ch_enter((ch), (tx)) != 0)                           \
+			return PBP_EINVAL;                                    \
+	} while (0)
+
+/* Past the deadline?  Frames the caller does not wait for count against
+ * it, so a peer that floods them cannot hold a call past its deadline. */
+static inline int
+pbp__ch_past(int64_t deadline)
+{
+	return deadline >= 0 && pbp__now_ms() > deadline;
+}
+
+/* ---- stream.c: the byte engine -------------------------------------------- */
+
+/* The write side's lock in duplex mode (no-ops otherwise); unlocking also
+ * hands over a SyncAck the receiving thread owes. */
+void pbp__ch_tx_lock(pbp_channel *ch);
+void pbp__ch_tx_unlock(pbp_channel *ch);
+/* Reads until a whole frame is buffered, then decodes its envelope: 0 with
+ * *f filled, or an error for the caller to make sticky (not PBP_ETIMEDOUT:
+ * a partial frame stays buffered).  While it waits it writes queued
+ * output. */
+int pbp__ch_read_frame(pbp_channel *ch, pbp__frame *f, int64_t deadline);
+/* Writes queued output (and an owed SyncAck) until the transport is full:
+ * 0 all written, 1 the rest would block, or a sticky send error in e. */
+int pbp__ch_write_some(pbp_channel *ch, pbp_error *e);
+/* Writes all queued output within the deadline, reading meanwhile: 0,
+ * PBP_ETIMEDOUT (the rest stays queued), or a sticky send error in e. */
+int pbp__ch_flush_by(pbp_channel *ch, int64_t deadline, pbp_error *e);
+/* Appends a control frame (Hello, Goodbye, Sync) to the queued output. */
+int pbp__ch_queue_control(pbp_channel *ch, const pbpipe_Envelope *env, pbp_error *e);
+/* Makes room for n more bytes of output after what is queued. */
+int pbp__ch_tx_reserve(pbp_channel *ch, size_t n);
+/* Output queued, or a SyncAck owed. */
+int pbp__ch_out_queued(pbp_channel *ch);
+/* Whether a waiting receive should write queued output (not in duplex
+ * mode, not once sending failed). */
+int pbp__ch_rx_pushes(pbp_channel *ch);
+
+/* ---- channel.c and session.c, for call.c ----------------------------------- */
+
+/* Checks that sending is possible now (handshake done, write side open, no
+ * sticky send error). */
+int pbp__ch_tx_ready(pbp_channel *ch);
 
 /* Outcome of pbp__ch_next: besides 0 (an application message) and errors. */
 #define PBP__PROGRESS 1

@@ -1,0 +1,352 @@
+/*
+ * session.c: the control protocol of a channel, on top of the byte engine
+ * (stream.c): the handshake, Goodbye and the half-close, the barrier's
+ * Sync and SyncAck, and the bottom of every receive, which files replies
+ * with their calls, holds what a waiting call does not want, and tells a
+ * clean end from one that leaves calls unanswered.  Also the report of how
+ * a channel ended.
+ */
+#include <inttypes.h>
+#include <string.h>
+
+#include "channel_impl.h"
+
+/* ---- sending control frames ---------------------------------------------- */
+
+int
+pbp__ch_send_sync(pbp_channel *ch, uint64_t id, int64_t deadline)
+{
+	pbpipe_Envelope env;
+	int rc;
+
+	memset(&env, 0, sizeof env);
+	env.which_body = pbpipe_Envelope_sync_tag;
+	env.body.sync.id = id;
+	pbp__ch_tx_lock(ch);
+	rc = pbp__ch_tx_ready(ch);
+	if (rc == 0)
+		rc = pbp__ch_queue_control(ch, &env, ch->txe);
+	if (rc == 0)
+		rc = pbp__ch_flush_by(ch, deadline, ch->txe);
+	pbp__ch_tx_unlock(ch);
+	return rc;
+}
+
+static int
+close_write_locked(pbp_channel *ch)
+{
+	int rc = 0, e;
+
+	if (ch->wr_closed)
+		return 0;
+	/* Queued output goes first; on a deadline the write side stays open
+	 * so the caller can try again. */
+	if (pbp__ch_out_queued(ch) && ch->tx_err == 0 && ch->state == ST_READY) {
+		rc = pbp__ch_flush_by(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]), ch->txe);
+		if (rc == PBP_ETIMEDOUT)
+			return rc;
+	}
+	ch->wr_closed = 1;
+	ch->woff = ch->wlen = 0;
+	e = ch->io->close_write(ch->io_ctx);
+	if (e != 0)
+		return pbp__seterr(ch->txe, PBP_ESYS, e, "closing the write side: %s", strerror(e));
+	return rc;
+}
+
+int
+pbp_channel_close_write(pbp_channel *ch)
+{
+	int rc;
+
+	if (ch == NULL)
+		return PBP_EINVAL;
+	PBP__ENTER(ch, 1);
+	pbp__ch_tx_lock(ch);
+	rc = close_write_locked(ch);
+	pbp__ch_tx_unlock(ch);
+	pbp__ch_leave(ch, 1);
+	return rc;
+}
+
+/* Goodbye.detail is a protobuf string: stock protobuf libraries reject a
+ * frame whose strings are not valid UTF-8, so it is cleaned and cut at a
+ * character boundary (pbp__control_encode() checks again). */
+static void
+copy_utf8(char *dst, size_t size, const char *src)
+{
+	(void)pbp__utf8_copy(dst, size, src, strlen(src));
+}
+
+int
+pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail,
+                        int64_t deadline)
+{
+	pbpipe_Envelope env;
+	int rc, rc2;
+
+	if (ch == NULL)
+		return PBP_EINVAL;
+	PBP__ENTER(ch, 1);
+	pbp__ch_tx_lock(ch);
+	rc = pbp__ch_tx_ready(ch);
+	if (rc == 0 && pbp__ch_out_queued(ch))
+		rc = pbp__ch_flush_by(ch, deadline, ch->txe);
+	if (rc == 0) {
+		memset(&env, 0, sizeof env);
+		env.which_body = pbpipe_Envelope_goodbye_tag;
+		env.body.goodbye.reason = (pbpipe_Goodbye_Reason)reason;
+		if (detail != NULL)
+			copy_utf8(env.body.goodbye.detail, sizeof env.body.goodbye.detail, detail);
+		rc = pbp__ch_queue_control(ch, &env, ch->txe);
+		if (rc == 0)
+			rc = pbp__ch_flush_by(ch, deadline, ch->txe);
+	}
+	/* Whatever happened, the write side is done. */
+	ch->woff = ch->wlen = 0;
+	rc2 = close_write_locked(ch);
+	pbp__ch_tx_unlock(ch);
+	pbp__ch_leave(ch, 1);
+	return rc != 0 ? rc : rc2;
+}
+
+int
+pbp_channel_goodbye(pbp_channel *ch, int reason, const char *detail)
+{
+	if (ch == NULL)
+		return PBP_EINVAL;
+	return pbp__channel_goodbye_by(ch, reason, detail,
+	                               pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
+}
+/* ---- the handshake ------------------------------------------------------- */
+
+static int
+handshake(pbp_channel *ch)
+{
+	int64_t deadline;
+	pbpipe_Envelope env;
+	pbp__frame f;
+	int rc, sent;
+
+	if (ch->state != ST_NEW)
+		return pbp__ch_fail(ch, PBP_EINVAL, "handshake already done");
+	if (ch->rx_err != 0)
+		return pbp__ch_rx_again(ch);
+	deadline = pbp__deadline(ch->timeout[PBP_TIMEOUT_HANDSHAKE]);
+	pbp__hello_make(&env, ch->max_frame, ch->fingerprint);
+	rc = pbp__ch_queue_control(ch, &env, &ch->error);
+	if (rc == 0)
+		rc = pbp__ch_flush_by(ch, deadline, &ch->error);
+	if (rc == PBP_ETIMEDOUT)
+		rc = pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
+		                 "the peer did not take our Hello within %d ms",
+		                 ch->timeout[PBP_TIMEOUT_HANDSHAKE]);
+	if (rc != 0 && rc != PBP_EPIPE)
+		goto failed;
+	/* A peer that stopped reading may still have written: a peer that
+	 * died before its Hello is then reported the same way whichever
+	 * end of the pipes the kernel closed first. */
+	sent = rc;
+	rc = pbp__ch_read_frame(ch, &f, deadline);
+	if (rc == 0 && sent != 0)
+		rc = sent;
+	else if (rc == PBP_EOF)
+		rc = pbp__seterr(&ch->error, PBP_ETRUNC, 0,
+		                 "the peer closed the stream before sending its Hello");
+	else if (rc == PBP_ETIMEDOUT)
+		rc = pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
+		                 "no Hello from the peer within %d ms",
+		                 ch->timeout[PBP_TIMEOUT_HANDSHAKE]);
+	else if (rc == 0 && f.kind == PBP__FRAME_GOODBYE)
+		rc = pbp__seterr(&ch->error, PBP_EPROTO, 0,
+		                 "the peer said Goodbye (reason %d: %s) instead of Hello",
+		                 (int)f.goodbye.reason, f.goodbye.detail);
+	else if (rc == 0 && f.kind != PBP__FRAME_HELLO)
+		rc = pbp__seterr(&ch->error, PBP_EPROTO, 0,
+		                 "the peer's first frame is an application message, not Hello");
+	else if (rc == 0)
+		rc = pbp__hello_check(&f.hello, ch->max_frame, ch->fingerprint, &ch->peer,
+		                      &ch->error);
+	if (rc != 0)
+		goto failed;
+	/* Both sides compute the same minimum and hold each other to it.
+	 * The receive buffer holds one largest frame plus some slack for
+	 * data drained while a send is blocked. */
+	ch->limit = ch->peer.effective_max_frame;
+	ch->rd.limit = ch->limit;
+	ch->rd.max_cap = (size_t)ch->limit + PBP__VARINT32_MAX + RX_SLACK;
+	ch->state = ST_READY;
+	return 0;
+failed:
+	/* A failed handshake fails the channel in both directions. */
+	pbp__ch_rx_fail(ch, rc);
+	ch->txe = &ch->error;
+	pbp__ch_tx_fail(ch, rc);
+	ch->txe = (ch->flags & PBP_CHANNEL_DUPLEX) ? &ch->error_tx : &ch->error;
+	if (ch->flags & PBP_CHANNEL_DUPLEX)
+		ch->error_tx = ch->error;
+	return rc;
+}
+
+int
+pbp_channel_handshake(pbp_channel *ch)
+{
+	int rc;
+
+	if (ch == NULL)
+		return PBP_EINVAL;
+	PBP__ENTER(ch, 0);
+	rc = handshake(ch);
+	pbp__ch_leave(ch, 0);
+	return rc;
+}
+/* ---- receiving ----------------------------------------------------------- */
+
+int
+pbp__ch_rx_ready(pbp_channel *ch)
+{
+	if (ch->rx_err != 0)
+		return pbp__ch_rx_again(ch);
+	if (ch->state != ST_READY)
+		return pbp__ch_fail(ch, PBP_EINVAL, "receive before a successful handshake");
+	return 0;
+}
+
+/* The stream has ended (code PBP_EOF, its message in ch->error): while
+ * calls or a barrier still wait, that is an error of its own. */
+static int
+stream_ended(pbp_channel *ch)
+{
+	size_t n = ch->nwaiting;
+	char how[PBP_ERRMSG_SIZE];
+
+	if (n == 0 && ch->sync_id == 0)
+		return pbp__ch_rx_fail(ch, PBP_EOF);
+	memcpy(how, ch->error.msg, sizeof how);
+	if (n == 0)
+		pbp__seterr(&ch->error, PBP_EUNANSWERED, 0,
+		            "the barrier went unanswered: %.200s", how);
+	else
+		pbp__seterr(&ch->error, PBP_EUNANSWERED, 0,
+		            "%zu call%s went unanswered%s: %.200s", n, n == 1 ? "" : "s",
+		            ch->sync_id ? " (and the barrier)" : "", how);
+	return pbp__ch_rx_fail(ch, PBP_EUNANSWERED);
+}
+
+/* Notes a Goodbye: the peer's last frame. */
+static int
+got_goodbye(pbp_channel *ch, const pbp__frame *f)
+{
+	ch->peer.goodbye_received = 1;
+	ch->peer.goodbye_reason = (int)f->goodbye.reason;
+	memcpy(ch->peer.goodbye_detail, f->goodbye.detail, sizeof ch->peer.goodbye_detail);
+	ch->peer.goodbye_detail[sizeof ch->peer.goodbye_detail - 1] = '\0';
+	pbp__seterr(&ch->error, PBP_EOF, 0, "end of stream: the peer said Goodbye (reason %d%s%s)",
+	            (int)f->goodbye.reason, f->goodbye.detail[0] ? ": " : "", f->goodbye.detail);
+	return stream_ended(ch);
+}
+
+/* A Sync: everything the peer sent before it must have been handed to our
+ * application, which then asks for more.  With nothing held that is now;
+ * otherwise a marker behind the held messages answers it when
+ * pbp_channel_recv() reaches it.  If we can no longer send, the peer's
+ * deadline tells it. */
+static int
+got_sync(pbp_channel *ch, uint64_t id)
+{
+	if (ch->qlen > 0)
+		return pbp__held_push(ch, NULL, id);
+	pbp__ch_owe_ack(ch, id);
+	return 0;
+}
+
+int
+pbp__ch_next(pbp_channel *ch, pbp__frame *f, int64_t deadline)
+{
+	int rc;
+
+	for (;;) {
+		rc = pbp__ch_read_frame(ch, f, deadline);
+		if (rc == PBP_ETIMEDOUT)
+			return rc; /* not sticky: a partial frame stays buffered */
+		if (rc == PBP_EOF) {
+			pbp__seterr(&ch->error, PBP_EOF, 0, "end of stream: the peer closed between frames");
+			return stream_ended(ch);
+		}
+		if (rc == 0 && f->kind == PBP__FRAME_GOODBYE)
+			return got_goodbye(ch, f);
+		if (rc == 0 && f->kind == PBP__FRAME_HELLO)
+			rc = pbp__seterr(&ch->error, PBP_EPROTO, 0, "a second Hello after the handshake");
+		if (rc != 0)
+			return pbp__ch_rx_fail(ch, rc);
+		if (f->kind == PBP__FRAME_MESSAGE && f->reply_to == 0)
+			return 0;
+		if (f->kind == PBP__FRAME_MESSAGE)
+			rc = pbp__calls_file_reply(ch, f);
+		else if (f->kind == PBP__FRAME_SYNC)
+			rc = got_sync(ch, f->sync_id);
+		else if (ch->sync_id != 0 && f->sync_id == ch->sync_id)
+			rc = (ch->sync_acked = 1, PBP__PROGRESS);
+		else
+			rc = 0; /* a late answer to a barrier that gave up */
+		if (rc == PBP_ELIMIT)
+			pbp__reader_unget(&ch->rd); /* refused, not consumed */
+		if (rc != 0)
+			return rc;
+		if (pbp__ch_past(deadline))
+			return pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
+			                   "receive deadline passed while the peer sent control frames");
+	}
+}/* ---- the report ---------------------------------------------------------- */
+
+static int
+end_of(int code)
+{
+	switch (code) {
+	case PBP_ETRUNC: return PBP_END_TRUNCATED;
+	case PBP_EPROTO:
+	case PBP_EDECODE:
+	case PBP_EENCODE: return PBP_END_MALFORMED;
+	case PBP_EMSGSIZE: return PBP_END_OVERSIZE;
+	case PBP_ETIMEDOUT: return PBP_END_TIMEOUT;
+	case PBP_EPIPE: return PBP_END_PEER_GONE;
+	case PBP_EUNANSWERED: return PBP_END_UNANSWERED;
+	default: return PBP_END_IO;
+	}
+}
+
+int
+pbp_channel_report(const pbp_channel *ch, pbp_report *out)
+{
+	const pbp_error *e = NULL;
+
+	if (ch == NULL || out == NULL)
+		return PBP_EINVAL;
+	memset(out, 0, sizeof *out);
+	if (ch->state == ST_NEW && ch->rx_err != 0) {
+		e = &ch->rx_error;
+		out->end = e->code == PBP_ETIMEDOUT ? PBP_END_TIMEOUT : PBP_END_HANDSHAKE;
+	} else if (ch->rx_err == PBP_EOF) {
+		out->end = ch->peer.goodbye_received ? PBP_END_GOODBYE : PBP_END_EOF;
+	} else if (ch->rx_err != 0) {
+		e = &ch->rx_error;
+		out->end = end_of(e->code);
+	} else if (ch->tx_err != 0) {
+		e = &ch->tx_error;
+		out->end = end_of(e->code);
+	} else if (ch->timed_out) {
+		/* Only while no call has succeeded since the deadline passed. */
+		e = &ch->timeout_error;
+		out->end = PBP_END_TIMEOUT;
+	}
+	if (e != NULL) {
+		out->error = e->code;
+		memcpy(out->message, e->msg, sizeof out->message);
+	} else if (out->end != PBP_END_OPEN) {
+		memcpy(out->message, ch->rx_error.msg, sizeof out->message);
+	}
+	out->goodbye_reason = ch->peer.goodbye_reason;
+	memcpy(out->goodbye_detail, ch->peer.goodbye_detail, sizeof out->goodbye_detail);
+	out->fate = PBP_FATE_NONE;
+	return 0;
+}
