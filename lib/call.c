@@ -1,11 +1,10 @@
 /*
- * call.c: calls, the barrier, held messages and the serving loop, on top
- * of the channel's framing (channel.c).
+ * call.c: calls, the barrier and the serving loop, on top of the channel
+ * (channel.c), its control protocol (session.c) and its inbox (inbox.c).
  *
  * While a call or a barrier waits, other frames keep arriving: replies to
  * other outstanding calls are filed with their call, and everything else
- * is held, in order, for pbp_channel_recv().  Both stores are bounded
- * (PBP_MAX_CALLS, PBP_MAX_HELD) and keep their buffers for reuse.
+ * is held, in order, for pbp_channel_recv() (inbox.c).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -18,219 +17,6 @@
 
 #include "channel_impl.h"
 
-/* Copies n bytes into a reusable buffer. */
-static int
-keep(uint8_t **buf, size_t *cap, size_t *len, const void *src, size_t n)
-{
-	if (n > *cap) {
-		uint8_t *nb = realloc(*buf, n);
-
-		if (nb == NULL)
-			return PBP_ENOMEM;
-		*buf = nb;
-		*cap = n;
-	}
-	if (n > 0)
-		memcpy(*buf, src, n);
-	*len = n;
-	return 0;
-}
-
-/* Frees a buffer handed back to the inbox if it is large, so that one
- * large message does not pin its memory for ever. */
-static void
-trim(uint8_t **buf, size_t *cap)
-{
-	if (*cap > KEEP_MAX) {
-		free(*buf);
-		*buf = NULL;
-		*cap = 0;
-	}
-}
-
-/* The inbox (held messages and kept replies) takes n more payload bytes:
- * always when it is empty, else up to INBOX_MAX in all. */
-static int
-inbox_room(pbp_channel *ch, size_t n)
-{
-	if (ch->inbox_bytes == 0 || ch->inbox_bytes + n <= INBOX_MAX)
-		return 0;
-	return pbp__seterr(&ch->error, PBP_ELIMIT, 0,
-	                   "the inbox is full (%zu bytes held or kept as replies, at most %u): "
-	                   "receive held messages or finish calls first; nothing was lost",
-	                   ch->inbox_bytes, INBOX_MAX);
-}
-
-/* ---- held messages --------------------------------------------------------- */
-
-static int
-held_grow(pbp_channel *ch)
-{
-	size_t ncap = ch->qcap ? ch->qcap * 2 : 16, i;
-	pbp__held *nq;
-
-	if (ch->qcap >= PBP_MAX_HELD)
-		return pbp__seterr(&ch->error, PBP_ELIMIT, 0,
-		                   "%d messages are held for pbp_channel_recv() already: receive them "
-		                   "first; nothing was lost", PBP_MAX_HELD);
-	nq = calloc(ncap, sizeof *nq);
-	if (nq == NULL)
-		return pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM, "out of memory holding a message");
-	/* Unroll the ring into the new array, buffers included. */
-	for (i = 0; i < ch->qcap; i++)
-		nq[i] = ch->queue[(ch->qhead + i) % ch->qcap];
-	free(ch->queue);
-	ch->queue = nq;
-	ch->qhead = 0;
-	ch->qcap = ncap;
-	return 0;
-}
-
-int
-pbp__held_push(pbp_channel *ch, const pbp__frame *f, uint64_t sync_id)
-{
-	size_t n = f ? f->payload_len : 0;
-	pbp__held *h;
-	int rc;
-
-	if ((rc = inbox_room(ch, n)) != 0)
-		return rc;
-	if (ch->qlen == ch->qcap && (rc = held_grow(ch)) != 0)
-		return rc;
-	h = &ch->queue[(ch->qhead + ch->qlen) % ch->qcap];
-	if (f != NULL && keep(&h->buf, &h->cap, &h->len, f->payload, n) != 0)
-		return pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM, "out of memory holding a message");
-	h->sync = f == NULL;
-	h->type = f ? f->type : 0;
-	h->id = f ? f->id : sync_id;
-	h->len = n;
-	ch->inbox_bytes += n;
-	ch->qlen++;
-	return 0;
-}
-
-int
-pbp__held_pop(pbp_channel *ch)
-{
-	pbp__held tmp;
-
-	if (ch->qlen == 0)
-		return 0;
-	/* Swap, so that both keep a buffer to reuse. */
-	tmp = ch->cur;
-	trim(&tmp.buf, &tmp.cap);
-	ch->cur = ch->queue[ch->qhead];
-	ch->queue[ch->qhead] = tmp;
-	ch->qhead = (ch->qhead + 1) % ch->qcap;
-	ch->qlen--;
-	ch->inbox_bytes -= ch->cur.len;
-	return 1;
-}
-
-/* ---- outstanding calls ------------------------------------------------------ */
-
-static pbp__call *
-call_find(pbp_channel *ch, uint64_t id)
-{
-	size_t i;
-
-	for (i = 0; i < ch->ncalls; i++)
-		if (ch->calls[i].state != CALL_FREE && ch->calls[i].id == id)
-			return &ch->calls[i];
-	return NULL;
-}
-
-static pbp__call *
-call_slot(pbp_channel *ch)
-{
-	pbp__call *nc;
-	size_t i;
-
-	for (i = 0; i < ch->ncalls; i++)
-		if (ch->calls[i].state == CALL_FREE)
-			return &ch->calls[i];
-	if (ch->ncalls >= PBP_MAX_CALLS) {
-		pbp__seterr(&ch->error, PBP_ELIMIT, 0, "%d calls are already outstanding",
-		            PBP_MAX_CALLS);
-		return NULL;
-	}
-	nc = realloc(ch->calls, (ch->ncalls + 1) * sizeof *nc);
-	if (nc == NULL) {
-		pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM, "out of memory for a call");
-		return NULL;
-	}
-	ch->calls = nc;
-	memset(&nc[ch->ncalls], 0, sizeof *nc);
-	return &nc[ch->ncalls++];
-}
-
-/* Ends a call: its slot is free again, and a reply it kept leaves the
- * inbox. */
-static void
-call_end(pbp_channel *ch, pbp__call *c)
-{
-	if (c->state == CALL_WAITING)
-		ch->nwaiting--;
-	if (c->state == CALL_DONE)
-		ch->inbox_bytes -= c->len;
-	trim(&c->buf, &c->cap);
-	c->len = 0;
-	c->state = CALL_FREE;
-}
-
-int
-pbp__calls_file_reply(pbp_channel *ch, const pbp__frame *f)
-{
-	pbp__call *c = call_find(ch, f->reply_to);
-	size_t n;
-
-	if (c == NULL && f->reply_to < ch->next_id)
-		return 0; /* a late reply to a call that was cancelled or timed out */
-	if (c == NULL)
-		return pbp__seterr(&ch->error, PBP_EPROTO, 0,
-		                   "a reply to id %" PRIu64 ", which is no call of ours", f->reply_to);
-	if (c->state != CALL_WAITING)
-		return 0; /* a second reply: the first one stands */
-	if (inbox_room(ch, f->payload_len) != 0)
-		return PBP_ELIMIT;
-	if (keep(&c->buf, &c->cap, &c->len, f->payload, f->payload_len) != 0)
-		return pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM, "out of memory keeping a reply");
-	c->type = f->type;
-	c->error_code = f->error_code;
-	n = f->error_len < sizeof c->errmsg - 1 ? f->error_len : sizeof c->errmsg - 1;
-	if (n > 0)
-		memcpy(c->errmsg, f->error_msg, n);
-	c->errmsg[n] = '\0';
-	c->state = CALL_DONE;
-	ch->nwaiting--;
-	ch->inbox_bytes += c->len;
-	return PBP__PROGRESS;
-}
-
-void
-pbp__calls_free(pbp_channel *ch)
-{
-	size_t i;
-
-	for (i = 0; i < ch->ncalls; i++)
-		free(ch->calls[i].buf);
-	free(ch->calls);
-	for (i = 0; i < ch->qcap; i++)
-		free(ch->queue[i].buf);
-	free(ch->queue);
-	free(ch->cur.buf);
-	ch->calls = NULL;
-	ch->queue = NULL;
-	ch->cur.buf = NULL;
-	ch->ncalls = ch->qcap = ch->qlen = ch->nwaiting = ch->inbox_bytes = 0;
-}
-
-static int
-fail(pbp_channel *ch, int code, const char *msg)
-{
-	return pbp__seterr(&ch->error, code, 0, "%s", msg);
-}
-
 /* Leaves a public call (all of them use the receive side's flag). */
 #define CALL_LEAVE(ch, rc) (pbp__ch_leave((ch), 0), (rc))
 
@@ -242,14 +28,14 @@ call_start(pbp_channel *ch, uint32_t req_type, const void *req, uint64_t *id)
 	int rc;
 
 	if (req == NULL || id == NULL)
-		return fail(ch, PBP_EINVAL, "call_start: NULL argument");
+		return pbp__ch_fail(ch, PBP_EINVAL, "call_start: NULL argument");
 	if (ch->flags & PBP_CHANNEL_DUPLEX)
-		return fail(ch, PBP_EINVAL, "calls are not available on a duplex channel");
+		return pbp__ch_fail(ch, PBP_EINVAL, "calls are not available on a duplex channel");
 	t = pbp__ch_find_type(ch, req_type);
 	if (t == NULL)
 		return pbp__seterr(&ch->error, PBP_ETYPE, 0,
 		                   "call: no descriptor registered for message type %" PRIu32, req_type);
-	c = call_slot(ch);
+	c = pbp__inbox_slot(ch);
 	if (c == NULL)
 		return ch->error.code;
 	if (ch->next_id == 0)
@@ -316,7 +102,7 @@ wait_for(pbp_channel *ch, int timeout_ms, int (*done)(pbp_channel *, uint64_t), 
 static int
 call_done(pbp_channel *ch, uint64_t id)
 {
-	pbp__call *c = call_find(ch, id);
+	pbp__call *c = pbp__inbox_call(ch, id);
 
 	return c == NULL || c->state != CALL_WAITING;
 }
@@ -345,7 +131,7 @@ call_result(pbp_channel *ch, pbp__call *c, uint32_t resp_type, void *resp)
 			rc = pbp__seterr(&ch->error, PBP_EDECODE, 0, "decoding the reply to call %" PRIu64 ": %s",
 			                 c->id, PB_GET_ERROR(&is));
 	}
-	call_end(ch, c);
+	pbp__inbox_end(ch, c);
 	return rc;
 }
 
@@ -356,14 +142,14 @@ call_finish(pbp_channel *ch, uint64_t id, uint32_t resp_type, void *resp, int ti
 	int rc;
 
 	if (resp == NULL)
-		return fail(ch, PBP_EINVAL, "call_finish: NULL argument");
-	c = call_find(ch, id);
+		return pbp__ch_fail(ch, PBP_EINVAL, "call_finish: NULL argument");
+	c = pbp__inbox_call(ch, id);
 	if (c == NULL)
 		return pbp__seterr(&ch->error, PBP_EINVAL, 0, "no outstanding call with id %" PRIu64, id);
 	rc = wait_for(ch, timeout_ms, call_done, id);
 	if (rc != 0)
 		return rc;
-	return call_result(ch, call_find(ch, id), resp_type, resp);
+	return call_result(ch, pbp__inbox_call(ch, id), resp_type, resp);
 }
 
 int
@@ -379,13 +165,13 @@ pbp_channel_call_finish(pbp_channel *ch, uint64_t id, uint32_t resp_type, void *
 static int
 call_cancel(pbp_channel *ch, uint64_t id)
 {
-	pbp__call *c = call_find(ch, id);
+	pbp__call *c = pbp__inbox_call(ch, id);
 
 	if (c == NULL)
 		return pbp__seterr(&ch->error, PBP_EINVAL, 0, "no outstanding call with id %" PRIu64, id);
 	/* The slot is free at once; a reply that still comes is recognised
 	 * as late by its id (ids only grow) and dropped. */
-	call_end(ch, c);
+	pbp__inbox_end(ch, c);
 	return 0;
 }
 
@@ -412,7 +198,7 @@ pbp_channel_call(pbp_channel *ch, uint32_t req_type, const void *req, uint32_t r
 	if (rc != 0)
 		return CALL_LEAVE(ch, rc);
 	rc = call_finish(ch, id, resp_type, resp, timeout_ms);
-	if (rc != 0 && call_find(ch, id) != NULL) {
+	if (rc != 0 && pbp__inbox_call(ch, id) != NULL) {
 		pbp_error keep_err = ch->error;
 
 		(void)call_cancel(ch, id);
@@ -433,7 +219,7 @@ pbp_channel_reply(pbp_channel *ch, uint64_t request_id, uint32_t type, const voi
 	PBP__ENTER(ch, 0);
 	t = pbp__ch_find_type(ch, type);
 	if (msg == NULL || request_id == 0)
-		rc = fail(ch, PBP_EINVAL, "reply: NULL message or request id 0");
+		rc = pbp__ch_fail(ch, PBP_EINVAL, "reply: NULL message or request id 0");
 	else if (t == NULL)
 		rc = pbp__seterr(&ch->error, PBP_ETYPE, 0,
 		                 "reply: no descriptor registered for message type %" PRIu32, type);
@@ -449,11 +235,11 @@ reply_error(pbp_channel *ch, uint64_t request_id, uint32_t request_type, uint32_
 	pbp__reply r = { request_id, code, message ? message : "" };
 
 	if (request_id == 0 || code == 0)
-		return fail(ch, PBP_EINVAL, "reply_error: request id or code 0");
+		return pbp__ch_fail(ch, PBP_EINVAL, "reply_error: request id or code 0");
 	/* A 1.0 peer would skip the error fields and take the reply for an
 	 * empty result. */
 	if (ch->peer.minor < 1)
-		return fail(ch, PBP_EINVAL, "reply_error: the peer speaks protocol 1.0, "
+		return pbp__ch_fail(ch, PBP_EINVAL, "reply_error: the peer speaks protocol 1.0, "
 		                            "which has no error replies");
 	return pbp__ch_send(ch, request_type, 0, &r, NULL, "", 0);
 }
@@ -483,11 +269,11 @@ barrier(pbp_channel *ch, int timeout_ms)
 	int rc;
 
 	if (ch->flags & PBP_CHANNEL_DUPLEX)
-		return fail(ch, PBP_EINVAL, "the barrier is not available on a duplex channel");
+		return pbp__ch_fail(ch, PBP_EINVAL, "the barrier is not available on a duplex channel");
 	if ((rc = pbp__ch_rx_ready(ch)) != 0)
 		return rc;
 	if (ch->peer.minor < 1)
-		return fail(ch, PBP_EINVAL, "the peer speaks protocol 1.0, which has no barrier");
+		return pbp__ch_fail(ch, PBP_EINVAL, "the peer speaks protocol 1.0, which has no barrier");
 	if (ch->next_id == 0)
 		ch->next_id = 1;
 	ch->sync_id = ch->next_id++;
@@ -650,10 +436,10 @@ pbp_channel_serve(pbp_channel *ch, const pbp_handler *handlers, size_t nhandlers
 	int rc;
 
 	if (ch == NULL || (handlers == NULL && nhandlers > 0))
-		return ch ? fail(ch, PBP_EINVAL, "serve: NULL handlers") : PBP_EINVAL;
+		return ch ? pbp__ch_fail(ch, PBP_EINVAL, "serve: NULL handlers") : PBP_EINVAL;
 	size = largest(ch, handlers, nhandlers);
 	if (size == 0)
-		return fail(ch, PBP_EINVAL, "serve: a handler's types are not registered, or it has no fn");
+		return pbp__ch_fail(ch, PBP_EINVAL, "serve: a handler's types are not registered, or it has no fn");
 	req = malloc(size);
 	resp = malloc(size);
 	if (req == NULL || resp == NULL) {

@@ -273,26 +273,6 @@ pbp_channel_close(pbp_channel *ch, int timeout_ms, pbp_error *err)
 }
 /* ---- errors, accessors --------------------------------------------------- */
 
-int
-pbp__ch_enter(pbp_channel *ch, int tx)
-{
-	atomic_int *b = tx && (ch->flags & PBP_CHANNEL_DUPLEX) ? &ch->busy_tx : &ch->busy_rx;
-
-	/* One atomic exchange per call: cheap, and it turns two threads
-	 * tearing each other's frames into an error. */
-	if (atomic_exchange_explicit(b, 1, memory_order_acquire) != 0)
-		return PBP_EINVAL;
-	return 0;
-}
-
-void
-pbp__ch_leave(pbp_channel *ch, int tx)
-{
-	atomic_int *b = tx && (ch->flags & PBP_CHANNEL_DUPLEX) ? &ch->busy_tx : &ch->busy_rx;
-
-	atomic_store_explicit(b, 0, memory_order_release);
-}
-
 void
 pbp__ch_timed_out(pbp_channel *ch, const pbp_error *e)
 {
@@ -383,18 +363,6 @@ pbp_channel_pending(const pbp_channel *ch)
 }
 /* ---- sending ------------------------------------------------------------- */
 
-/* Checks that sending is possible now. */
-int
-pbp__ch_tx_ready(pbp_channel *ch)
-{
-	if (ch->tx_err != 0)
-		return pbp__ch_tx_again(ch);
-	if (ch->state != ST_READY)
-		return pbp__ch_tx_failmsg(ch, PBP_EINVAL, "send before a successful handshake");
-	if (ch->wr_closed)
-		return pbp__ch_tx_failmsg(ch, PBP_EINVAL, "send after the write side was closed");
-	return 0;
-}
 /* Before queueing a frame of n bytes: output already queued goes first
  * when it must.  Blocking sends keep at most one earlier frame queued (a
  * send that timed out), coalescing ones up to COALESCE_MAX, non-blocking

@@ -270,7 +270,15 @@ int pbp__ch_send_sync(pbp_channel *ch, uint64_t id, int64_t deadline);
 void pbp__ch_owe_ack(pbp_channel *ch, uint64_t id);
 const pbp_msgtype *pbp__ch_find_type(const pbp_channel *ch, uint32_t type);
 
-/* ---- call.c, for channel.c ---------------------------------------------- */
+/* ---- inbox.c: calls outstanding, replies kept, messages held --------------- */
+
+/* The outstanding call with this id (waiting or answered), or NULL. */
+pbp__call *pbp__inbox_call(pbp_channel *ch, uint64_t id);
+/* A free call slot, or NULL with ch->error set (PBP_ELIMIT, PBP_ENOMEM). */
+pbp__call *pbp__inbox_slot(pbp_channel *ch);
+/* Ends a call: its slot is free again and a reply it kept leaves the
+ * inbox. */
+void pbp__inbox_end(pbp_channel *ch, pbp__call *c);
 
 /* A reply arrived: file it with its call.  Returns PBP__PROGRESS if it
  * was filed, 0 if it was dropped (a late or second reply to a call of
