@@ -186,6 +186,42 @@ pbp__ch_sys_error(pbp_error *e, long neg_errno, const char *what)
 	return pbp__seterr(e, PBP_ESYS, en, "%s: %s", what, strerror(en));
 }
 
+/* Misuse check around a public call: 0, or PBP_EINVAL when another thread
+ * is inside a call on the same side of this channel (the error record is
+ * left alone: that thread owns it).  tx: the call sends only. */
+static inline int
+pbp__ch_enter(pbp_channel *ch, int tx)
+{
+	atomic_int *b = tx && (ch->flags & PBP_CHANNEL_DUPLEX) ? &ch->busy_tx : &ch->busy_rx;
+
+	/* One atomic exchange per call: cheap, and it turns two threads
+	 * tearing each other's frames into an error. */
+	if (atomic_exchange_explicit(b, 1, memory_order_acquire) != 0)
+		return PBP_EINVAL;
+	return 0;
+}
+
+static inline void
+pbp__ch_leave(pbp_channel *ch, int tx)
+{
+	atomic_int *b = tx && (ch->flags & PBP_CHANNEL_DUPLEX) ? &ch->busy_tx : &ch->busy_rx;
+
+	atomic_store_explicit(b, 0, memory_order_release);
+}
+
+/* Checks that sending is possible now. */
+static inline int
+pbp__ch_tx_ready(pbp_channel *ch)
+{
+	if (ch->tx_err != 0)
+		return pbp__ch_tx_again(ch);
+	if (ch->state != ST_READY)
+		return pbp__ch_tx_failmsg(ch, PBP_EINVAL, "send before a successful handshake");
+	if (ch->wr_closed)
+		return pbp__ch_tx_failmsg(ch, PBP_EINVAL, "send after the write side was closed");
+	return 0;
+}
+
 /* Enters a public call (pbp__ch_enter), or returns from it with PBP_EINVAL. */
 #define PBP__ENTER(ch, tx)                                                    \
 	do {                                                                  \
@@ -203,10 +239,45 @@ pbp__ch_past(int64_t deadline)
 
 /* ---- stream.c: the byte engine -------------------------------------------- */
 
-/* The write side's lock in duplex mode (no-ops otherwise); unlocking also
- * hands over a SyncAck the receiving thread owes. */
-void pbp__ch_tx_lock(pbp_channel *ch);
-void pbp__ch_tx_unlock(pbp_channel *ch);
+void pbp__ch_tx_lock_duplex(pbp_channel *ch);
+void pbp__ch_tx_unlock_duplex(pbp_channel *ch);
+int pbp__ch_ack_owed_duplex(pbp_channel *ch);
+
+/* The write side's lock in duplex mode (no-ops otherwise, inline: these
+ * are on every send's path); unlocking also hands over a SyncAck the
+ * receiving thread owes. */
+static inline void
+pbp__ch_tx_lock(pbp_channel *ch)
+{
+	if (ch->flags & PBP_CHANNEL_DUPLEX)
+		pbp__ch_tx_lock_duplex(ch);
+}
+
+static inline void
+pbp__ch_tx_unlock(pbp_channel *ch)
+{
+	if (ch->flags & PBP_CHANNEL_DUPLEX)
+		pbp__ch_tx_unlock_duplex(ch);
+}
+
+/* Output queued, or a SyncAck owed. */
+static inline int
+pbp__ch_out_queued(pbp_channel *ch)
+{
+	if (ch->wlen > ch->woff)
+		return 1;
+	return (ch->flags & PBP_CHANNEL_DUPLEX) ? pbp__ch_ack_owed_duplex(ch) : ch->ack_pending;
+}
+
+/* Whether a waiting receive should write queued output: not in duplex mode
+ * (the sending thread owns it), nor once sending has failed. */
+static inline int
+pbp__ch_rx_pushes(pbp_channel *ch)
+{
+	return !(ch->flags & PBP_CHANNEL_DUPLEX) && ch->tx_err == 0 && !ch->wr_closed &&
+	       pbp__ch_out_queued(ch);
+}
+
 /* Reads until a whole frame is buffered, then decodes its envelope: 0 with
  * *f filled, or an error for the caller to make sticky (not PBP_ETIMEDOUT:
  * a partial frame stays buffered).  While it waits it writes queued
@@ -222,17 +293,10 @@ int pbp__ch_flush_by(pbp_channel *ch, int64_t deadline, pbp_error *e);
 int pbp__ch_queue_control(pbp_channel *ch, const pbpipe_Envelope *env, pbp_error *e);
 /* Makes room for n more bytes of output after what is queued. */
 int pbp__ch_tx_reserve(pbp_channel *ch, size_t n);
-/* Output queued, or a SyncAck owed. */
-int pbp__ch_out_queued(pbp_channel *ch);
-/* Whether a waiting receive should write queued output (not in duplex
- * mode, not once sending failed). */
-int pbp__ch_rx_pushes(pbp_channel *ch);
+
 
 /* ---- channel.c and session.c, for call.c ----------------------------------- */
 
-/* Checks that sending is possible now (handshake done, write side open, no
- * sticky send error). */
-int pbp__ch_tx_ready(pbp_channel *ch);
 
 /* Outcome of pbp__ch_next: besides 0 (an application message) and errors. */
 #define PBP__PROGRESS 1
@@ -247,11 +311,6 @@ int pbp__ch_tx_ready(pbp_channel *ch);
  * PBP_ETIMEDOUT, PBP_ELIMIT (the frame was put back) and PBP_EPROTO for a
  * reply to an id we never used. */
 int pbp__ch_next(pbp_channel *ch, pbp__frame *f, int64_t deadline);
-/* Misuse check around a public call: 0, or PBP_EINVAL when another thread
- * is inside a call on the same side of this channel (the error record is
- * left alone: that thread owns it).  tx: the call sends only. */
-int pbp__ch_enter(pbp_channel *ch, int tx);
-void pbp__ch_leave(pbp_channel *ch, int tx);
 /* Writes queued output within the deadline (pbp_channel_flush() without
  * the misuse check). */
 int pbp__ch_flush(pbp_channel *ch, int64_t deadline);

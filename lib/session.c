@@ -11,41 +11,6 @@
 
 #include "channel_impl.h"
 
-/* ---- the misuse check, and whether sending is possible ------------------- */
-
-int
-pbp__ch_enter(pbp_channel *ch, int tx)
-{
-	atomic_int *b = tx && (ch->flags & PBP_CHANNEL_DUPLEX) ? &ch->busy_tx : &ch->busy_rx;
-
-	/* One atomic exchange per call: cheap, and it turns two threads
-	 * tearing each other's frames into an error. */
-	if (atomic_exchange_explicit(b, 1, memory_order_acquire) != 0)
-		return PBP_EINVAL;
-	return 0;
-}
-
-void
-pbp__ch_leave(pbp_channel *ch, int tx)
-{
-	atomic_int *b = tx && (ch->flags & PBP_CHANNEL_DUPLEX) ? &ch->busy_tx : &ch->busy_rx;
-
-	atomic_store_explicit(b, 0, memory_order_release);
-}
-
-/* Checks that sending is possible now. */
-int
-pbp__ch_tx_ready(pbp_channel *ch)
-{
-	if (ch->tx_err != 0)
-		return pbp__ch_tx_again(ch);
-	if (ch->state != ST_READY)
-		return pbp__ch_tx_failmsg(ch, PBP_EINVAL, "send before a successful handshake");
-	if (ch->wr_closed)
-		return pbp__ch_tx_failmsg(ch, PBP_EINVAL, "send after the write side was closed");
-	return 0;
-}
-
 /* ---- sending control frames ---------------------------------------------- */
 
 int

@@ -19,23 +19,21 @@
 
 #include "channel_impl.h"
 
-/* Duplex mode: the write side is used by one thread at a time. */
+/* Duplex mode: the write side is used by one thread at a time.  (The
+ * inline wrappers in channel_impl.h skip these without PBP_CHANNEL_DUPLEX.) */
 void
-pbp__ch_tx_lock(pbp_channel *ch)
+pbp__ch_tx_lock_duplex(pbp_channel *ch)
 {
-	if (ch->flags & PBP_CHANNEL_DUPLEX)
-		pthread_mutex_lock(&ch->wlock);
+	pthread_mutex_lock(&ch->wlock);
 }
 
 static void ack_handoff(pbp_channel *ch);
 
 void
-pbp__ch_tx_unlock(pbp_channel *ch)
+pbp__ch_tx_unlock_duplex(pbp_channel *ch)
 {
-	if (ch->flags & PBP_CHANNEL_DUPLEX) {
-		pthread_mutex_unlock(&ch->wlock);
-		ack_handoff(ch);
-	}
+	pthread_mutex_unlock(&ch->wlock);
+	ack_handoff(ch);
 }
 
 /* ---- moving bytes -------------------------------------------------------- */
@@ -149,16 +147,12 @@ queue_ack(pbp_channel *ch, pbp_error *e)
 	return pbp__ch_queue_control(ch, &env, e);
 }
 
-/* Output queued, or a SyncAck owed. */
+/* Duplex mode: whether a SyncAck is owed (under its lock). */
 int
-pbp__ch_out_queued(pbp_channel *ch)
+pbp__ch_ack_owed_duplex(pbp_channel *ch)
 {
 	int owed;
 
-	if (ch->wlen > ch->woff)
-		return 1;
-	if (!(ch->flags & PBP_CHANNEL_DUPLEX))
-		return ch->ack_pending;
 	pthread_mutex_lock(&ch->ack_lock);
 	owed = ch->ack_pending;
 	pthread_mutex_unlock(&ch->ack_lock);
@@ -294,15 +288,6 @@ spin_fill(pbp_channel *ch, int64_t deadline)
 	while (rc == 0 && pbp__now_ns() < end)
 		rc = fill_once(ch);
 	return rc;
-}
-
-/* Output this side should push while it waits to receive: not in duplex
- * mode (the sending thread owns it), nor once sending has failed. */
-int
-pbp__ch_rx_pushes(pbp_channel *ch)
-{
-	return !(ch->flags & PBP_CHANNEL_DUPLEX) && ch->tx_err == 0 && !ch->wr_closed &&
-	       pbp__ch_out_queued(ch);
 }
 
 /* Waits until the transport is readable, or writable while output is
