@@ -258,14 +258,31 @@ T(bad_length_prefix_is_sticky_eproto)
 	pbp__reader_free(&r);
 }
 
+/* An envelope body and the code pbp__frame_decode() must return for it. */
+typedef struct decode_case {
+	const char *what;
+	const char *bytes;
+	size_t n;
+	int rc;
+} decode_case;
+
+/* Decodes one case; checks its code, and that a failure is described. */
+static void
+check_decode(const decode_case *c, pbp_error *err)
+{
+	pbp__frame f;
+	int rc;
+
+	memset(err, 0, sizeof *err);
+	rc = pbp__frame_decode((const uint8_t *)c->bytes, c->n, &f, err);
+	cr_assert_eq(rc, c->rc, "%s: rc %d (%s)", c->what, rc, err->msg);
+	if (rc != 0)
+		cr_assert_eq(err->code, rc, "%s", c->what);
+}
+
 T(malformed_envelopes)
 {
-	static const struct {
-		const char *what;
-		const char *bytes;
-		size_t n;
-		int rc;
-	} cases[] = {
+	static const decode_case cases[] = {
 		{ "empty envelope", "", 0, PBP_EPROTO },
 		{ "only an unknown field", "\x48\x05", 2, PBP_EPROTO },
 		{ "two bodies", "\x1a\x02\x08\x01\x1a\x02\x08\x02", 8, PBP_EPROTO },
@@ -286,12 +303,9 @@ T(malformed_envelopes)
 	size_t i;
 
 	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		pbp_error err = { 0 };
-		pbp__frame f;
-		int rc = pbp__frame_decode((const uint8_t *)cases[i].bytes, cases[i].n, &f, &err);
+		pbp_error err;
 
-		cr_assert_eq(rc, cases[i].rc, "%s: rc %d (%s)", cases[i].what, rc, err.msg);
-		cr_assert_eq(err.code, rc, "%s", cases[i].what);
+		check_decode(&cases[i], &err);
 		if (strcmp(cases[i].what, "truncated tag") == 0)
 			cr_assert_null(strstr(err.msg, "field number 0"), "%s", err.msg);
 		cr_assert_neq(err.msg[0], '\0', "%s", cases[i].what);
@@ -484,12 +498,7 @@ T(goodbye_detail_is_sent_as_valid_utf8)
 
 T(wire_rules_keys_lengths_varints_strings)
 {
-	static const struct {
-		const char *what;
-		const char *bytes;
-		size_t n;
-		int rc;
-	} cases[] = {
+	static const decode_case cases[] = {
 		{ "key of 5 bytes", "\x1a\x06\x88\x80\x80\x80\x00\x01", 8, 0 },
 		{ "key of 6 bytes", "\x1a\x07\x88\x80\x80\x80\x80\x00\x01", 9, PBP_EDECODE },
 		{ "key of 2^32", "\x1a\x08\x08\x01\x80\x80\x80\x80\x10\x01", 10, PBP_EDECODE },
@@ -518,11 +527,9 @@ T(wire_rules_keys_lengths_varints_strings)
 	size_t i;
 
 	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		pbp_error err = { 0 };
-		pbp__frame f;
-		int rc = pbp__frame_decode((const uint8_t *)cases[i].bytes, cases[i].n, &f, &err);
+		pbp_error err;
 
-		cr_assert_eq(rc, cases[i].rc, "%s: rc %d (%s)", cases[i].what, rc, err.msg);
+		check_decode(&cases[i], &err);
 	}
 }
 
