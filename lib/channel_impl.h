@@ -8,14 +8,13 @@
 #ifndef PBP_CHANNEL_IMPL_H
 #define PBP_CHANNEL_IMPL_H
 
-#include <pthread.h>
 #include <stdatomic.h>
-#include <sys/types.h>
 
 #include <errno.h>
 #include <string.h>
 
 #include "pbp_internal.h"
+#include "os/os.h"
 
 /* Initial sizes of both buffers, and the slack the receive buffer may hold
  * beyond one largest frame while a blocked send drains incoming data. */
@@ -68,8 +67,7 @@ typedef struct pbp__call {
 struct pbp_channel {
 	const pbp__io_ops *io;
 	void *io_ctx;
-	pbp__fds fds;        /* the fd transport's state; io_ctx points here */
-	int owns_fds;
+	pbp__os_io *osio;    /* the platform transport (io_ctx), or NULL */
 	int state;
 	int rx_err;          /* sticky receive error (PBP_EOF included) */
 	int tx_err;          /* sticky send error */
@@ -81,7 +79,7 @@ struct pbp_channel {
 	pbp_error error;     /* the most recent failure (receive side in duplex) */
 	pbp_error error_tx;  /* duplex: the most recent send-side failure */
 	pbp_error *txe;      /* where send-side failures go: &error or &error_tx */
-	pthread_mutex_t wlock; /* duplex: serialises the write side */
+	pbp__mutex wlock;     /* duplex: serialises the write side */
 	pbp__reader rd;
 	uint8_t *wbuf;
 	size_t wcap, woff, wlen; /* wbuf[woff..wlen) is queued output */
@@ -92,7 +90,7 @@ struct pbp_channel {
 	uint32_t limit;      /* effective limit, both directions */
 	int timeout[3];      /* by PBP_TIMEOUT_*: ms, < 0 for none */
 	unsigned int flags;  /* PBP_CHANNEL_* */
-	int trace_fd;        /* frame trace (trace.c), or -1 */
+	pbp_os_handle trace_fd; /* frame trace (trace.c), or PBP_OS_HANDLE_INVALID */
 	int spin_us;         /* low-latency receive, 0: off */
 	pbp_peer_info peer;
 	int have_msg;
@@ -112,7 +110,7 @@ struct pbp_channel {
 	 * thread does it, in duplex mode: see ack_lock). */
 	int ack_pending;
 	uint64_t ack_id;
-	pthread_mutex_t ack_lock; /* duplex: guards ack_pending and ack_id */
+	pbp__mutex ack_lock; /* duplex: guards ack_pending and ack_id */
 	/* The last deadline that passed, until a later call succeeds: the
 	 * report describes the channel as it is now. */
 	int timed_out;
@@ -121,7 +119,7 @@ struct pbp_channel {
 	 * PBP_CHANNEL_DUPLEX: any call; with it: the receiving side), and in
 	 * duplex mode the sending side. */
 	atomic_int busy_rx, busy_tx;
-	pid_t owner_pid;     /* the process that made the channel (fork) */
+	uint32_t owner_pid;  /* the process that made the channel (fork) */
 };
 
 /* ---- errors (inline, for channel.c, session.c and stream.c) --------------- */

@@ -212,10 +212,10 @@ int pbp__hello_check(const pbpipe_Hello *h, uint32_t our_max_frame,
 #define PBP__TRACE_HEADER 20
 
 /* Opens (creates, appends to) a trace file, close-on-exec. */
-int pbp__trace_open(const char *path, int *fd, pbp_error *err);
+int pbp__trace_open(const char *path, pbp_os_handle *h, pbp_error *err);
 /* Appends one record: the frame is prefix followed by rest (either may be
  * empty).  dir is 'S' or 'R'.  Errors are ignored. */
-void pbp__trace_frame(int fd, int dir, const uint8_t *prefix, size_t plen,
+void pbp__trace_frame(pbp_os_handle h, int dir, const uint8_t *prefix, size_t plen,
                       const uint8_t *rest, size_t rlen);
 
 /* ---- channel.c ----------------------------------------------------------- */
@@ -224,31 +224,21 @@ void pbp__trace_frame(int fd, int dir, const uint8_t *prefix, size_t plen,
 int pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail,
                             int64_t deadline);
 
-/* ---- io.c: thin OS layer ------------------------------------------------- */
+/* ---- the clock (os.h) ------------------------------------------------------ */
 
-/* Monotonic clock in milliseconds and in nanoseconds. */
+/* Monotonic clock in milliseconds and in nanoseconds (the platform layer). */
 int64_t pbp__now_ms(void);
 int64_t pbp__now_ns(void);
+
 /* An absolute deadline timeout_ms from now, or -1 for none (timeout < 0). */
-int64_t pbp__deadline(int timeout_ms);
-/* Sets FD_CLOEXEC, and O_NONBLOCK if nonblock; *was_blocking (if not
- * NULL) says whether the fd was in blocking mode.  0 or PBP_ESYS. */
-int pbp__fd_prepare(int fd, int nonblock, int *was_blocking, pbp_error *err);
-/* Asks for a pipe capacity of size bytes if fd is a pipe.  Best effort: the
- * kernel may refuse (per-user pipe limits); the pipe then keeps its size.
- * A no-op without F_SETPIPE_SZ (PBP_HAVE_F_SETPIPE_SZ). */
-void pbp__fd_pipe_size(int fd, int size);
-/* Creates a pipe whose ends are both close-on-exec: pipe2(O_CLOEXEC) where
- * the platform has it (PBP_HAVE_PIPE2), else pipe() then FD_CLOEXEC (see
- * io.c for that fallback's window).  0, or PBP_ESYS with fds untouched. */
-int pbp__pipe_cloexec(int fds[2], pbp_error *err);
-/* Closes *fd unless it is -1, then sets it to -1.  Never retries after
- * EINTR (the fd is gone on Linux).  Preserves errno.  Returns 0, or the
- * errno close() reported. */
-int pbp__close(int *fd);
+static inline int64_t
+pbp__deadline(int timeout_ms)
+{
+	return timeout_ms < 0 ? -1 : pbp__now_ms() + timeout_ms;
+}
 
 /*
- * How a channel moves bytes.  A channel over fds uses pbp__fd_io; tests and
+ * How a channel moves bytes.  A channel over fds uses pbp__os_io_ops; tests and
  * fuzzers plug in memory transports that inject short reads and writes,
  * EAGAIN and failures at chosen offsets.  No operation blocks except wait.
  */
@@ -273,27 +263,9 @@ typedef struct pbp__io_ops {
 	long (*read_wait)(void *ctx, void *buf, size_t n);
 } pbp__io_ops;
 
-/* The fd transport: ctx points to a pbp__fds.  While it waits, it also
- * watches auxfd (when >= 0) and calls aux_drain(aux_arg) whenever auxfd is
- * readable: the spawner uses this to collect a child's stderr during every
- * blocking channel call (receives without a deadline included), so the
- * child can never block on a full stderr pipe while the parent blocks
- * waiting for the child.  In duplex mode two threads wait at once, so
- * aux_drain must be thread-safe; once it returns 0 (end of stream) the
- * transport stops watching auxfd (it clears it atomically) but does not
- * close it: the owner closes it when the channel is gone. */
-typedef struct pbp__fds {
-	int rfd, wfd;
-	int rblock;          /* rfd is in blocking mode: read_wait is one read() */
-	int sigpipe_handled; /* PBP_CHANNEL_SIGPIPE_HANDLED: no guard per write */
-	int auxfd;
-	int (*aux_drain)(void *aux_arg); /* returns 0 once auxfd reached its end */
-	void *aux_arg;
-} pbp__fds;
-extern const pbp__io_ops pbp__fd_io;
-
-/* Sets the aux fd of a channel over fds (see pbp__fds). */
-void pbp__channel_set_aux(pbp_channel *ch, int fd, int (*drain)(void *), void *arg);
+/* The platform transport under a channel made by pbp_channel_from_fds()
+ * or pbp_channel_from_os_handles() (os.h); NULL over a custom transport. */
+struct pbp__os_io *pbp__channel_os_io(pbp_channel *ch);
 
 /* A channel over a custom transport (tests, fuzzers).  The channel does not
  * own ctx; pbp_channel_free() leaves it alone. */

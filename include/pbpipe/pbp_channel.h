@@ -151,8 +151,11 @@ typedef struct pbp_channel_options {
 	int spin_us;                 /**< low-latency receive: before sleeping,
 	                                  poll for up to this many microseconds
 	                                  (burns CPU; see docs/performance.md);
-	                                  0: off */
-	int pipe_size;               /**< F_SETPIPE_SZ for pipe fds: 0 means
+	                                  0: off.  Tuned and measured on Linux
+	                                  only; elsewhere it works the same way
+	                                  but is untested for speed */
+	int pipe_size;               /**< Linux only (F_SETPIPE_SZ on pipe fds;
+	                                  ignored elsewhere): 0 means
 	                                  PBP_DEFAULT_PIPE_SIZE, < 0 leaves the
 	                                  kernel's size; failure is not an error */
 } pbp_channel_options;
@@ -239,8 +242,38 @@ typedef struct pbp_msginfo {
 } pbp_msginfo;
 
 /**
- * Creates a channel that reads frames from read_fd and writes them to
- * write_fd.  No I/O happens here; call pbp_channel_handshake() next.
+ * Creates a channel that reads frames from read_handle and writes them to
+ * write_handle, on any platform.  No I/O happens here; call
+ * pbp_channel_handshake() next.
+ *
+ * POSIX: the handles are fds, and this is pbp_channel_from_fds().
+ * Windows: they are pipe HANDLEs; the channel reads and writes them with
+ * overlapped I/O when they were opened for it (as pbp_child_spawn() makes
+ * them), which gives every call its deadline; a handle opened without
+ * FILE_FLAG_OVERLAPPED (CreatePipe's) works too, but there a blocked
+ * read or write waits past its deadline (see README, Platforms).
+ *
+ * @param[out] out     the new channel, set only on success
+ * @param read_handle  handle to read from
+ * @param write_handle handle to write to; may equal read_handle for a socket
+ * @param opts         options, or NULL for all defaults
+ * @param[out] err     filled on failure if not NULL
+ * @return 0, PBP_EINVAL (PBP_OS_HANDLE_INVALID, bad option, duplicate or
+ *         zero type number), PBP_ESYS, PBP_ENOMEM.
+ *
+ * Ownership: on success the channel owns both handles; pbp_channel_free()
+ * closes them.  On failure the caller keeps them.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_from_os_handles(pbp_channel **out,
+                                                        pbp_os_handle read_handle,
+                                                        pbp_os_handle write_handle,
+                                                        const pbp_channel_options *opts,
+                                                        pbp_error *err);
+
+#ifndef _WIN32
+/**
+ * POSIX: creates a channel that reads frames from read_fd and writes them
+ * to write_fd.  No I/O happens here; call pbp_channel_handshake() next.
  *
  * @param[out] out  the new channel, set only on success
  * @param read_fd   fd to read from (a pipe read end, a socket, ...)
@@ -260,6 +293,7 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_from_fds(pbp_channel **out, int read_fd,
                                                  int write_fd,
                                                  const pbp_channel_options *opts,
                                                  pbp_error *err);
+#endif
 
 /**
  * Exchanges Hello frames with the peer: sends ours, then reads and checks
@@ -458,10 +492,12 @@ PBP_API const pbp_error *pbp_channel_send_error(const pbp_channel *ch);
 /** Shorthand for pbp_channel_error(ch)->msg; "" if nothing failed yet. */
 PBP_API const char *pbp_channel_errmsg(const pbp_channel *ch);
 
-/** The read and write fds (-1 once closed).  For poll(); do not read or
- *  write them directly. */
+#ifndef _WIN32
+/** POSIX: the read and write fds (-1 once closed, or for a channel not
+ *  over fds).  For poll(); do not read or write them directly. */
 PBP_API int pbp_channel_read_fd(const pbp_channel *ch);
 PBP_API int pbp_channel_write_fd(const pbp_channel *ch);
+#endif
 
 /**
  * Writes output that sends left queued (PBP_CHANNEL_COALESCE, a send that

@@ -177,7 +177,7 @@ PBP_API pbp_channel *pbp_child_channel(const pbp_child *c);
 
 /** The child's process id.  Use it for logging: to signal the child, use
  *  pbp_child_kill(), which cannot hit a recycled pid. */
-PBP_API pid_t pbp_child_pid(const pbp_child *c);
+PBP_API pbp_pid pbp_child_pid(const pbp_child *c);
 
 /**
  * Waits for the child to exit, for at most timeout_ms (< 0: no limit;
@@ -270,7 +270,7 @@ typedef struct pbp_report {
 	char goodbye_detail[128];     /**< with PBP_END_GOODBYE */
 	int fate;                     /**< enum pbp_fate */
 	pbp_exit_status status;       /**< with EXITED or SIGNALED */
-	pid_t pid;                    /**< the child's pid, or 0 */
+	pbp_pid pid;                  /**< the child's pid, or 0 */
 	size_t stderr_len;            /**< bytes in stderr_tail */
 	size_t stderr_total;          /**< bytes the child wrote to stderr in all */
 	char stderr_tail[PBP_STDERR_TAIL_MAX + 1]; /**< the last bytes it wrote,

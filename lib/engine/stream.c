@@ -24,7 +24,7 @@
 void
 pbp__ch_tx_lock_duplex(pbp_channel *ch)
 {
-	pthread_mutex_lock(&ch->wlock);
+	pbp__mutex_lock(&ch->wlock);
 }
 
 static void ack_handoff(pbp_channel *ch);
@@ -32,7 +32,7 @@ static void ack_handoff(pbp_channel *ch);
 void
 pbp__ch_tx_unlock_duplex(pbp_channel *ch)
 {
-	pthread_mutex_unlock(&ch->wlock);
+	pbp__mutex_unlock(&ch->wlock);
 	ack_handoff(ch);
 }
 
@@ -107,7 +107,7 @@ pbp__ch_queue_control(pbp_channel *ch, const pbpipe_Envelope *env, pbp_error *e)
 		rc = pbp__control_encode(ch->wbuf + ch->wlen, PBP__HANDSHAKE_MAX_FRAME, env, &n, e);
 	if (rc != 0)
 		return rc;
-	if (ch->trace_fd >= 0)
+	if (ch->trace_fd != PBP_OS_HANDLE_INVALID)
 		pbp__trace_frame(ch->trace_fd, 'S', ch->wbuf + ch->wlen, n, NULL, 0);
 	ch->wlen += n;
 	return 0;
@@ -120,12 +120,12 @@ take_ack(pbp_channel *ch, uint64_t *id)
 	int owed;
 
 	if (ch->flags & PBP_CHANNEL_DUPLEX)
-		pthread_mutex_lock(&ch->ack_lock);
+		pbp__mutex_lock(&ch->ack_lock);
 	owed = ch->ack_pending;
 	*id = ch->ack_id;
 	ch->ack_pending = 0;
 	if (ch->flags & PBP_CHANNEL_DUPLEX)
-		pthread_mutex_unlock(&ch->ack_lock);
+		pbp__mutex_unlock(&ch->ack_lock);
 	return owed;
 }
 
@@ -153,9 +153,9 @@ pbp__ch_ack_owed_duplex(pbp_channel *ch)
 {
 	int owed;
 
-	pthread_mutex_lock(&ch->ack_lock);
+	pbp__mutex_lock(&ch->ack_lock);
 	owed = ch->ack_pending;
-	pthread_mutex_unlock(&ch->ack_lock);
+	pbp__mutex_unlock(&ch->ack_lock);
 	return owed;
 }
 
@@ -237,19 +237,19 @@ ack_handoff(pbp_channel *ch)
 {
 	int owed;
 
-	pthread_mutex_lock(&ch->ack_lock);
+	pbp__mutex_lock(&ch->ack_lock);
 	owed = ch->ack_pending;
-	pthread_mutex_unlock(&ch->ack_lock);
+	pbp__mutex_unlock(&ch->ack_lock);
 	/* Only an owed SyncAck: output a send left queued after its deadline
 	 * waits for the next send, as without duplex. */
-	if (!owed || pthread_mutex_trylock(&ch->wlock) != 0)
+	if (!owed || !pbp__mutex_trylock(&ch->wlock))
 		return;
 	if (ch->tx_err == 0 && !ch->wr_closed && ch->state == ST_READY) {
 		pbp_error e;
 
 		(void)pbp__ch_flush_by(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]), &e);
 	}
-	pthread_mutex_unlock(&ch->wlock);
+	pbp__mutex_unlock(&ch->wlock);
 }
 
 void
@@ -258,10 +258,10 @@ pbp__ch_owe_ack(pbp_channel *ch, uint64_t id)
 	pbp_error e;
 
 	if (ch->flags & PBP_CHANNEL_DUPLEX) {
-		pthread_mutex_lock(&ch->ack_lock);
+		pbp__mutex_lock(&ch->ack_lock);
 		ch->ack_pending = 1;
 		ch->ack_id = id;
-		pthread_mutex_unlock(&ch->ack_lock);
+		pbp__mutex_unlock(&ch->ack_lock);
 		ack_handoff(ch);
 		return;
 	}
@@ -328,7 +328,7 @@ pbp__ch_read_frame(pbp_channel *ch, pbp__frame *f, int64_t deadline)
 	for (;;) {
 		rc = pbp__reader_next(&ch->rd, &body, &len);
 		if (rc == 1) {
-			if (ch->trace_fd >= 0) {
+			if (ch->trace_fd != PBP_OS_HANDLE_INVALID) {
 				uint8_t prefix[PBP__VARINT32_MAX];
 
 				pbp__trace_frame(ch->trace_fd, 'R', prefix,

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "pbp_internal.h"
+#include "os/posix/posix.h" /* moving to lib/os/posix/handles.c */
 
 /* Which way the fd must be open. */
 enum { DIR_WRITE, DIR_READ };

@@ -1,7 +1,6 @@
 /*
- * io.c: the thin OS layer.  The fd transport of a channel (non-blocking
- * read and write, poll with a deadline, SIGPIPE kept away), the clock, and
- * fd helpers.
+ * io.c: the POSIX byte transport of a channel: non-blocking read and
+ * write, poll with a deadline, SIGPIPE kept away.
  */
 #define _GNU_SOURCE
 #include "pbp_config.h"
@@ -16,120 +15,103 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pbp_internal.h"
+#include <stdlib.h>
 
-int64_t
-pbp__now_ms(void)
+#include "posix.h"
+
+/* The fd transport's state.  While it waits, it also watches auxfd (when
+ * >= 0) and calls aux_drain(aux_arg) whenever auxfd is readable: the
+ * spawner uses this to collect a child's stderr during every blocking
+ * channel call (receives without a deadline included), so the child can
+ * never block on a full stderr pipe while the parent blocks waiting for
+ * the child.  In duplex mode two threads wait at once, so aux_drain must
+ * be thread-safe; once it returns 0 (end of stream) the transport stops
+ * watching auxfd (it clears it atomically) but does not close it: the
+ * owner closes it when the channel is gone. */
+typedef struct pbp__fds {
+	int rfd, wfd;
+	int rblock;          /* rfd is in blocking mode: read_wait is one read() */
+	int sigpipe_handled; /* PBP_CHANNEL_SIGPIPE_HANDLED: no guard per write */
+	int auxfd;
+	int (*aux_drain)(void *aux_arg); /* returns 0 once auxfd reached its end */
+	void *aux_arg;
+} pbp__fds;
+
+struct pbp__os_io {
+	pbp__fds f;
+};
+
+int
+pbp__os_io_open(pbp__os_io **out, pbp_os_handle rd, pbp_os_handle wr, unsigned int flags,
+                int pipe_size, pbp_error *err)
 {
-	struct timespec ts;
+	pbp__os_io *io;
+	int rc, rblock = 0;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t
-pbp__now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-int64_t
-pbp__deadline(int timeout_ms)
-{
-	return timeout_ms < 0 ? -1 : pbp__now_ms() + timeout_ms;
+	if (rd < 0 || wr < 0)
+		return pbp__seterr(err, PBP_EINVAL, 0, "negative fd (%d, %d)", rd, wr);
+	/* The write fd is non-blocking, for deadlines and so that a blocked
+	 * send can keep reading.  A separate read fd keeps its mode: a
+	 * receive without a deadline then sleeps in one read(), as a plain
+	 * pipe reader does, and every other read looks first.  One socket for
+	 * both directions is non-blocking. */
+	rc = pbp__fd_prepare(rd, wr == rd, &rblock, err);
+	if (rc == 0 && wr != rd)
+		rc = pbp__fd_prepare(wr, 1, NULL, err);
+	if (rc != 0)
+		return rc;
+	if ((io = calloc(1, sizeof *io)) == NULL)
+		return pbp__seterr(err, PBP_ENOMEM, ENOMEM, "out of memory");
+	if (pipe_size > 0) {
+		pbp__fd_pipe_size(rd, pipe_size);
+		pbp__fd_pipe_size(wr, pipe_size);
+	}
+	io->f.rfd = rd;
+	io->f.wfd = wr;
+	io->f.rblock = rblock;
+	io->f.sigpipe_handled = (flags & PBP__OS_IO_SIGPIPE_HANDLED) != 0;
+	io->f.auxfd = -1;
+	*out = io;
+	return 0;
 }
 
 int
-pbp__fd_prepare(int fd, int nonblock, int *was_blocking, pbp_error *err)
+pbp__os_io_free(pbp__os_io *io, int close_handles)
 {
-	int fl = fcntl(fd, F_GETFL);
+	int rc = 0, rc2;
 
-	if (fl < 0 || (nonblock && !(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
-		return pbp__seterr(err, PBP_ESYS, errno, "fcntl(%d, O_NONBLOCK): %s",
-		                   fd, strerror(errno));
-	if (was_blocking != NULL)
-		*was_blocking = !(fl & O_NONBLOCK);
-	fl = fcntl(fd, F_GETFD);
-	if (fl < 0 || (!(fl & FD_CLOEXEC) && fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0))
-		return pbp__seterr(err, PBP_ESYS, errno, "fcntl(%d, FD_CLOEXEC): %s",
-		                   fd, strerror(errno));
-	return 0;
+	if (io == NULL)
+		return 0;
+	if (close_handles) {
+		if (io->f.wfd == io->f.rfd)
+			io->f.wfd = -1; /* one socket for both directions */
+		rc = pbp__close(&io->f.wfd);
+		rc2 = pbp__close(&io->f.rfd);
+		if (rc == 0)
+			rc = rc2;
+	}
+	free(io);
+	return rc;
+}
+
+pbp_os_handle
+pbp__os_io_read_handle(const pbp__os_io *io)
+{
+	return io->f.rfd;
+}
+
+pbp_os_handle
+pbp__os_io_write_handle(const pbp__os_io *io)
+{
+	return io->f.wfd;
 }
 
 void
-pbp__fd_pipe_size(int fd, int size)
+pbp__os_io_set_aux_fd(pbp__os_io *io, int fd, int (*drain)(void *), void *arg)
 {
-#if PBP_HAVE_F_SETPIPE_SZ
-	struct stat st;
-
-	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) && fcntl(fd, F_GETPIPE_SZ) != size)
-		(void)fcntl(fd, F_SETPIPE_SZ, size);
-#else
-	/* No way to ask here (F_SETPIPE_SZ is Linux's): the pipe keeps the
-	 * capacity the system gave it.  Nothing depends on the size but
-	 * throughput: every write loop handles short writes and EAGAIN. */
-	(void)fd;
-	(void)size;
-#endif
-}
-
-int
-pbp__pipe_cloexec(int fds[2], pbp_error *err)
-{
-#if PBP_HAVE_PIPE2
-	if (pipe2(fds, O_CLOEXEC) != 0)
-		return pbp__seterr(err, PBP_ESYS, errno, "pipe2: %s", strerror(errno));
-	return 0;
-#else
-	/* Without pipe2: the ends are born inheritable and get FD_CLOEXEC a
-	 * moment later (STYLE.md section 5, item 1).  A process that another
-	 * thread spawns in that window without closing its fds inherits
-	 * them, and while it holds a write end our reader never sees end of
-	 * stream.  pbpipe's own children are not exposed (spawn closes every
-	 * fd >= 5 in the child), only children that other code spawns with
-	 * fork+exec or a plain posix_spawn, as with any pipe() in a threaded
-	 * program on such a system.  glibc and musl both have pipe2; this is
-	 * for systems without it, and for the forced-fallback tree. */
-	int pair[2], i;
-
-	if (pipe(pair) != 0)
-		return pbp__seterr(err, PBP_ESYS, errno, "pipe: %s", strerror(errno));
-	for (i = 0; i < 2; i++) {
-		int fl = fcntl(pair[i], F_GETFD);
-
-		if (fl < 0 || fcntl(pair[i], F_SETFD, fl | FD_CLOEXEC) < 0) {
-			int e = errno;
-
-			pbp__close(&pair[0]);
-			pbp__close(&pair[1]);
-			return pbp__seterr(err, PBP_ESYS, e, "fcntl(FD_CLOEXEC) on a new pipe: %s",
-			                   strerror(e));
-		}
-	}
-	fds[0] = pair[0];
-	fds[1] = pair[1];
-	return 0;
-#endif
-}
-
-int
-pbp__close(int *fd)
-{
-	int saved = errno, rc = 0;
-
-	if (*fd >= 0) {
-		/* On Linux the fd is released even when close() fails with
-		 * EINTR, so retrying could close an fd another thread just
-		 * opened (libuv's uv__close_nocheckstdio). */
-		if (close(*fd) != 0 && errno != EINTR)
-			rc = errno;
-		*fd = -1;
-	}
-	errno = saved;
-	return rc;
+	io->f.aux_drain = drain;
+	io->f.aux_arg = arg;
+	__atomic_store_n(&io->f.auxfd, fd, __ATOMIC_RELEASE);
 }
 
 /* ---- the fd transport ---------------------------------------------------- */
@@ -139,7 +121,7 @@ pbp__close(int *fd)
 static long
 fd_read(void *ctx, void *buf, size_t n)
 {
-	pbp__fds *f = ctx;
+	pbp__fds *f = &((pbp__os_io *)ctx)->f;
 
 	if (f->rblock) {
 		struct pollfd p = { .fd = f->rfd, .events = POLLIN };
@@ -173,7 +155,7 @@ static int fd_wait(void *ctx, int events, int64_t deadline);
 static long
 fd_read_wait(void *ctx, void *buf, size_t n)
 {
-	pbp__fds *f = ctx;
+	pbp__fds *f = &((pbp__os_io *)ctx)->f;
 	struct pollfd p = { .fd = f->rfd, .events = POLLIN };
 
 	for (;;) {
@@ -203,7 +185,7 @@ fd_read_wait(void *ctx, void *buf, size_t n)
 static long
 fd_write(void *ctx, const void *buf, size_t n)
 {
-	pbp__fds *f = ctx;
+	pbp__fds *f = &((pbp__os_io *)ctx)->f;
 	sigset_t pipe_set, old;
 	ssize_t w;
 	int e = 0, guard = !f->sigpipe_handled;
@@ -249,7 +231,7 @@ fd_write(void *ctx, const void *buf, size_t n)
 static int
 fd_wait(void *ctx, int events, int64_t deadline)
 {
-	pbp__fds *f = ctx;
+	pbp__fds *f = &((pbp__os_io *)ctx)->f;
 	struct pollfd pfd[3];
 	nfds_t n = 0, aux = 0;
 	int ready = 0, auxfd = __atomic_load_n(&f->auxfd, __ATOMIC_ACQUIRE), i;
@@ -309,7 +291,7 @@ fd_wait(void *ctx, int events, int64_t deadline)
 static int
 fd_close_write(void *ctx)
 {
-	pbp__fds *f = ctx;
+	pbp__fds *f = &((pbp__os_io *)ctx)->f;
 	int e = 0;
 
 	if (f->wfd < 0)
@@ -324,4 +306,4 @@ fd_close_write(void *ctx)
 	return pbp__close(&f->wfd);
 }
 
-const pbp__io_ops pbp__fd_io = { fd_read, fd_write, fd_wait, fd_close_write, fd_read_wait };
+const pbp__io_ops pbp__os_io_ops = { fd_read, fd_write, fd_wait, fd_close_write, fd_read_wait };

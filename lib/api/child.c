@@ -42,7 +42,7 @@
 #include <limits.h>
 #endif
 
-#include "pbp_internal.h"
+#include "os/posix/posix.h" /* moving to lib/os/posix/proc.c */
 
 extern char **environ;
 
@@ -1007,7 +1007,7 @@ pbp_child_spawn(pbp_child **out, const char *path, const char *const *argv,
 		goto fail_started;
 	from_child[0] = to_child[1] = -1; /* the channel owns them now */
 	if (c->errfd >= 0)
-		pbp__channel_set_aux(c->ch, c->errfd, drain_stderr, c);
+		pbp__os_io_set_aux_fd(pbp__channel_os_io(c->ch), c->errfd, drain_stderr, c);
 	if (!(opts->flags & PBP_SPAWN_NO_HANDSHAKE)) {
 		rc = pbp_channel_handshake(c->ch);
 		if (rc != 0) {
@@ -1057,7 +1057,7 @@ pbp_child_channel(const pbp_child *c)
 	return c && getpid() == c->owner ? c->ch : NULL;
 }
 
-pid_t
+pbp_pid
 pbp_child_pid(const pbp_child *c)
 {
 	return c ? c->pid : -1;

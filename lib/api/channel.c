@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <pb_decode.h>
 #include <pb_encode.h>
@@ -83,8 +82,7 @@ pbp__channel_new_io(pbp_channel **out, const pbp__io_ops *io, void *ctx,
 		return pbp__seterr(err, PBP_ENOMEM, 0, "out of memory allocating a channel");
 	ch->io = io;
 	ch->io_ctx = ctx;
-	ch->fds.rfd = ch->fds.wfd = ch->fds.auxfd = -1;
-	ch->trace_fd = -1;
+	ch->trace_fd = PBP_OS_HANDLE_INVALID;
 	ch->types = opts->types;
 	ch->ntypes = opts->ntypes;
 	ch->fingerprint = opts->schema_fingerprint;
@@ -95,23 +93,23 @@ pbp__channel_new_io(pbp_channel **out, const pbp__io_ops *io, void *ctx,
 	ch->flags = opts->flags;
 	ch->spin_us = opts->spin_us > 0 ? opts->spin_us : 0;
 	ch->next_id = 1;
-	ch->owner_pid = getpid();
+	ch->owner_pid = pbp__os_getpid();
 	atomic_init(&ch->busy_rx, 0);
 	atomic_init(&ch->busy_tx, 0);
 	/* In duplex mode the send side keeps its own error record and a lock,
 	 * so that one thread can send while another receives. */
 	ch->txe = (ch->flags & PBP_CHANNEL_DUPLEX) ? &ch->error_tx : &ch->error;
 	if (ch->flags & PBP_CHANNEL_DUPLEX) {
-		if (pthread_mutex_init(&ch->wlock, NULL) != 0) {
+		if (pbp__mutex_init(&ch->wlock) != 0) {
 			ch->flags &= ~PBP_CHANNEL_DUPLEX;
 			pbp_channel_free_keep_fds(ch);
-			return pbp__seterr(err, PBP_ESYS, 0, "pthread_mutex_init failed");
+			return pbp__seterr(err, PBP_ESYS, 0, "cannot create a mutex");
 		}
-		if (pthread_mutex_init(&ch->ack_lock, NULL) != 0) {
-			pthread_mutex_destroy(&ch->wlock);
+		if (pbp__mutex_init(&ch->ack_lock) != 0) {
+			pbp__mutex_destroy(&ch->wlock);
 			ch->flags &= ~PBP_CHANNEL_DUPLEX;
 			pbp_channel_free_keep_fds(ch);
-			return pbp__seterr(err, PBP_ESYS, 0, "pthread_mutex_init failed");
+			return pbp__seterr(err, PBP_ESYS, 0, "cannot create a mutex");
 		}
 	}
 	ch->wbuf = malloc(BUF_INITIAL);
@@ -137,61 +135,65 @@ pbp__channel_new_io(pbp_channel **out, const pbp__io_ops *io, void *ctx,
 }
 
 int
-pbp_channel_from_fds(pbp_channel **out, int read_fd, int write_fd,
-                     const pbp_channel_options *opts, pbp_error *err)
+pbp_channel_from_os_handles(pbp_channel **out, pbp_os_handle read_handle,
+                            pbp_os_handle write_handle, const pbp_channel_options *opts,
+                            pbp_error *err)
 {
 	pbp_channel *ch;
-	int rc, rblock = 0;
+	pbp__os_io *io;
+	int rc, size = PBP_DEFAULT_PIPE_SIZE;
 
-	if (out == NULL || read_fd < 0 || write_fd < 0)
-		return pbp__seterr(err, PBP_EINVAL, 0,
-		                   "pbp_channel_from_fds: NULL out or negative fd (%d, %d)",
-		                   read_fd, write_fd);
-	/* Options first: a bad option must not leave the fds modified. */
-	rc = pbp__channel_new_io(&ch, &pbp__fd_io, NULL, opts, err);
+	if (out == NULL)
+		return pbp__seterr(err, PBP_EINVAL, 0, "pbp_channel_from_os_handles: NULL out");
+	if (read_handle == PBP_OS_HANDLE_INVALID || write_handle == PBP_OS_HANDLE_INVALID)
+		return pbp__seterr(err, PBP_EINVAL, 0, "invalid handle given for the %s side",
+		                   read_handle == PBP_OS_HANDLE_INVALID ? "read" : "write");
+	/* Options first: a bad option must not leave the handles modified. */
+	rc = pbp__channel_new_io(&ch, &pbp__os_io_ops, NULL, opts, err);
 	if (rc != 0)
 		return rc;
-	/* The write fd is non-blocking, for deadlines and so that a blocked
-	 * send can keep reading.  A separate read fd keeps its mode: a
-	 * receive without a deadline then sleeps in one read(), as a plain
-	 * pipe reader does, and every other read looks first.  One socket for
-	 * both directions is non-blocking. */
-	rc = pbp__fd_prepare(read_fd, write_fd == read_fd, &rblock, err);
-	if (rc == 0 && write_fd != read_fd)
-		rc = pbp__fd_prepare(write_fd, 1, NULL, err);
+	if (opts != NULL && opts->pipe_size != 0)
+		size = opts->pipe_size < 0 ? 0 : opts->pipe_size;
+	rc = pbp__os_io_open(&io, read_handle, write_handle,
+	                     (ch->flags & PBP_CHANNEL_SIGPIPE_HANDLED) ? PBP__OS_IO_SIGPIPE_HANDLED : 0,
+	                     size, err);
 	if (rc != 0) {
 		pbp_channel_free_keep_fds(ch);
 		return rc;
 	}
-	if (opts == NULL || opts->pipe_size >= 0) {
-		int size = opts && opts->pipe_size ? opts->pipe_size : PBP_DEFAULT_PIPE_SIZE;
-
-		pbp__fd_pipe_size(read_fd, size);
-		pbp__fd_pipe_size(write_fd, size);
-	}
 	/* Only now, when nothing can fail any more, does the channel take
-	 * the fds: ownership moves on success only. */
-	ch->fds.rfd = read_fd;
-	ch->fds.wfd = write_fd;
-	ch->fds.rblock = rblock;
-	ch->fds.sigpipe_handled = (ch->flags & PBP_CHANNEL_SIGPIPE_HANDLED) != 0;
-	ch->io_ctx = &ch->fds;
-	ch->owns_fds = 1;
+	 * the handles: ownership moves on success only. */
+	ch->osio = io;
+	ch->io_ctx = io;
 	*out = ch;
 	return 0;
 }
+
+#ifndef _WIN32
+int
+pbp_channel_from_fds(pbp_channel **out, int read_fd, int write_fd,
+                     const pbp_channel_options *opts, pbp_error *err)
+{
+	if (out == NULL || read_fd < 0 || write_fd < 0)
+		return pbp__seterr(err, PBP_EINVAL, 0,
+		                   "pbp_channel_from_fds: NULL out or negative fd (%d, %d)",
+		                   read_fd, write_fd);
+	return pbp_channel_from_os_handles(out, read_fd, write_fd, opts, err);
+}
+#endif
 
 void
 pbp_channel_free_keep_fds(pbp_channel *ch)
 {
 	if (ch == NULL)
 		return;
-	pbp__close(&ch->trace_fd);
+	pbp__os_close(&ch->trace_fd);
 	pbp__calls_free(ch);
 	if (ch->flags & PBP_CHANNEL_DUPLEX) {
-		pthread_mutex_destroy(&ch->wlock);
-		pthread_mutex_destroy(&ch->ack_lock);
+		pbp__mutex_destroy(&ch->wlock);
+		pbp__mutex_destroy(&ch->ack_lock);
 	}
+	(void)pbp__os_io_free(ch->osio, 0);
 	pbp__reader_free(&ch->rd);
 	free(ch->wbuf);
 	free(ch);
@@ -226,12 +228,8 @@ drain_output(pbp_channel *ch, int64_t deadline, pbp_error *e)
 static void
 release_fds(pbp_channel *ch)
 {
-	if (ch->owns_fds) {
-		if (ch->fds.wfd == ch->fds.rfd)
-			ch->fds.wfd = -1; /* one socket for both directions */
-		pbp__close(&ch->fds.wfd);
-		pbp__close(&ch->fds.rfd);
-	}
+	(void)pbp__os_io_free(ch->osio, 1);
+	ch->osio = NULL;
 }
 
 void
@@ -249,7 +247,7 @@ pbp_channel_free(pbp_channel *ch)
 	 * within the send deadline; pbp_channel_close() says if it could not.
 	 * A copy inherited through fork() sends nothing: its bytes would be
 	 * interleaved with the real owner's. */
-	if (ch->owner_pid == getpid())
+	if (ch->owner_pid == pbp__os_getpid())
 		(void)drain_output(ch, pbp__deadline(linger), &e);
 	release_fds(ch);
 	pbp_channel_free_keep_fds(ch);
@@ -266,7 +264,7 @@ pbp_channel_close(pbp_channel *ch, int timeout_ms, pbp_error *err)
 	memset(err, 0, sizeof *err);
 	if (ch == NULL)
 		return 0;
-	rc = ch->owner_pid == getpid() ? drain_output(ch, pbp__deadline(timeout_ms), err) : 0;
+	rc = ch->owner_pid == pbp__os_getpid() ? drain_output(ch, pbp__deadline(timeout_ms), err) : 0;
 	release_fds(ch);
 	pbp_channel_free_keep_fds(ch);
 	return rc;
@@ -286,12 +284,10 @@ pbp__ch_succeeded(pbp_channel *ch)
 	ch->timed_out = 0;
 }
 
-void
-pbp__channel_set_aux(pbp_channel *ch, int fd, int (*drain)(void *), void *arg)
+pbp__os_io *
+pbp__channel_os_io(pbp_channel *ch)
 {
-	ch->fds.auxfd = fd;
-	ch->fds.aux_drain = drain;
-	ch->fds.aux_arg = arg;
+	return ch->osio;
 }
 
 const pbp_error *
@@ -312,17 +308,19 @@ pbp_channel_send_error(const pbp_channel *ch)
 	return ch->txe;
 }
 
+#ifndef _WIN32
 int
 pbp_channel_read_fd(const pbp_channel *ch)
 {
-	return ch->fds.rfd;
+	return ch->osio != NULL ? pbp__os_io_read_handle(ch->osio) : -1;
 }
 
 int
 pbp_channel_write_fd(const pbp_channel *ch)
 {
-	return ch->fds.wfd;
+	return ch->osio != NULL ? pbp__os_io_write_handle(ch->osio) : -1;
 }
+#endif
 
 int
 pbp_channel_peer(const pbp_channel *ch, pbp_peer_info *out)
@@ -336,13 +334,14 @@ pbp_channel_peer(const pbp_channel *ch, pbp_peer_info *out)
 int
 pbp_channel_set_trace(pbp_channel *ch, const char *path)
 {
-	int fd = -1, rc;
+	pbp_os_handle fd = PBP_OS_HANDLE_INVALID;
+	int rc;
 
 	if (ch == NULL)
 		return PBP_EINVAL;
 	if (path != NULL && (rc = pbp__trace_open(path, &fd, &ch->error)) != 0)
 		return rc;
-	pbp__close(&ch->trace_fd);
+	pbp__os_close(&ch->trace_fd);
 	ch->trace_fd = fd;
 	return 0;
 }
@@ -422,7 +421,7 @@ queue_message(pbp_channel *ch, uint32_t type, uint64_t id, const pbp__reply *r,
 	} else if (psize > 0) {
 		memcpy(ch->wbuf + ch->wlen + hlen, msg, psize);
 	}
-	if (ch->trace_fd >= 0)
+	if (ch->trace_fd != PBP_OS_HANDLE_INVALID)
 		pbp__trace_frame(ch->trace_fd, 'S', ch->wbuf + ch->wlen, hlen + psize, NULL, 0);
 	ch->wlen += hlen + psize;
 	return 0;

@@ -1,7 +1,7 @@
 /*
  * trace.c: the frame trace.  When tracing is on, a channel appends every
  * frame it sends or receives to a file, as one record per frame written
- * with one write() on an O_APPEND fd, so a parent and its children can
+ * with one write in append mode (os.h: pbp__os_file_append), so a parent and its children can
  * share one trace file.  pbpipe-dump reads it.  Record layout (little
  * endian), also in docs/PROTOCOL.md:
  *
@@ -13,15 +13,10 @@
  *  12  8  CLOCK_REALTIME in nanoseconds since the Unix epoch
  *  20  .  the frame as on the wire: varint length, then the body
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/uio.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "pbp_internal.h"
+#include "os/os.h"
 
 static void
 put_le(uint8_t *p, uint64_t v, int n)
@@ -33,38 +28,27 @@ put_le(uint8_t *p, uint64_t v, int n)
 }
 
 int
-pbp__trace_open(const char *path, int *fd, pbp_error *err)
+pbp__trace_open(const char *path, pbp_os_handle *h, pbp_error *err)
 {
-	int t = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-
-	if (t < 0)
-		return pbp__seterr(err, PBP_ESYS, errno, "trace file '%s': %s", path,
-		                   strerror(errno));
-	*fd = t;
-	return 0;
+	return pbp__os_file_append_open(path, h, err);
 }
 
 void
-pbp__trace_frame(int fd, int dir, const uint8_t *prefix, size_t plen,
+pbp__trace_frame(pbp_os_handle h, int dir, const uint8_t *prefix, size_t plen,
                  const uint8_t *rest, size_t rlen)
 {
 	uint8_t hdr[PBP__TRACE_HEADER];
-	struct iovec iov[3];
-	struct timespec ts;
-	ssize_t w;
+	pbp__piece pieces[3];
 
-	clock_gettime(CLOCK_REALTIME, &ts);
 	memcpy(hdr, "PBPT", 4);
 	hdr[4] = 1;
 	hdr[5] = (uint8_t)dir;
 	hdr[6] = hdr[7] = 0;
-	put_le(hdr + 8, (uint32_t)getpid(), 4);
-	put_le(hdr + 12, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec, 8);
-	iov[0] = (struct iovec){ hdr, sizeof hdr };
-	iov[1] = (struct iovec){ (void *)prefix, plen };
-	iov[2] = (struct iovec){ (void *)rest, rlen };
+	put_le(hdr + 8, pbp__os_getpid(), 4);
+	put_le(hdr + 12, pbp__os_realtime_ns(), 8);
+	pieces[0] = (pbp__piece){ hdr, sizeof hdr };
+	pieces[1] = (pbp__piece){ prefix, plen };
+	pieces[2] = (pbp__piece){ rest, rlen };
 	/* Best effort: a full disk must not break the channel. */
-	do
-		w = writev(fd, iov, 3);
-	while (w < 0 && errno == EINTR);
+	pbp__os_file_append(h, pieces, 3);
 }
