@@ -159,7 +159,10 @@ step(pbp_channel *ch, int out, int in, int64_t deadline, pbp_error *e)
 	rc = ch->io->xfer(ch->io_ctx, &x, deadline);
 	if (rc < 0)
 		return pbp__ch_sys_error(e, rc, "wait");
-	ch->woff += x.written;
+	/* Only the side that offered touches its fields: in duplex mode the
+	 * other thread owns them. */
+	if (out)
+		ch->woff += x.written;
 	if (x.werr != 0) {
 		pbp__ch_sys_error(e, -x.werr, "write");
 		*ch->txe = *e;
