@@ -127,7 +127,9 @@ int pbp__os_aux_drain(pbp__os_aux *a);
  * child is gone (its stderr may still hold bytes, or a grandchild may hold
  * the write end: hence the deadline). */
 void pbp__os_aux_drain_until(pbp__os_aux *a, int64_t deadline);
-/* Closes and frees.  NULL is a no-op. */
+/* Closes and frees.  Also what a forked copy of the spawner may do: it
+ * closes its copy of the handle and leaves the lock alone (a thread the
+ * fork did not copy may have held it).  NULL is a no-op. */
 void pbp__os_aux_free(pbp__os_aux *a);
 /* Watch a while the transport waits (NULL: stop). The transport does not own it. */
 void pbp__os_io_set_aux(pbp__os_io *io, pbp__os_aux *a);
@@ -157,7 +159,8 @@ typedef struct pbp__spawn_req {
 	const char *cwd;          /* NULL: ours */
 	int stdout_mode;          /* enum pbp_stdio */
 	int stderr_mode;          /* enum pbp_stdio */
-	int pipe_size;            /* as for pbp__os_io_open */
+	int pipe_size;            /* as for pbp__os_io_open (POSIX: unused
+	                             here; the channel's io_open asks) */
 } pbp__spawn_req;
 
 /*
@@ -189,7 +192,8 @@ int pbp__proc_owned(const pbp__proc *p);
  * discards whatever arrives on discard's read side (if not NULL), so the
  * child can never block writing to a full pipe.  Reaps it: 0 with *st
  * (st->unknown set if it was reaped elsewhere), PBP_ETIMEDOUT (still
- * running), PBP_ESYS (err).  After 0, later calls return the same status.
+ * running; err is left alone, the caller words it), PBP_ESYS (err).  After
+ * 0, later calls return the same status.
  */
 int pbp__proc_wait(pbp__proc *p, pbp__os_aux *aux, pbp__os_io *discard, int64_t deadline,
                    pbp_exit_status *st, pbp_error *err);
@@ -199,11 +203,13 @@ int pbp__proc_wait(pbp__proc *p, pbp__os_aux *aux, pbp__os_io *discard, int64_t 
 #define PBP__KILL_KILL 1 /* force: SIGKILL; Windows: TerminateProcess */
 
 /*
- * POSIX: sends signal sig to the child (0 < sig); Windows: terminates it
- * with exit code 128 + sig (there are no signals there).  Does nothing and
- * returns 0 if the child is already known to be gone (a pid that may name
- * another process now is never signalled).  0, PBP_EINVAL (bad sig),
- * PBP_ESYS.
+ * POSIX: sends signal sig to the child, any number kill() takes (0 only
+ * checks; one the kernel refuses is PBP_ESYS with EINVAL, as
+ * pbp_child_kill() documents); Windows: terminates it with exit code
+ * 128 + sig (there are no signals there).  Does nothing and returns 0 if
+ * the child is already known to be gone (a pid that may name another
+ * process now is never signalled).  0, PBP_EINVAL (bad sig), PBP_ESYS,
+ * with the message in err ("signal 9 to child pid 123: ...").
  */
 int pbp__proc_kill(pbp__proc *p, int sig, pbp_error *err);
 /* The signals pbp_child_close() escalates with: SIGTERM and SIGKILL, or
