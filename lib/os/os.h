@@ -198,10 +198,6 @@ int pbp__proc_owned(const pbp__proc *p);
 int pbp__proc_wait(pbp__proc *p, pbp__os_aux *aux, pbp__os_io *discard, int64_t deadline,
                    pbp_exit_status *st, pbp_error *err);
 
-/* How pbp__proc_kill ends the child. */
-#define PBP__KILL_TERM 0 /* ask: SIGTERM; Windows: TerminateProcess */
-#define PBP__KILL_KILL 1 /* force: SIGKILL; Windows: TerminateProcess */
-
 /*
  * POSIX: sends signal sig to the child, any number kill() takes (0 only
  * checks; one the kernel refuses is PBP_ESYS with EINVAL, as
@@ -217,8 +213,10 @@ int pbp__proc_kill(pbp__proc *p, int sig, pbp_error *err);
 int pbp__os_sigterm(void);
 int pbp__os_sigkill(void);
 
-/* Releases the process's handles.  Does not wait and does not kill.  NULL
- * is a no-op. */
+/* Releases the process's handles.  Does not wait.  POSIX: does not kill
+ * either.  Windows: closing the Job handle kills a child still running
+ * (JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE); child.c calls it only once the
+ * child is gone or is being killed anyway.  NULL is a no-op. */
 void pbp__proc_free(pbp__proc *p);
 
 /* "exited with status 0", "killed by signal 9 (SIGKILL)", ... into buf. */
