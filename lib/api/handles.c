@@ -48,15 +48,18 @@ parse_handle(const char *s, const char *role, pbp_os_handle *h, pbp_error *err)
 		return pbp__seterr(err, PBP_EINVAL, 0, "the %s handle is missing (NULL)", role);
 	if (s[0] == '\0')
 		return pbp__seterr(err, PBP_EINVAL, 0,
-		                   "%s handle '' is empty; expected a decimal fd number", role);
+		                   "%s handle '' is empty; expected a decimal " PBP__OS_HANDLE_NOUN
+		                   " number",
+		                   role);
 	/* Plain decimal only: no sign, no spaces, no hex prefix. */
 	for (i = 0; s[i] != '\0'; i++) {
 		if (s[i] < '0' || s[i] > '9') {
 			unsigned char c = (unsigned char)s[i];
 
 			return pbp__seterr(err, PBP_EINVAL, 0,
-			                   "%s handle %s is not a decimal fd number: character %zu is %s%c%s"
-			                   " (0x%02x); only the digits 0-9 may appear",
+			                   "%s handle %s is not a decimal " PBP__OS_HANDLE_NOUN
+			                   " number: character %zu is %s%c%s (0x%02x); only the digits"
+			                   " 0-9 may appear",
 			                   role, quote(q, sizeof q, s), i + 1,
 			                   c >= 0x20 && c < 0x7f ? "'" : "",
 			                   c >= 0x20 && c < 0x7f ? (char)c : '?',
@@ -67,8 +70,9 @@ parse_handle(const char *s, const char *role, pbp_os_handle *h, pbp_error *err)
 	}
 	if (v > max)
 		return pbp__seterr(err, PBP_EINVAL, 0,
-		                   "%s handle %s is out of range: an fd number is at most %llu", role,
-		                   quote(q, sizeof q, s), (unsigned long long)max);
+		                   "%s handle %s is out of range: " PBP__OS_A_HANDLE
+		                   " number is at most %llu",
+		                   role, quote(q, sizeof q, s), (unsigned long long)max);
 	*h = pbp__os_handle_from_u64(v);
 	return 0;
 }

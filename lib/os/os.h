@@ -59,6 +59,15 @@ void pbp__mutex_unlock(pbp__mutex *m);
  * GetLastError() value the close reported. */
 int pbp__os_close(pbp_os_handle *h);
 
+/* What a handle is called in messages: "fd" on POSIX, "handle" on Windows. */
+#ifdef _WIN32
+#define PBP__OS_HANDLE_NOUN "handle"
+#define PBP__OS_A_HANDLE "a handle"
+#else
+#define PBP__OS_HANDLE_NOUN "fd"
+#define PBP__OS_A_HANDLE "an fd"
+#endif
+
 /* The largest handle value a handle string may name (INT_MAX for fds; on
  * Windows handle values fit 32 bits so that 32- and 64-bit processes can
  * pass them to each other). */
