@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <wchar.h>
 #include <winternl.h>
 
 #include "win32.h"
@@ -257,30 +258,58 @@ pbp__win_granted_access(HANDLE h, int *ok)
 	return *ok ? obi.GrantedAccess : 0;
 }
 
-void
+int
 pbp__win_object_id(HANDLE h, uint64_t id[2])
 {
+	static const wchar_t afd[] = L"\\Device\\Afd";
 	query_object_fn fn = query_object();
 	union {
 		UNICODE_STRING u;
 		char raw[2048];
 	} name;
-	ULONG len = 0, i;
+	ULONG len = 0, i, n;
 	uint64_t a = 0xcbf29ce484222325ull, b = 0x84222325cbf29ce4ull;
 
 	id[0] = id[1] = 0;
+	/* A name query on a synchronous file handle waits for the I/O in
+	 * flight on it, if another thread is blocked reading it (the known
+	 * hang of handle-listing tools); the child calls this at start, before
+	 * anything reads its handles. */
 	if (fn == NULL || fn(h, 1 /* ObjectNameInformation */, &name, sizeof name, &len) < 0 ||
 	    name.u.Length == 0)
-		return;
+		return 0;
+	n = name.u.Length / sizeof(WCHAR);
+	/* Sockets say FILE_TYPE_PIPE too; all of them are named \Device\Afd. */
+	if (n >= 11 && _wcsnicmp(name.u.Buffer, afd, 11) == 0)
+		return 2;
 	/* Two FNV-1a hashes with different bases: the id names the pipe
 	 * (both its ends have one name), and 128 bits make a collision
 	 * between two different pipes of one process negligible. */
-	for (i = 0; i < name.u.Length / sizeof(WCHAR); i++) {
+	for (i = 0; i < n; i++) {
 		a = (a ^ name.u.Buffer[i]) * 0x100000001b3ull;
 		b = (b ^ name.u.Buffer[i]) * 0x100000001b3ull + i;
 	}
 	id[0] = a | 1; /* never both 0: that means "unknown" */
 	id[1] = b;
+	return 1;
+}
+
+void
+pbp__win_object_type(HANDLE h, char *buf, size_t size)
+{
+	query_object_fn fn = query_object();
+	union {
+		UNICODE_STRING u;
+		char raw[1024];
+	} t;
+	ULONG len = 0;
+	int m = 0;
+
+	if (fn != NULL && fn(h, 2 /* ObjectTypeInformation */, &t, sizeof t, &len) >= 0 &&
+	    t.u.Length > 0 && size > 1)
+		m = WideCharToMultiByte(CP_UTF8, 0, t.u.Buffer, t.u.Length / 2, buf, (int)size - 1,
+		                        NULL, NULL);
+	buf[m > 0 ? m : 0] = '\0';
 }
 
 /* ---- files ------------------------------------------------------------------- */

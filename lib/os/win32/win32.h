@@ -36,10 +36,14 @@ wchar_t *pbp__win_wide(const char *s, int *bad);
 int pbp__win_is_overlapped(HANDLE h);
 
 /* NtQueryObject: the access the handle was granted (0 with *ok = 0 when
- * unknown), and a hash of its NT object name ("\Device\NamedPipe\...")
- * into id[2] (both 0 when it has none). */
+ * unknown); a hash of its NT object name ("\Device\NamedPipe\...", the
+ * same for both ends of a pipe) into id[2], returning 1, or both 0 and
+ * returning 0 when it has no name, or 2 for a socket (named \Device\Afd:
+ * sockets say FILE_TYPE_PIPE too); the object's type name ("Event",
+ * "File", ...) into buf, "" if unknown. */
 ACCESS_MASK pbp__win_granted_access(HANDLE h, int *ok);
-void pbp__win_object_id(HANDLE h, uint64_t id[2]);
+int pbp__win_object_id(HANDLE h, uint64_t id[2]);
+void pbp__win_object_type(HANDLE h, char *buf, size_t size);
 
 /* Milliseconds to pass WaitForMultipleObjects for an absolute deadline
  * (pbp__now_ms clock; -1: INFINITE); 0 once it has passed. */
@@ -67,5 +71,22 @@ HANDLE pbp__win_io_discard(pbp__os_io *io);
 /* The last Windows error the transport saw (GetLastError value, 0 if
  * none), with its text in buf. */
 DWORD pbp__win_io_last_error(const pbp__os_io *io, char *buf, size_t size);
+
+/* ---- cmdline.c, for proc.c ---------------------------------------------------- */
+
+/* The command line for argv (NULL or empty: just path) plus the two handle
+ * values in decimal, the one the child writes to first, quoted for the
+ * child's C runtime; malloc'd.  0, PBP_EINVAL (not UTF-8, a quote in
+ * argv[0], over 32766 characters), PBP_ENOMEM. */
+int pbp__win_cmdline(wchar_t **out, const char *path, const char *const *argv,
+                     HANDLE child_w, HANDLE child_r, pbp_error *err);
+/* The program CreateProcessW should run: path searched (SearchPathW) when
+ * it names no folder, ".exe" appended when it has no extension.  0,
+ * PBP_EEXEC (not found), PBP_EINVAL, PBP_ENOMEM. */
+int pbp__win_program(wchar_t **out, const char *path, pbp_error *err);
+/* A UTF-16 environment block for envp (sorted by name, ignoring case), or
+ * *out = NULL for envp NULL (the child gets ours).  0, PBP_EINVAL,
+ * PBP_ENOMEM. */
+int pbp__win_envblock(wchar_t **out, char *const *envp, pbp_error *err);
 
 #endif /* PBP_OS_WIN32_H */
