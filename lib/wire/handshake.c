@@ -8,9 +8,9 @@
  */
 #include <inttypes.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "pbp_internal.h"
+#include "os/os.h"
 
 void
 pbp__hello_make(pbpipe_Envelope *env, uint32_t max_frame, uint64_t fingerprint)
@@ -20,7 +20,7 @@ pbp__hello_make(pbpipe_Envelope *env, uint32_t max_frame, uint64_t fingerprint)
 	env->body.hello.magic = PBP__MAGIC;
 	env->body.hello.major = PBP_PROTOCOL_MAJOR;
 	env->body.hello.minor = PBP_PROTOCOL_MINOR;
-	env->body.hello.pid = (uint32_t)getpid();
+	env->body.hello.pid = pbp__os_getpid();
 	env->body.hello.pointer_bits = (uint32_t)(sizeof(void *) * 8);
 	env->body.hello.max_frame = max_frame;
 	env->body.hello.schema_fingerprint = fingerprint;

@@ -1,0 +1,665 @@
+/*
+ * test_win_spawn.c: pbpipe on Windows end to end, through the public
+ * headers only: pbp_child_spawn() of this same program in helper roles
+ * (Helper() below; winrun.h) and of the demo's pbpipe-child.exe; messages
+ * both ways, calls and the barrier, how streams end (EOF, truncation,
+ * garbage), deadlines (and that waiting does not spin), exit codes,
+ * pbp_child_close() on a child that ignores Goodbye, the Job object,
+ * captured stderr, and PBP_EEXEC.
+ */
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <pbpipe/pbpipe.h>
+
+#include "demo.pb.h"
+#include "demo_fingerprint.h"
+#include "support.h"
+#include "winrun.h"
+
+#define T(name) Test(win_spawn, name, .timeout = 30)
+
+/* ---- helpers: the child roles ------------------------------------------ */
+
+/* The channel of a helper: from the two handle strings the parent
+ * appended, handshaken.  Exits 90 (the parent's test then fails) if that
+ * fails. */
+static pbp_channel *
+helper_channel(int argc, char **argv)
+{
+	pbp_channel_options o = pbt_options();
+	pbp_channel *ch;
+	pbp_error err;
+
+	if (pbp_channel_from_argv(&ch, argc, argv, &o, &err) != 0) {
+		fprintf(stderr, "helper: pbp_channel_from_argv: %s\n", err.msg);
+		exit(90);
+	}
+	if (pbp_channel_handshake(ch) != 0) {
+		fprintf(stderr, "helper: handshake: %s\n", pbp_channel_errmsg(ch));
+		exit(91);
+	}
+	return ch;
+}
+
+/* Writes n raw bytes to a handle named by a handle string (the channel
+ * must have been given back first: pbp_channel_free_keep_fds()).  Works
+ * whether or not the handle was opened for overlapped I/O. */
+static void
+raw_write(const char *handle_str, const void *buf, DWORD n)
+{
+	HANDLE h = (HANDLE)(uintptr_t)strtoull(handle_str, NULL, 10);
+	OVERLAPPED ov;
+	DWORD done = 0;
+
+	memset(&ov, 0, sizeof ov);
+	ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
+	if (!WriteFile(h, buf, n, &done, &ov) && GetLastError() != ERROR_IO_PENDING) {
+		fprintf(stderr, "helper: WriteFile: %lu\n", GetLastError());
+		exit(92);
+	}
+	if (!GetOverlappedResult(h, &ov, &done, TRUE) || done != n) {
+		fprintf(stderr, "helper: GetOverlappedResult: %lu\n", GetLastError());
+		exit(93);
+	}
+	CloseHandle(ov.hEvent);
+}
+
+/* Sends every message back (copied first) until end of stream; exit 0. */
+Helper(echo)
+{
+	pbp_channel *ch = helper_channel(argc, argv);
+	pbp_msginfo mi;
+	int rc;
+
+	while ((rc = pbp_channel_recv(ch, &mi)) == 0) {
+		void *copy = malloc(mi.size ? mi.size : 1);
+		uint32_t type = mi.type;
+		size_t n = mi.size;
+
+		if (copy == NULL)
+			return 94;
+		memcpy(copy, mi.payload, n);
+		rc = pbp_channel_send_raw(ch, type, 0, copy, n);
+		free(copy);
+		if (rc != 0) {
+			fprintf(stderr, "echo: send: %s\n", pbp_channel_errmsg(ch));
+			return 95;
+		}
+	}
+	if (rc != PBP_EOF) {
+		fprintf(stderr, "echo: recv: %s\n", pbp_channel_errmsg(ch));
+		return 96;
+	}
+	pbp_channel_free(ch);
+	return 0;
+}
+
+static int
+upper(const void *req, void *resp, pbp_reply_error *e, void *payload)
+{
+	const pbptest_Text *in = req;
+	pbptest_Text *out = resp;
+	size_t i;
+
+	(void)payload;
+	if (strcmp(in->text, "fail") == 0) {
+		snprintf(e->message, sizeof e->message, "asked to fail");
+		return 42;
+	}
+	for (i = 0; in->text[i] != '\0'; i++)
+		out->text[i] = (char)toupper((unsigned char)in->text[i]);
+	out->text[i] = '\0';
+	return 0;
+}
+
+/* Answers Text calls with the text in capitals ("fail": error 42). */
+Helper(serve)
+{
+	static const pbp_handler handlers[] = {
+		{ pbptest_Type_TEXT, pbptest_Type_TEXT, upper, NULL },
+	};
+	pbp_channel *ch = helper_channel(argc, argv);
+	int rc = pbp_channel_serve(ch, handlers, 1);
+
+	if (rc != 0)
+		fprintf(stderr, "serve: %s\n", pbp_channel_errmsg(ch));
+	pbp_channel_free(ch);
+	return rc == 0 ? 0 : 1;
+}
+
+/* Sends one Text, then exits at once: end of stream between frames. */
+Helper(one_then_exit)
+{
+	pbp_channel *ch = helper_channel(argc, argv);
+	pbptest_Text t = { "last words" };
+
+	if (pbp_channel_send(ch, pbptest_Type_TEXT, &t) != 0)
+		return 97;
+	pbp_channel_free(ch);
+	return 0;
+}
+
+/* After the handshake, writes half a frame (a 100-byte frame's length and
+ * 10 bytes of it) and exits. */
+Helper(half_frame)
+{
+	static const uint8_t half[11] = { 100, 0x1a, 8, 1, 2, 3, 4, 5, 6, 7, 8 };
+	pbp_channel *ch = helper_channel(argc, argv);
+
+	pbp_channel_free_keep_fds(ch);
+	raw_write(argv[argc - 2], half, sizeof half);
+	return 0;
+}
+
+/* After the handshake, writes bytes that are no frame (a length prefix
+ * longer than 5 bytes), then waits for the parent to go. */
+Helper(garbage)
+{
+	static const uint8_t junk[16] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		                          0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	pbp_channel *ch = helper_channel(argc, argv);
+
+	pbp_channel_free_keep_fds(ch);
+	raw_write(argv[argc - 2], junk, sizeof junk);
+	Sleep(20000);
+	return 0;
+}
+
+/* Handshakes, then neither reads nor writes nor exits (for 60 s): a
+ * silent peer, one that never reads, and one that ignores Goodbye and end
+ * of stream alike. */
+Helper(silent)
+{
+	pbp_channel *ch = helper_channel(argc, argv);
+
+	(void)ch;
+	Sleep(60000);
+	return 0;
+}
+
+/* Handshakes, then exits with the code given as its first argument. */
+Helper(exit_code)
+{
+	pbp_channel *ch = helper_channel(argc, argv);
+	int code = atoi(argv[2]);
+
+	pbp_channel_free(ch);
+	return code;
+}
+
+/* Handshakes, writes 10000 bytes of numbered lines and "the end\n" to
+ * stderr, exits 3. */
+Helper(stderr_lines)
+{
+	pbp_channel *ch = helper_channel(argc, argv);
+	int i;
+
+	for (i = 0; i < 1000; i++)
+		fprintf(stderr, "line %04d\n", i); /* 10 bytes each */
+	fputs("the end\n", stderr);
+	fflush(stderr);
+	pbp_channel_free(ch);
+	return 3;
+}
+
+/* The middle of three processes: spawns `self --helper=silent` through
+ * pbpipe, prints its pid on stdout, then sleeps until it is killed. */
+Helper(middle)
+{
+	const char *av[] = { pbt_win_self(), "--helper=silent", NULL };
+	pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
+	pbp_channel_options co = pbt_options();
+	pbp_child *c;
+	pbp_error err;
+
+	(void)argc;
+	(void)argv;
+	so.channel = &co;
+	if (pbp_child_spawn(&c, pbt_win_self(), av, &so, &err) != 0) {
+		fprintf(stderr, "middle: spawn: %s\n", err.msg);
+		return 1;
+	}
+	printf("%lu\n", (unsigned long)pbp_child_pid(c));
+	fflush(stdout);
+	Sleep(60000);
+	return 0;
+}
+
+/* ---- the parent side --------------------------------------------------- */
+
+static pbp_child *
+spawn_role(const char *role, const char *arg, pbp_spawn_options *so_in)
+{
+	char flag[64];
+	const char *av[4] = { pbt_win_self(), flag, arg, NULL };
+	pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
+	pbp_channel_options co = pbt_options();
+	pbp_child *c = NULL;
+	pbp_error err;
+	int rc;
+
+	snprintf(flag, sizeof flag, "--helper=%s", role);
+	if (so_in != NULL)
+		so = *so_in;
+	if (so.channel == NULL)
+		so.channel = &co;
+	rc = pbp_child_spawn(&c, pbt_win_self(), av, &so, &err);
+	cr_assert_eq(rc, 0, "spawning helper %s: %s (%d)", role, err.msg, rc);
+	cr_assert_not_null(c);
+	return c;
+}
+
+static int64_t
+now_ms(void)
+{
+	return (int64_t)GetTickCount64();
+}
+
+/* CPU time (user + kernel) of this process so far, in ms. */
+static double
+cpu_ms(void)
+{
+	FILETIME create, exit_, kernel, user;
+	ULARGE_INTEGER k, u;
+
+	cr_assert(GetProcessTimes(GetCurrentProcess(), &create, &exit_, &kernel, &user));
+	k.LowPart = kernel.dwLowDateTime;
+	k.HighPart = kernel.dwHighDateTime;
+	u.LowPart = user.dwLowDateTime;
+	u.HighPart = user.dwHighDateTime;
+	return (double)(k.QuadPart + u.QuadPart) / 10000.0;
+}
+
+static const char *
+status_str(const pbp_exit_status *st)
+{
+	static char buf[96];
+
+	return pbp_exit_status_str(st, buf, sizeof buf);
+}
+
+T(demo_child_handshake_and_greeting)
+{
+	static const pbp_msgtype types[] = {
+		PBP_MSGTYPE(demo_Type_GREETING, demo_Greeting),
+	};
+	pbp_channel_options co = PBP_CHANNEL_OPTIONS_INIT;
+	pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
+	demo_Greeting hello = { "Hello from Process A!" };
+	union {
+		demo_Greeting g;
+	} in;
+	pbp_peer_info peer;
+	pbp_exit_status st;
+	char path[MAX_PATH * 3];
+	pbp_child *c;
+	pbp_error err;
+	uint32_t type = 0;
+	int rc;
+
+	co.types = types;
+	co.ntypes = 1;
+	co.schema_fingerprint = DEMO_SCHEMA_FINGERPRINT;
+	so.channel = &co;
+	pbt_win_sibling(path, sizeof path, "pbpipe-child.exe");
+	rc = pbp_child_spawn(&c, path, NULL, &so, &err);
+	cr_assert_eq(rc, 0, "spawning %s: %s", path, err.msg);
+	cr_assert_eq(pbp_channel_peer(pbp_child_channel(c), &peer), 0);
+	cr_assert_eq(peer.major, PBP_PROTOCOL_MAJOR);
+	cr_assert_eq(peer.pointer_bits, 64);
+	cr_assert_eq(peer.pid, (uint32_t)pbp_child_pid(c));
+	cr_assert_eq(pbp_channel_send(pbp_child_channel(c), demo_Type_GREETING, &hello), 0);
+	rc = pbp_channel_recv_msg(pbp_child_channel(c), &type, &in, sizeof in);
+	cr_assert_eq(rc, 0, "%s", pbp_channel_errmsg(pbp_child_channel(c)));
+	cr_assert_eq(type, demo_Type_GREETING);
+	cr_assert_str_eq(in.g.text, "Hello from Process B!");
+	cr_assert_eq(pbp_child_close(c, 5000, &st), 0, "%s", pbp_child_error(c)->msg);
+	cr_assert(st.exited && st.code == 0, "the demo child %s", status_str(&st));
+	pbp_child_free(c);
+}
+
+T(messages_both_ways_up_to_1_mib)
+{
+	static const size_t sizes[] = { 0, 1, 1000, 65536, 1024 * 1024 };
+	pbp_child *c = spawn_role("echo", NULL, NULL);
+	pbp_channel *ch = pbp_child_channel(c);
+	pbp_exit_status st;
+	size_t i;
+
+	for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		pbt_blob_src src = { sizes[i], (uint32_t)i + 7 };
+		pbt_blob_sink sink = { (uint32_t)i + 7, 0, 0 };
+		pbptest_Blob out = pbptest_Blob_init_zero, back = pbptest_Blob_init_zero;
+		pbp_msginfo mi;
+		int rc;
+
+		out.tag = (uint32_t)i;
+		pbt_blob_set_source(&out, &src);
+		rc = pbp_channel_send(ch, pbptest_Type_BLOB, &out);
+		cr_assert_eq(rc, 0, "send %zu bytes: %s", sizes[i], pbp_channel_errmsg(ch));
+		rc = pbp_channel_recv(ch, &mi);
+		cr_assert_eq(rc, 0, "recv %zu bytes: %s", sizes[i], pbp_channel_errmsg(ch));
+		cr_assert_eq(mi.type, pbptest_Type_BLOB);
+		pbt_blob_set_sink(&back, &sink);
+		cr_assert_eq(pbp_channel_decode(ch, pbptest_Blob_fields, &back), 0, "%s",
+		             pbp_channel_errmsg(ch));
+		cr_assert_eq(back.tag, (uint32_t)i);
+		cr_assert_eq(sink.got, sizes[i]);
+		cr_assert_eq(sink.mismatch, 0, "the %zu bytes came back changed", sizes[i]);
+	}
+	cr_assert_eq(pbp_child_close(c, 5000, &st), 0, "%s", pbp_child_error(c)->msg);
+	cr_assert(st.exited && st.code == 0, "echo %s", status_str(&st));
+	pbp_child_free(c);
+}
+
+T(calls_remote_errors_and_the_barrier)
+{
+	pbp_child *c = spawn_role("serve", NULL, NULL);
+	pbp_channel *ch = pbp_child_channel(c);
+	pbptest_Text req = { "hello windows" }, resp;
+	pbp_exit_status st;
+	int rc, i;
+
+	for (i = 0; i < 50; i++) {
+		memset(&resp, 0, sizeof resp);
+		rc = pbp_channel_call(ch, pbptest_Type_TEXT, &req, pbptest_Type_TEXT, &resp, 5000);
+		cr_assert_eq(rc, 0, "call %d: %s", i, pbp_channel_errmsg(ch));
+		cr_assert_str_eq(resp.text, "HELLO WINDOWS");
+	}
+	snprintf(req.text, sizeof req.text, "fail");
+	rc = pbp_channel_call(ch, pbptest_Type_TEXT, &req, pbptest_Type_TEXT, &resp, 5000);
+	cr_assert_eq(rc, PBP_EREMOTE, "%s", pbp_channel_errmsg(ch));
+	cr_assert_eq(pbp_channel_error(ch)->remote_code, 42);
+	cr_assert(strstr(pbp_channel_errmsg(ch), "asked to fail") != NULL, "%s",
+	          pbp_channel_errmsg(ch));
+	rc = pbp_channel_sync(ch, 5000);
+	cr_assert_eq(rc, 0, "barrier: %s", pbp_channel_errmsg(ch));
+	cr_assert_eq(pbp_child_close(c, 5000, &st), 0, "%s", pbp_child_error(c)->msg);
+	cr_assert(st.exited && st.code == 0, "serve %s", status_str(&st));
+	pbp_child_free(c);
+}
+
+T(child_closing_between_frames_is_eof)
+{
+	pbp_child *c = spawn_role("one_then_exit", NULL, NULL);
+	pbp_channel *ch = pbp_child_channel(c);
+	pbt_any in;
+	pbp_report rep;
+	uint32_t type = 0;
+	int rc;
+
+	rc = pbp_channel_recv_msg(ch, &type, &in, sizeof in);
+	cr_assert_eq(rc, 0, "%s", pbp_channel_errmsg(ch));
+	cr_assert_str_eq(in.text.text, "last words");
+	rc = pbp_channel_recv_msg(ch, &type, &in, sizeof in);
+	cr_assert_eq(rc, PBP_EOF, "%d: %s", rc, pbp_channel_errmsg(ch));
+	cr_assert_eq(pbp_child_wait(c, 5000, NULL), 0);
+	cr_assert_eq(pbp_child_report(c, &rep), 0);
+	cr_assert_eq(rep.end, PBP_END_EOF);
+	pbp_child_free(c);
+}
+
+T(child_exiting_inside_a_frame_is_truncation)
+{
+	pbp_child *c = spawn_role("half_frame", NULL, NULL);
+	pbp_channel *ch = pbp_child_channel(c);
+	pbt_any in;
+	pbp_report rep;
+	uint32_t type;
+	int rc;
+
+	rc = pbp_channel_recv_msg(ch, &type, &in, sizeof in);
+	cr_assert_eq(rc, PBP_ETRUNC, "%d: %s", rc, pbp_channel_errmsg(ch));
+	/* Sticky. */
+	cr_assert_eq(pbp_channel_recv_msg(ch, &type, &in, sizeof in), PBP_ETRUNC);
+	cr_assert_eq(pbp_child_report(c, &rep), 0);
+	cr_assert_eq(rep.end, PBP_END_TRUNCATED);
+	pbp_child_free(c);
+}
+
+T(garbage_is_a_protocol_error)
+{
+	pbp_child *c = spawn_role("garbage", NULL, NULL);
+	pbp_channel *ch = pbp_child_channel(c);
+	pbt_any in;
+	uint32_t type;
+	int rc;
+
+	rc = pbp_channel_recv_msg(ch, &type, &in, sizeof in);
+	cr_assert_eq(rc, PBP_EPROTO, "%d: %s", rc, pbp_channel_errmsg(ch));
+	pbp_child_free(c);
+}
+
+T(receive_deadline_on_a_silent_child_does_not_spin)
+{
+	pbp_child *c = spawn_role("silent", NULL, NULL);
+	pbp_channel *ch = pbp_child_channel(c);
+	double cpu0, cpu1, burn0;
+	int64_t t0, waited;
+	pbt_any in;
+	uint32_t type;
+	volatile unsigned long x = 0;
+	int rc;
+
+	/* The CPU clock must see CPU being used, or "near 0" below proves
+	 * nothing: burn 200 ms first. */
+	burn0 = cpu_ms();
+	t0 = now_ms();
+	while (now_ms() - t0 < 200)
+		x++;
+	cr_assert_geq(cpu_ms() - burn0, 100.0, "GetProcessTimes does not measure CPU time here");
+
+	cr_assert_eq(pbp_channel_set_timeout(ch, PBP_TIMEOUT_RECV, 1000), 0);
+	cpu0 = cpu_ms();
+	t0 = now_ms();
+	rc = pbp_channel_recv_msg(ch, &type, &in, sizeof in);
+	waited = now_ms() - t0;
+	cpu1 = cpu_ms();
+	cr_assert_eq(rc, PBP_ETIMEDOUT, "%d: %s", rc, pbp_channel_errmsg(ch));
+	cr_assert_geq(waited, 950, "returned after %lld ms", (long long)waited);
+	cr_assert_leq(waited, 1500, "returned after %lld ms", (long long)waited);
+	cr_log_info("receive deadline: %lld ms waited, %.1f ms CPU", (long long)waited, cpu1 - cpu0);
+	cr_assert_leq(cpu1 - cpu0, 100.0, "the 1 s wait used %.1f ms of CPU: busy waiting",
+	              cpu1 - cpu0);
+	/* Nothing was lost: the channel is still usable. */
+	cr_assert_eq(pbp_channel_set_timeout(ch, PBP_TIMEOUT_RECV, 0), 0);
+	cr_assert_eq(pbp_channel_recv_msg(ch, &type, &in, sizeof in), PBP_EAGAIN);
+	pbp_child_free(c);
+}
+
+T(send_deadline_when_the_child_never_reads)
+{
+	pbp_child *c = spawn_role("silent", NULL, NULL);
+	pbp_channel *ch = pbp_child_channel(c);
+	int64_t t0, took = 0;
+	int i, rc = 0;
+
+	cr_assert_eq(pbp_channel_set_timeout(ch, PBP_TIMEOUT_SEND, 500), 0);
+	/* 1 MiB at a time until the pipe is full: at most 3 MiB in flight
+	 * under the default frame limit; 64 MiB would be a pipe without a
+	 * bound. */
+	for (i = 0; i < 64; i++) {
+		pbt_blob_src src = { 1024 * 1024, (uint32_t)i };
+		pbptest_Blob b = pbptest_Blob_init_zero;
+
+		pbt_blob_set_source(&b, &src);
+		t0 = now_ms();
+		rc = pbp_channel_send(ch, pbptest_Type_BLOB, &b);
+		took = now_ms() - t0;
+		if (rc != 0)
+			break;
+	}
+	cr_assert_eq(rc, PBP_ETIMEDOUT, "send %d: %d: %s", i, rc, pbp_channel_errmsg(ch));
+	cr_assert_geq(took, 450, "the timed-out send returned after %lld ms", (long long)took);
+	cr_assert_leq(took, 1500, "the timed-out send returned after %lld ms", (long long)took);
+	cr_log_info("send deadline after %d MiB sent, %lld ms", i, (long long)took);
+	cr_assert_gt(pbp_channel_pending(ch), 0);
+	pbp_child_free(c);
+}
+
+T(exit_code_seen_by_wait)
+{
+	pbp_child *c = spawn_role("exit_code", "7", NULL);
+	pbp_exit_status st;
+	pbp_report rep;
+	int rc;
+
+	rc = pbp_child_wait(c, 10000, &st);
+	cr_assert_eq(rc, 0, "%s", pbp_child_error(c)->msg);
+	cr_assert(st.exited, "%s", status_str(&st));
+	cr_assert_eq(st.code, 7, "%s", status_str(&st));
+	cr_assert_eq(st.signal, 0);
+	/* Again: the same status at once. */
+	cr_assert_eq(pbp_child_wait(c, 0, &st), 0);
+	cr_assert_eq(st.code, 7);
+	cr_assert_eq(pbp_child_report(c, &rep), 0);
+	cr_assert_eq(rep.fate, PBP_FATE_EXITED);
+	cr_assert_eq(rep.status.code, 7);
+	pbp_child_free(c);
+}
+
+T(wait_with_a_deadline_on_a_running_child)
+{
+	pbp_child *c = spawn_role("silent", NULL, NULL);
+	int64_t t0 = now_ms(), took;
+	pbp_exit_status st;
+
+	cr_assert_eq(pbp_child_wait(c, 300, &st), PBP_ETIMEDOUT);
+	took = now_ms() - t0;
+	cr_assert_geq(took, 250, "%lld ms", (long long)took);
+	cr_assert_leq(took, 1000, "%lld ms", (long long)took);
+	cr_assert_eq(pbp_child_wait(c, 0, &st), PBP_ETIMEDOUT);
+	pbp_child_free(c);
+}
+
+T(close_terminates_a_child_that_ignores_goodbye)
+{
+	pbp_child *c = spawn_role("silent", NULL, NULL);
+	int64_t t0 = now_ms(), took;
+	pbp_exit_status st;
+	int rc;
+
+	rc = pbp_child_close(c, 300, &st);
+	took = now_ms() - t0;
+	cr_assert_eq(rc, 0, "%s", pbp_child_error(c)->msg);
+	cr_log_info("pbp_child_close: %s after %lld ms", status_str(&st), (long long)took);
+	/* os.h: terminated with exit code 128 + 15 (the "SIGTERM" step) or
+	 * 128 + 9; reported as that exit code or as the signal. */
+	cr_assert((st.exited && (st.code == 143 || st.code == 137)) ||
+	                  st.signal == 15 || st.signal == 9,
+	          "the child %s", status_str(&st));
+	/* The grace period passed once (Goodbye ignored), then the child died
+	 * at once: less than both grace periods and a margin. */
+	cr_assert_geq(took, 250, "%lld ms", (long long)took);
+	cr_assert_leq(took, 300 * 2 + 1000, "%lld ms", (long long)took);
+	pbp_child_free(c);
+}
+
+T(killing_the_parent_kills_the_helper)
+{
+	WCHAR self[MAX_PATH], cmd[MAX_PATH * 3 + 64];
+	char narrow[MAX_PATH * 3 + 64];
+	SECURITY_ATTRIBUTES sa = { sizeof sa, NULL, TRUE };
+	STARTUPINFOW si;
+	PROCESS_INFORMATION pi;
+	HANDLE rd, wr, helper;
+	char line[64];
+	DWORD n = 0, got = 0, wait;
+	unsigned long pid;
+
+	/* The middle process: started by hand (not in a pbpipe Job), its
+	 * stdout a pipe to us. */
+	cr_assert(CreatePipe(&rd, &wr, &sa, 0));
+	cr_assert(SetHandleInformation(rd, HANDLE_FLAG_INHERIT, 0));
+	cr_assert(GetModuleFileNameW(NULL, self, MAX_PATH) > 0);
+	snprintf(narrow, sizeof narrow, "\"%s\" --helper=middle", pbt_win_self());
+	cr_assert(MultiByteToWideChar(CP_UTF8, 0, narrow, -1, cmd, (int)(sizeof cmd / sizeof cmd[0])));
+	memset(&si, 0, sizeof si);
+	si.cb = sizeof si;
+	si.dwFlags = STARTF_USESTDHANDLES;
+	si.hStdInput = GetStdHandle(STD_INPUT_HANDLE);
+	si.hStdOutput = wr;
+	si.hStdError = GetStdHandle(STD_ERROR_HANDLE);
+	cr_assert(CreateProcessW(self, cmd, NULL, NULL, TRUE, 0, NULL, NULL, &si, &pi),
+	          "CreateProcessW: %lu", GetLastError());
+	CloseHandle(wr);
+	CloseHandle(pi.hThread);
+	while (got < sizeof line - 1 && ReadFile(rd, line + got, 1, &n, NULL) && n == 1) {
+		if (line[got] == '\n')
+			break;
+		got++;
+	}
+	line[got] = '\0';
+	pid = strtoul(line, NULL, 10);
+	cr_assert_gt(pid, 0, "the middle process printed '%s'", line);
+	helper = OpenProcess(SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION, FALSE, (DWORD)pid);
+	cr_assert_not_null(helper, "OpenProcess(%lu): %lu", pid, GetLastError());
+	/* The helper is alive, ignoring its pipes, until its Job dies. */
+	cr_assert_eq(WaitForSingleObject(helper, 200), WAIT_TIMEOUT, "the helper died early");
+	cr_assert(TerminateProcess(pi.hProcess, 1));
+	cr_assert_eq(WaitForSingleObject(pi.hProcess, 5000), WAIT_OBJECT_0);
+	wait = WaitForSingleObject(helper, 5000);
+	cr_assert_eq(wait, WAIT_OBJECT_0,
+	             "the helper (pid %lu) outlived its parent by 5 s: no kill-on-close Job", pid);
+	CloseHandle(helper);
+	CloseHandle(pi.hProcess);
+	CloseHandle(rd);
+}
+
+T(captured_stderr_tail_in_the_report)
+{
+	pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
+	pbp_child *c;
+	pbp_exit_status st;
+	pbp_report *rep = malloc(sizeof *rep);
+	pbt_any in;
+	uint32_t type;
+	size_t tl;
+	int rc;
+
+	cr_assert_not_null(rep);
+	so.stderr_mode = PBP_STDIO_CAPTURE;
+	so.stderr_tail = 100;
+	c = spawn_role("stderr_lines", NULL, &so);
+	rc = pbp_channel_recv_msg(pbp_child_channel(c), &type, &in, sizeof in);
+	cr_assert_eq(rc, PBP_EOF, "%d: %s", rc, pbp_channel_errmsg(pbp_child_channel(c)));
+	cr_assert_eq(pbp_child_wait(c, 5000, &st), 0);
+	cr_assert(st.exited && st.code == 3, "%s", status_str(&st));
+	cr_assert_eq(pbp_child_report(c, rep), 0);
+	cr_assert_eq(rep->fate, PBP_FATE_EXITED);
+	cr_assert_eq(rep->stderr_total, 1000 * 10 + 8, "%zu bytes", rep->stderr_total);
+	cr_assert_eq(rep->stderr_len, 100, "%zu bytes kept", rep->stderr_len);
+	tl = strlen(rep->stderr_tail);
+	cr_assert_eq(tl, 100);
+	cr_assert_str_eq(rep->stderr_tail + tl - 18, "line 0999\nthe end\n");
+	pbp_child_free(c);
+	free(rep);
+}
+
+T(missing_program_is_eexec)
+{
+	pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
+	pbp_channel_options co = pbt_options();
+	pbp_child *c = NULL;
+	pbp_error err;
+	char path[MAX_PATH * 3];
+	int64_t t0 = now_ms();
+	int rc;
+
+	so.channel = &co;
+	pbt_win_sibling(path, sizeof path, "no-such-program.exe");
+	rc = pbp_child_spawn(&c, path, NULL, &so, &err);
+	cr_assert_eq(rc, PBP_EEXEC, "%d: %s", rc, err.msg);
+	cr_assert_null(c);
+	cr_assert(strstr(err.msg, "no-such-program") != NULL, "the message names the program: %s",
+	          err.msg);
+	cr_assert_neq(err.sys_errno, 0);
+	/* At once, not after a handshake deadline. */
+	cr_assert_leq(now_ms() - t0, 1000);
+}
