@@ -384,7 +384,7 @@ side_init(side *s, HANDLE h, int ovl)
 	s->h = h;
 	s->ovl = ovl;
 	if (!ovl)
-		return 0;
+		return 1;
 	s->ev = CreateEventW(NULL, TRUE, FALSE, NULL); /* not inheritable */
 	s->buf = malloc(STAGE_CAP);
 	return s->ev != NULL && s->buf != NULL;
