@@ -24,14 +24,16 @@
 #define DEFAULT_TIMEOUT_S 60
 #define EXIT_SKIP 77
 
-static struct pbt_cr_test *head, **tail = &head;
+static struct pbt_cr_test *head;
 static struct pbt_win_helper *helpers;
 
+/* mingw runs constructors last to first: prepending keeps the tests in
+ * the order of their file. */
 void
 pbt_cr_register(struct pbt_cr_test *t)
 {
-	*tail = t;
-	tail = &t->next;
+	t->next = head;
+	head = t;
 }
 
 void
@@ -194,6 +196,20 @@ run_isolated(const struct pbt_cr_test *t)
 	return (long)code;
 }
 
+/* A crash ends the test's process at once with the exception code (which
+ * the runner reports), instead of starting a debugger (wine's winedbg). */
+static LONG WINAPI
+crashed(EXCEPTION_POINTERS *ep)
+{
+	DWORD code = ep->ExceptionRecord->ExceptionCode;
+
+	fprintf(stderr, "[----] CRASH: exception 0x%08lx at %p\n", (unsigned long)code,
+	        ep->ExceptionRecord->ExceptionAddress);
+	fflush(NULL);
+	TerminateProcess(GetCurrentProcess(), code);
+	return EXCEPTION_EXECUTE_HANDLER;
+}
+
 static int
 run_one(const char *spec)
 {
@@ -205,6 +221,7 @@ run_one(const char *spec)
 		if (strncmp(spec, t->suite, sl) == 0 && strncmp(spec + sl, "::", 2) == 0 &&
 		    strcmp(spec + sl + 2, t->name) == 0) {
 			setvbuf(stderr, NULL, _IONBF, 0);
+			SetUnhandledExceptionFilter(crashed);
 			t->fn();
 			leave(0);
 		}
