@@ -166,7 +166,7 @@ const char *
 pbp__win_strerror(DWORD e, char *buf, size_t size)
 {
 	wchar_t w[256];
-	DWORD n;
+	DWORD n, i;
 	int m = 0;
 
 	if (size == 0)
@@ -179,6 +179,14 @@ pbp__win_strerror(DWORD e, char *buf, size_t size)
 	while (n > 0 && (w[n - 1] == L' ' || w[n - 1] == L'\r' || w[n - 1] == L'\n' ||
 	                 w[n - 1] == L'.'))
 		n--;
+	/* Some texts name an insert they were not given ("%1 is not a valid
+	 * Win32 application"): say "it" rather than "%1". */
+	for (i = 0; i + 1 < n; i++) {
+		if (w[i] == L'%' && w[i + 1] == L'1') {
+			w[i] = L'i';
+			w[i + 1] = L't';
+		}
+	}
 	if (n > 0 && size > 16)
 		m = WideCharToMultiByte(CP_UTF8, 0, w, (int)n, buf, (int)size - 16, NULL, NULL);
 	snprintf(buf + m, size - (size_t)m, m > 0 ? " (error %lu)" : "error %lu",
