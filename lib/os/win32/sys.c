@@ -358,7 +358,7 @@ pbp__os_file_append(pbp_os_handle h, const pbp__piece *pieces, int n)
 
 	for (i = 0; i < n; i++)
 		total += pieces[i].n;
-	if (total > 0xFFFFFFFFu)
+	if (total == 0 || total > 0xFFFFFFFFu)
 		return;
 	if (total > sizeof stack && (buf = malloc(total)) == NULL)
 		return; /* best effort, as the header says */
