@@ -131,7 +131,7 @@ pump_step(pbp__os_aux *a)
 int
 pbp__win_aux_pump(pbp__os_aux *a)
 {
-	if (a->done)
+	if (a == NULL || a->done)
 		return 0;
 	/* Blocking, not trylock: a thread woken by the event waits here while
 	 * the other one handles the completion (it restarts the read, which
@@ -147,10 +147,11 @@ HANDLE
 pbp__win_aux_event(pbp__os_aux *a)
 {
 	/* Once the end was seen the event stays signalled: waiting on it
-	 * then would spin. */
-	return a->done || !a->ovl ? NULL : a->ev;
+	 * then would spin.  NULL (no aux, as for pbp__os_aux_drain): none. */
+	return a == NULL || a->done || !a->ovl ? NULL : a->ev;
 }
 
+/* NULL is "no captured stderr": nothing to read, as on POSIX. */
 int
 pbp__os_aux_drain(pbp__os_aux *a)
 {

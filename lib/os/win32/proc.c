@@ -389,8 +389,7 @@ pbp__proc_wait(pbp__proc *p, pbp__os_aux *aux, pbp__os_io *discard, int64_t dead
 		if (rc == WAIT_OBJECT_0) {
 			gone(p, aux);
 		} else if (rc == WAIT_TIMEOUT && timeout == 0) {
-			return pbp__seterr(err, PBP_ETIMEDOUT, 0, "child pid %lu is still running",
-			                   (unsigned long)p->pid);
+			return PBP_ETIMEDOUT; /* err left alone: the caller words it */
 		} else if (rc == WAIT_FAILED) {
 			return sys_error(err, "waiting for the child", GetLastError());
 		}
@@ -403,9 +402,12 @@ pbp__proc_kill(pbp__proc *p, int sig, pbp_error *err)
 	char msg[160];
 	DWORD e;
 
-	if (sig <= 0 || sig > 127)
-		return pbp__seterr(err, PBP_EINVAL, 0, "signal %d is not valid", sig);
-	if (p->reaped || WaitForSingleObject(p->process, 0) == WAIT_OBJECT_0)
+	/* As kill(): 0 only checks, and a number no signal has is EINVAL
+	 * (128 + sig must stay a plain exit code). */
+	if (sig < 0 || sig > 127)
+		return pbp__seterr(err, PBP_ESYS, EINVAL, "signal %d to child pid %lu: Invalid argument",
+		                   sig, (unsigned long)p->pid);
+	if (sig == 0 || p->reaped || WaitForSingleObject(p->process, 0) == WAIT_OBJECT_0)
 		return 0;
 	/* No signals on Windows: the exit code says which one was meant, as
 	 * a POSIX shell reports a death by signal (128 + sig). */
@@ -415,7 +417,7 @@ pbp__proc_kill(pbp__proc *p, int sig, pbp_error *err)
 	/* ERROR_ACCESS_DENIED while it is already exiting. */
 	if (WaitForSingleObject(p->process, 0) == WAIT_OBJECT_0)
 		return 0;
-	return pbp__seterr(err, PBP_ESYS, (int)e, "terminating child pid %lu: %s",
+	return pbp__seterr(err, PBP_ESYS, (int)e, "signal %d to child pid %lu: %s", sig,
 	                   (unsigned long)p->pid, pbp__win_strerror(e, msg, sizeof msg));
 }
 
