@@ -242,30 +242,53 @@ pbp__deadline(int timeout_ms)
 }
 
 /*
- * How a channel moves bytes.  A channel over fds uses pbp__os_io_ops; tests and
- * fuzzers plug in memory transports that inject short reads and writes,
- * EAGAIN and failures at chosen offsets.  No operation blocks except wait.
+ * How a channel moves bytes: one operation, xfer, that moves what it can in
+ * both directions and waits until something moved.  The byte engine
+ * (stream.c) drives it in one loop, for sends and receives alike, until
+ * the condition it waits for holds or the deadline passes.
+ *
+ * The platform's transport (os.h: pbp__os_io_ops) implements it over pipe
+ * handles: on POSIX non-blocking read() and write() with poll(); on Windows
+ * overlapped ReadFile and WriteFile on named-pipe handles.  Tests and
+ * fuzzers plug in memory transports (tests/memio.c) that inject short
+ * reads and writes, "nothing ready" and failures at chosen offsets.
  */
-#define PBP__IO_READ 1
-#define PBP__IO_WRITE 2
+typedef struct pbp__xfer {
+	/* In: */
+	const uint8_t *out;  /* bytes to write; */
+	size_t out_len;      /* 0: nothing to write */
+	uint8_t *in;         /* room to read into; */
+	size_t in_cap;       /* 0: do not read */
+	int in_drained;      /* the last read emptied the pipe: the transport
+	                        may wait before it tries to read */
+	/* Out (zero on entry): */
+	size_t written;      /* bytes of out written */
+	size_t nread;        /* bytes read into in */
+	int eof;             /* the read side reached end of stream */
+	int rerr, werr;      /* errno of a failed read, write (EPIPE: nobody
+	                        reads), or 0 */
+} pbp__xfer;
 
 typedef struct pbp__io_ops {
-	/* Bytes read (> 0), 0 at end of stream, -EAGAIN when nothing is
-	 * ready, or another -errno. */
-	long (*read)(void *ctx, void *buf, size_t n);
-	/* Bytes written (>= 0), -EAGAIN when full, -EPIPE when nobody reads,
-	 * or another -errno. */
-	long (*write)(void *ctx, const void *buf, size_t n);
-	/* Waits until one of events (PBP__IO_READ | PBP__IO_WRITE) is ready
-	 * or the deadline (-1: none) passes.  Returns the ready events (> 0),
-	 * 0 on timeout, or -errno.  End of stream and errors count as ready. */
-	int (*wait)(void *ctx, int events, int64_t deadline);
+	/* Moves bytes: writes from out and reads into in, whatever can move
+	 * now, and if nothing could, waits until something can, or the
+	 * deadline (pbp__now_ms() clock; -1: none) passes.  A deadline in
+	 * the past means "only what is ready now": no waiting.  Returns 1 when
+	 * it has something to say (bytes moved, eof, rerr or werr), 0 when the
+	 * deadline passed with nothing, or -errno when waiting itself failed.
+	 *
+	 * Bytes offered but not reported written must be offered again,
+	 * unchanged, at the start of out on the next call: a transport may
+	 * have begun writing them (Windows: an overlapped write in flight).
+	 * Bytes reported written are in the pipe.  in may differ from call to
+	 * call.  Two threads may be in xfer at once (PBP_CHANNEL_DUPLEX) when
+	 * one offers only in and the other only out; a call that offers no
+	 * out leaves a write in flight alone. */
+	int (*xfer)(void *ctx, pbp__xfer *x, int64_t deadline);
 	/* Closes the write direction.  0 or an errno. */
 	int (*close_write)(void *ctx);
-	/* Optional: like read, but waits without limit for data to arrive.
-	 * Used for receives without a deadline. */
-	long (*read_wait)(void *ctx, void *buf, size_t n);
 } pbp__io_ops;
+
 
 /* The platform transport under a channel made by pbp_channel_from_fds()
  * or pbp_channel_from_os_handles() (os.h); NULL over a custom transport. */

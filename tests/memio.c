@@ -91,20 +91,48 @@ mem_write(void *ctx, const void *buf, size_t n)
 	return (long)n;
 }
 
+/* Whether a read or a write could do anything now (the memory pipes do
+ * not change while we wait: nothing ready means the deadline passed). */
 static int
-mem_wait(void *ctx, int events, int64_t deadline)
+mem_ready(pbt_end *e, const pbp__xfer *x)
+{
+	if (x->in_cap > 0 && (e->in->len > e->in->rpos || e->in->wclosed))
+		return 1;
+	return x->out_len > 0 &&
+	       (e->out->rclosed || !e->out->capacity || e->out->len - e->out->rpos < e->out->capacity);
+}
+
+static int
+mem_xfer(void *ctx, pbp__xfer *x, int64_t deadline)
 {
 	pbt_end *e = ctx;
-	int ready = 0;
 
 	(void)deadline;
-	e->waits++;
-	if ((events & PBP__IO_READ) && (e->in->len > e->in->rpos || e->in->wclosed))
-		ready |= PBP__IO_READ;
-	if ((events & PBP__IO_WRITE) &&
-	    (e->out->rclosed || !e->out->capacity || e->out->len - e->out->rpos < e->out->capacity))
-		ready |= PBP__IO_WRITE;
-	return ready; /* 0: nothing can change while we wait, so: timed out */
+	for (;;) {
+		if (x->out_len > 0) {
+			long w = mem_write(e, x->out, x->out_len);
+
+			if (w > 0)
+				x->written = (size_t)w;
+			else if (w != -EAGAIN)
+				x->werr = (int)-w;
+		}
+		if (x->in_cap > 0) {
+			long r = mem_read(e, x->in, x->in_cap);
+
+			if (r > 0)
+				x->nread = (size_t)r;
+			else if (r == 0)
+				x->eof = 1;
+			else if (r != -EAGAIN)
+				x->rerr = (int)-r;
+		}
+		if (x->written || x->werr || x->nread || x->eof || x->rerr)
+			return 1;
+		e->waits++;
+		if (!mem_ready(e, x))
+			return 0; /* timed out */
+	}
 }
 
 static int
@@ -116,4 +144,4 @@ mem_close_write(void *ctx)
 	return 0;
 }
 
-const pbp__io_ops pbt_mem_io = { mem_read, mem_write, mem_wait, mem_close_write, NULL };
+const pbp__io_ops pbt_mem_io = { mem_xfer, mem_close_write };

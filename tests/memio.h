@@ -1,7 +1,7 @@
 /*
  * memio.h: an in-memory transport for channels, with fault injection:
  * short reads and writes, EAGAIN at a chosen stream offset, a write
- * failure at a chosen offset.  Single-threaded: wait() never blocks; when
+ * failure at a chosen offset.  Single-threaded: xfer() never blocks; when
  * nothing is ready it reports a timeout.
  */
 #ifndef PBPTEST_MEMIO_H

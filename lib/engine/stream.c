@@ -1,11 +1,14 @@
 /*
- * stream.c: the byte engine under a channel.  It moves bytes between the
- * transport and the channel's two buffers: the frame reader (receive) and
- * the write buffer (send), with deadlines.  A blocked write keeps reading
- * into the bounded receive buffer, so two peers writing large frames at
- * each other both make progress; a receive that waits keeps writing what
- * sends left queued, and the one SyncAck the session may owe.  Above it,
- * session.c speaks the control protocol and channel.c the typed API.
+ * stream.c: the byte engine under a channel.  One pump moves bytes
+ * between the transport and the channel's two buffers, the frame reader
+ * (receive) and the write buffer (send), in both directions at once, until
+ * what its caller waits for holds (a whole frame buffered, or all output
+ * written) or the deadline passes.  So a blocked write keeps reading into
+ * the bounded receive buffer, and two peers writing large frames at each
+ * other both make progress; a receive that waits keeps writing what sends
+ * left queued, and the one SyncAck the session may owe.  The transport
+ * does one thing, xfer (pbp_internal.h): move what can move, else wait.
+ * Above, session.c speaks the control protocol and channel.c the API.
  *
  * Every frame is encoded whole into the write buffer before any of it is
  * written.  So a send that hits its deadline halfway keeps the rest queued
@@ -38,53 +41,8 @@ pbp__ch_tx_unlock_duplex(pbp_channel *ch)
 
 /* ---- moving bytes -------------------------------------------------------- */
 
-/* Reads once into the receive buffer if it has room: with the
- * transport's read (never blocks) or, with wait set, its read_wait (a
- * receive without a deadline).  Returns 1 if bytes arrived or end of
- * stream was seen, 0 if nothing was ready or there was no room, or a
- * (sticky) receive error.  Moving the buffer releases the message handed
- * out last: pbp_channel_decode() then says so instead of reading freed
- * memory. */
-static int
-fill(pbp_channel *ch, int wait)
-{
-	uint8_t *p;
-	size_t room;
-	long n;
-
-	if (ch->rx_eof || ch->rx_err != 0)
-		return 0;
-	ch->have_msg = 0;
-	if (pbp__reader_space(&ch->rd, &p, &room) != 0)
-		return pbp__ch_rx_fail(ch, pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM,
-		                               "out of memory growing the receive buffer"));
-	if (room == 0)
-		return 0;
-	n = wait ? ch->io->read_wait(ch->io_ctx, p, room) : ch->io->read(ch->io_ctx, p, room);
-	/* A short read emptied the pipe: the next one would likely say
-	 * EAGAIN, so pbp__ch_read_frame() waits first (one system call saved per
-	 * message in request/response traffic). */
-	ch->rx_drained = n < 0 || (size_t)n < room;
-	if (n > 0) {
-		pbp__reader_commit(&ch->rd, (size_t)n);
-		return 1;
-	}
-	if (n == 0) {
-		ch->rx_eof = 1;
-		pbp__reader_set_eof(&ch->rd);
-		return 1;
-	}
-	if (n == -EAGAIN)
-		return 0;
-	pbp__ch_sys_error(&ch->error, n, "read");
-	return pbp__ch_rx_fail(ch, ch->error.code);
-}
-
-static int
-fill_once(pbp_channel *ch)
-{
-	return fill(ch, 0);
-}
+/* A deadline that has always passed: "only what is ready now". */
+#define NOW_ONLY 0
 
 /* True while the receive buffer can take more without a receive call. */
 static int
@@ -94,6 +52,8 @@ rx_room(pbp_channel *ch)
 	return !(ch->flags & PBP_CHANNEL_DUPLEX) && !ch->rx_eof && ch->rx_err == 0 &&
 	       pbp__reader_pending(&ch->rd) < ch->rd.max_cap;
 }
+
+static int queue_ack(pbp_channel *ch, pbp_error *e);
 
 /* Appends a control frame (Hello, Goodbye, Sync, SyncAck) to the queued
  * output.  0, PBP_ENOMEM or PBP_EENCODE (in e). */
@@ -159,61 +119,173 @@ pbp__ch_ack_owed_duplex(pbp_channel *ch)
 	return owed;
 }
 
-/* Writes queued output until the transport is full.  Returns 0 when all
- * of it is written, 1 when the rest would block, or a sticky send error
- * described in e.  A SyncAck owed is queued once everything before it is
- * written, so at most one is ever in the buffer. */
+/* What pump() runs until. */
+#define UNTIL_FLUSHED 1 /* all queued output written (a SyncAck owed too) */
+#define UNTIL_FRAME 2   /* a whole frame buffered, or the receive side ended */
+
+/* One xfer: offers the transport the queued output (out) and the free room
+ * of the receive buffer (in), and books what moved.  A write error is made
+ * sticky on the send side (described in e and *ch->txe), a read error or
+ * end of stream on the receive side (in ch->error), each to surface on the
+ * next call of its side.  Returns 1 if something happened, 0 at the
+ * deadline, or PBP_ESYS (in e) when waiting itself failed. */
+static int
+step(pbp_channel *ch, int out, int in, int64_t deadline, pbp_error *e)
+{
+	pbp__xfer x;
+	uint8_t *p = NULL;
+	size_t room = 0;
+	int rc;
+
+	memset(&x, 0, sizeof x);
+	if (out) {
+		x.out = ch->wbuf + ch->woff;
+		x.out_len = ch->wlen - ch->woff;
+	}
+	if (in) {
+		/* Moving the buffer releases the message handed out last:
+		 * pbp_channel_decode() then says so instead of reading freed
+		 * memory. */
+		ch->have_msg = 0;
+		if (pbp__reader_space(&ch->rd, &p, &room) != 0)
+			(void)pbp__ch_rx_fail(ch, pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM,
+			                                  "out of memory growing the receive buffer"));
+		x.in = p;
+		x.in_cap = room;
+		x.in_drained = ch->rx_drained;
+	}
+	if (x.out_len == 0 && x.in_cap == 0)
+		return ch->rx_err != 0; /* nothing to move (or the buffer failed) */
+	rc = ch->io->xfer(ch->io_ctx, &x, deadline);
+	if (rc < 0)
+		return pbp__ch_sys_error(e, rc, "wait");
+	/* Only the side that offered touches its fields: in duplex mode the
+	 * other thread owns them. */
+	if (out)
+		ch->woff += x.written;
+	if (x.werr != 0) {
+		pbp__ch_sys_error(e, -x.werr, "write");
+		*ch->txe = *e;
+		(void)pbp__ch_tx_fail(ch, e->code);
+	}
+	if (x.in_cap > 0) {
+		/* A short read emptied the pipe: the next one would likely
+		 * find nothing, so the transport may wait first (one system
+		 * call saved per message in request/response traffic). */
+		ch->rx_drained = x.nread < room;
+		if (x.nread > 0)
+			pbp__reader_commit(&ch->rd, x.nread);
+		if (x.eof) {
+			ch->rx_eof = 1;
+			pbp__reader_set_eof(&ch->rd);
+		}
+		if (x.rerr != 0) {
+			pbp__ch_sys_error(&ch->error, -x.rerr, "read");
+			(void)pbp__ch_rx_fail(ch, ch->error.code);
+		}
+	}
+	return rc;
+}
+
+/* Whether all output is written.  Once it is, queues the SyncAck owed if
+ * any (so at most one is ever in the buffer, behind everything before it)
+ * and says no; an error queueing it goes to *rc. */
+static int
+flushed(pbp_channel *ch, pbp_error *e, int *rc)
+{
+	if (ch->woff < ch->wlen)
+		return 0;
+	ch->woff = ch->wlen = 0;
+	if ((*rc = queue_ack(ch, e)) != 0)
+		return 1;
+	return ch->wlen == 0;
+}
+
+/*
+ * The pump: moves bytes in both directions until `until` holds or the
+ * deadline passes.
+ *
+ * UNTIL_FLUSHED (a send, a flush): writes the queued output; first alone
+ * and without waiting, then, while the transport is full, also reads what
+ * the peer sends (up to the receive buffer's bound: a peer blocked writing
+ * to us can then finish and read).  0 once all is written, PBP_ETIMEDOUT
+ * (the rest stays queued), or a sticky send error (in e).
+ *
+ * UNTIL_FRAME (a receive): reads until the frame reader has something to
+ * say, writing meanwhile what sends left queued (the peer may wait for it
+ * before it answers).  1 with *body and *len a whole frame; PBP_EOF,
+ * PBP_ETRUNC, PBP_EPROTO, PBP_EMSGSIZE from the reader (in ch->rd.error),
+ * a sticky receive error (in ch->error), PBP_ETIMEDOUT (a partial frame
+ * stays buffered), or PBP_ESYS (in e).  A send error met on the way
+ * surfaces on the next send.
+ */
+static int
+pump(pbp_channel *ch, int until, int64_t deadline, pbp_error *e, const uint8_t **body,
+     size_t *len)
+{
+	int first = until == UNTIL_FLUSHED, rc = 0;
+
+	for (;;) {
+		int out, in;
+
+		if (until == UNTIL_FLUSHED) {
+			if (ch->tx_err != 0)
+				return pbp__ch_tx_again(ch);
+			if (flushed(ch, e, &rc))
+				return rc;
+			out = 1;
+			in = !first && rx_room(ch);
+		} else {
+			if ((rc = pbp__reader_next(&ch->rd, body, len)) != 0)
+				return rc;
+			if (ch->rx_err != 0)
+				return pbp__ch_rx_again(ch);
+			out = pbp__ch_rx_pushes(ch) && !flushed(ch, e, &rc);
+			in = 1;
+		}
+		rc = step(ch, out, in, first ? NOW_ONLY : deadline, e);
+		if (rc < 0)
+			return rc;
+		if (rc == 0 && !first)
+			return PBP_ETIMEDOUT;
+		first = 0;
+	}
+}
+
+/* Writes queued output until the transport is full, without waiting.
+ * Returns 0 when all of it is written, 1 when the rest would block, or a
+ * sticky send error described in e. */
 int
 pbp__ch_write_some(pbp_channel *ch, pbp_error *e)
 {
 	int rc;
 
 	for (;;) {
-		long n;
-
-		if (ch->woff == ch->wlen) {
-			ch->woff = ch->wlen = 0;
-			if ((rc = queue_ack(ch, e)) != 0)
-				return rc;
-			if (ch->wlen == 0)
-				return 0;
-		}
-		n = ch->io->write(ch->io_ctx, ch->wbuf + ch->woff, ch->wlen - ch->woff);
-		if (n > 0) {
-			ch->woff += (size_t)n;
-			continue;
-		}
-		if (n == -EAGAIN || n == 0)
+		if (ch->tx_err != 0)
+			return pbp__ch_tx_again(ch);
+		if (flushed(ch, e, &rc))
+			return rc;
+		rc = step(ch, 1, 0, NOW_ONLY, e);
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
 			return 1;
-		pbp__ch_sys_error(e, n, "write");
-		*ch->txe = *e;
-		return pbp__ch_tx_fail(ch, e->code);
 	}
 }
 
-/* Writes the queued output.  While the transport is full, keeps reading
- * incoming data (up to the receive buffer's bound) so that a peer that is
- * itself blocked writing to us can finish and start reading.  On a
- * deadline, returns PBP_ETIMEDOUT with the rest still queued. */
+/* Writes the queued output within the deadline (pump, UNTIL_FLUSHED). */
 int
 pbp__ch_flush_by(pbp_channel *ch, int64_t deadline, pbp_error *e)
 {
-	int rc, ev;
+	int rc = pump(ch, UNTIL_FLUSHED, deadline, e, NULL, NULL);
 
-	while ((rc = pbp__ch_write_some(ch, e)) == 1) {
-		ev = ch->io->wait(ch->io_ctx, PBP__IO_WRITE | (rx_room(ch) ? PBP__IO_READ : 0),
-		                  deadline);
-		if (ev == 0)
-			return pbp__seterr(e, PBP_ETIMEDOUT, 0,
-			                   "send deadline passed with %zu bytes still queued",
-			                   ch->wlen - ch->woff);
-		if (ev < 0) {
-			pbp__ch_sys_error(e, ev, "wait");
-			*ch->txe = *e;
-			return pbp__ch_tx_fail(ch, e->code);
-		}
-		if (ev & PBP__IO_READ)
-			(void)fill_once(ch); /* a receive error surfaces on recv */
+	if (rc == PBP_ETIMEDOUT)
+		return pbp__seterr(e, PBP_ETIMEDOUT, 0,
+		                   "send deadline passed with %zu bytes still queued",
+		                   ch->wlen - ch->woff);
+	if (rc == PBP_ESYS && ch->tx_err == 0) {
+		*ch->txe = *e;
+		return pbp__ch_tx_fail(ch, e->code);
 	}
 	return rc;
 }
@@ -273,89 +345,58 @@ pbp__ch_owe_ack(pbp_channel *ch, uint64_t id)
 		(void)pbp__ch_write_some(ch, &e);
 }
 
-/* The low-latency receive: keeps trying to read for up to spin_us before
- * the caller goes to sleep in poll().  A sleeping reader needs a wake-up
- * from the scheduler (tens of microseconds on a VM); a spinning one sees
- * the data as soon as it lands, at the price of a busy CPU. */
-static int
-spin_fill(pbp_channel *ch, int64_t deadline)
+/* The low-latency receive: keeps looking for data for up to spin_us
+ * before the caller goes to sleep.  A sleeping reader needs a wake-up from
+ * the scheduler (tens of microseconds on a VM); a spinning one sees the
+ * data as soon as it lands, at the price of a busy CPU. */
+static void
+spin(pbp_channel *ch, int64_t deadline)
 {
 	int64_t end = pbp__now_ns() + (int64_t)ch->spin_us * 1000;
+	pbp_error e;
 	int rc = 0;
 
 	if (deadline >= 0 && end > deadline * 1000000)
 		end = deadline * 1000000;
-	while (rc == 0 && pbp__now_ns() < end)
-		rc = fill_once(ch);
-	return rc;
+	while (rc == 0 && ch->rx_err == 0 && pbp__now_ns() < end)
+		rc = step(ch, 0, 1, NOW_ONLY, &e);
 }
 
-/* Waits until the transport is readable, or writable while output is
- * queued (which is then written: the peer may wait for it before it
- * answers).  0, PBP_ETIMEDOUT, or PBP_ESYS. */
-static int
-rx_wait(pbp_channel *ch, int64_t deadline)
-{
-	int push = pbp__ch_rx_pushes(ch);
-	int ev = ch->io->wait(ch->io_ctx, PBP__IO_READ | (push ? PBP__IO_WRITE : 0), deadline);
-
-	if (ev == 0)
-		return pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
-		                   "receive deadline passed (%zu bytes of a frame buffered)",
-		                   pbp__reader_pending(&ch->rd));
-	if (ev < 0)
-		return pbp__ch_sys_error(&ch->error, ev, "wait");
-	if (ev & PBP__IO_WRITE) {
-		pbp_error e;
-
-		(void)pbp__ch_write_some(ch, &e); /* a send error surfaces on send */
-	}
-	if (ev & PBP__IO_READ)
-		ch->rx_drained = 0; /* ready: read next time round */
-	return 0;
-}
-
-/* Reads until a whole frame is buffered, then decodes its envelope.
- * Returns 0 with *f filled, or an error for the caller to make sticky
- * (except PBP_ETIMEDOUT: a partial frame stays buffered). */
+/* Reads until a whole frame is buffered (pump, UNTIL_FRAME), then decodes
+ * its envelope.  Returns 0 with *f filled, or an error for the caller to
+ * make sticky (except PBP_ETIMEDOUT: a partial frame stays buffered). */
 int
 pbp__ch_read_frame(pbp_channel *ch, pbp__frame *f, int64_t deadline)
 {
 	const uint8_t *body;
 	size_t len;
+	pbp_error e;
 	int rc;
 
-	for (;;) {
-		rc = pbp__reader_next(&ch->rd, &body, &len);
-		if (rc == 1) {
-			if (ch->trace_fd != PBP_OS_HANDLE_INVALID) {
-				uint8_t prefix[PBP__VARINT32_MAX];
-
-				pbp__trace_frame(ch->trace_fd, 'R', prefix,
-				                 (size_t)(pbp__put_varint(prefix, len) - prefix), body, len);
-			}
-			return pbp__frame_decode(body, len, f, &ch->error);
-		}
-		if (rc < 0) {
-			if (rc != PBP_EOF)
-				ch->error = ch->rd.error;
-			return rc;
-		}
-		if (ch->rx_err != 0)
-			return pbp__ch_rx_again(ch);
-		if (deadline < 0 && ch->spin_us == 0 && ch->io->read_wait != NULL && !pbp__ch_rx_pushes(ch)) {
-			rc = fill(ch, 1);
-			if (rc != 0)
-				continue; /* bytes, end of stream, or an error */
-		}
-		rc = ch->rx_drained && ch->spin_us == 0 ? 0 : fill_once(ch);
-		if (rc == 0 && ch->spin_us > 0 && ch->state == ST_READY)
-			rc = spin_fill(ch, deadline);
-		if (rc < 0)
-			return rc;
-		if (rc == 0 && (rc = rx_wait(ch, deadline)) != 0)
-			return rc;
+	rc = pump(ch, UNTIL_FRAME, ch->spin_us > 0 && ch->state == ST_READY ? NOW_ONLY : deadline,
+	          &e, &body, &len);
+	if (rc == PBP_ETIMEDOUT && ch->spin_us > 0 && ch->state == ST_READY) {
+		spin(ch, deadline);
+		rc = pump(ch, UNTIL_FRAME, deadline, &e, &body, &len);
 	}
+	if (rc == 1) {
+		if (ch->trace_fd != PBP_OS_HANDLE_INVALID) {
+			uint8_t prefix[PBP__VARINT32_MAX];
+
+			pbp__trace_frame(ch->trace_fd, 'R', prefix,
+			                 (size_t)(pbp__put_varint(prefix, len) - prefix), body, len);
+		}
+		return pbp__frame_decode(body, len, f, &ch->error);
+	}
+	if (rc == PBP_ETIMEDOUT)
+		return pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
+		                   "receive deadline passed (%zu bytes of a frame buffered)",
+		                   pbp__reader_pending(&ch->rd));
+	if (rc == PBP_ESYS && ch->rx_err == 0)
+		ch->error = e;
+	else if (rc != PBP_EOF && ch->rx_err == 0)
+		ch->error = ch->rd.error;
+	return rc;
 }
 
 /* Makes room for n more bytes of output after what is queued. */

@@ -37,6 +37,10 @@ typedef struct pbp__fds {
 	void *aux_arg;
 } pbp__fds;
 
+/* What fd_wait waits for. */
+#define PBP__IO_READ 1
+#define PBP__IO_WRITE 2
+
 struct pbp__os_io {
 	pbp__fds f;
 };
@@ -119,9 +123,8 @@ pbp__os_io_set_aux_fd(pbp__os_io *io, int fd, int (*drain)(void *), void *arg)
 /* One read() of what is there.  On a blocking read fd, look first, so that
  * this never blocks. */
 static long
-fd_read(void *ctx, void *buf, size_t n)
+fd_read(pbp__fds *f, void *buf, size_t n)
 {
-	pbp__fds *f = &((pbp__os_io *)ctx)->f;
 
 	if (f->rblock) {
 		struct pollfd p = { .fd = f->rfd, .events = POLLIN };
@@ -144,48 +147,9 @@ fd_read(void *ctx, void *buf, size_t n)
 	}
 }
 
-static int fd_wait(void *ctx, int events, int64_t deadline);
-
-/* A read that waits as long as it takes: on a blocking fd, one read()
- * that the kernel wakes when data lands, like a plain pipe reader; on a
- * non-blocking one, poll() and then read().  With an aux fd, the wait
- * must watch it too (a child blocked writing a full stderr pipe would
- * otherwise never send what this read waits for), so it always goes
- * through fd_wait. */
 static long
-fd_read_wait(void *ctx, void *buf, size_t n)
+fd_write(pbp__fds *f, const void *buf, size_t n)
 {
-	pbp__fds *f = &((pbp__os_io *)ctx)->f;
-	struct pollfd p = { .fd = f->rfd, .events = POLLIN };
-
-	for (;;) {
-		int aux = __atomic_load_n(&f->auxfd, __ATOMIC_ACQUIRE) >= 0;
-		ssize_t r;
-
-		if (aux) {
-			int ev = fd_wait(ctx, PBP__IO_READ, -1);
-
-			if (ev < 0)
-				return ev;
-			if (!(ev & PBP__IO_READ))
-				continue;
-		}
-		r = read(f->rfd, buf, n);
-		if (r >= 0)
-			return (long)r;
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return -errno;
-		if (!aux && poll(&p, 1, -1) < 0 && errno != EINTR)
-			return -errno;
-	}
-}
-
-static long
-fd_write(void *ctx, const void *buf, size_t n)
-{
-	pbp__fds *f = &((pbp__os_io *)ctx)->f;
 	sigset_t pipe_set, old;
 	ssize_t w;
 	int e = 0, guard = !f->sigpipe_handled;
@@ -229,9 +193,8 @@ fd_write(void *ctx, const void *buf, size_t n)
  * it, so a wait that still polls it after another cleared it only sees
  * the end again. */
 static int
-fd_wait(void *ctx, int events, int64_t deadline)
+fd_wait(pbp__fds *f, int events, int64_t deadline)
 {
-	pbp__fds *f = &((pbp__os_io *)ctx)->f;
 	struct pollfd pfd[3];
 	nfds_t n = 0, aux = 0;
 	int ready = 0, auxfd = __atomic_load_n(&f->auxfd, __ATOMIC_ACQUIRE), i;
@@ -289,9 +252,8 @@ fd_wait(void *ctx, int events, int64_t deadline)
 }
 
 static int
-fd_close_write(void *ctx)
+fd_close_write(pbp__fds *f)
 {
-	pbp__fds *f = &((pbp__os_io *)ctx)->f;
 	int e = 0;
 
 	if (f->wfd < 0)
@@ -306,4 +268,71 @@ fd_close_write(void *ctx)
 	return pbp__close(&f->wfd);
 }
 
-const pbp__io_ops pbp__os_io_ops = { fd_read, fd_write, fd_wait, fd_close_write, fd_read_wait };
+/* Books the outcome of one read into x: 1 if it has something to say. */
+static int
+got_read(pbp__xfer *x, long r)
+{
+	if (r > 0)
+		x->nread = (size_t)r;
+	else if (r == 0)
+		x->eof = 1;
+	else if (r != -EAGAIN)
+		x->rerr = (int)-r;
+	else
+		return 0;
+	return 1;
+}
+
+/* The transport's one operation (pbp_internal.h).  Tries the write, then
+ * the read (unless the last read emptied the pipe), each once and without
+ * blocking; if neither had anything to say, waits in poll() for either
+ * (and for the aux fd) and tries again what became ready.  A receive with
+ * no deadline and nothing to write, on a blocking read fd, sleeps in one
+ * read() instead, as a plain pipe reader does: one system call, not two. */
+static int
+fd_xfer(void *ctx, pbp__xfer *x, int64_t deadline)
+{
+	pbp__fds *f = &((pbp__os_io *)ctx)->f;
+	int try_read = x->in_cap > 0 && !x->in_drained, try_write = x->out_len > 0;
+
+	for (;;) {
+		int ev;
+
+		if (try_write) {
+			long w = fd_write(f, x->out, x->out_len);
+
+			if (w > 0)
+				x->written = (size_t)w;
+			else if (w != -EAGAIN && w != 0)
+				x->werr = (int)-w;
+		}
+		if (try_read && got_read(x, fd_read(f, x->in, x->in_cap)))
+			return 1;
+		if (x->written > 0 || x->werr != 0)
+			return 1;
+		if (x->in_cap > 0 && x->out_len == 0 && deadline < 0 && f->rblock &&
+		    __atomic_load_n(&f->auxfd, __ATOMIC_ACQUIRE) < 0) {
+			ssize_t r;
+
+			do
+				r = read(f->rfd, x->in, x->in_cap);
+			while (r < 0 && errno == EINTR);
+			if (got_read(x, r < 0 ? (errno == EWOULDBLOCK ? -EAGAIN : -errno) : (long)r))
+				return 1;
+		}
+		ev = fd_wait(f, (x->in_cap > 0 ? PBP__IO_READ : 0) | (x->out_len > 0 ? PBP__IO_WRITE : 0),
+		             deadline);
+		if (ev <= 0)
+			return ev;
+		try_read = (ev & PBP__IO_READ) != 0;
+		try_write = (ev & PBP__IO_WRITE) != 0;
+	}
+}
+
+static int
+fd_close_write_op(void *ctx)
+{
+	return fd_close_write(&((pbp__os_io *)ctx)->f);
+}
+
+const pbp__io_ops pbp__os_io_ops = { fd_xfer, fd_close_write_op };
