@@ -147,6 +147,17 @@ typedef struct launch {
 	HANDLE h[H_N];
 } launch;
 
+/* Before Windows 8 console handles are not kernel handles but values
+ * with the low two bits set: they cannot be made inheritable or listed in
+ * PROC_THREAD_ATTRIBUTE_HANDLE_LIST (CreateProcessW would fail), and a
+ * console child gets them through STARTUPINFO alone.  CPython's
+ * subprocess filters them out the same way. */
+static int
+legacy_console(HANDLE h)
+{
+	return ((uintptr_t)h & 3) == 3 && GetFileType(h) == FILE_TYPE_CHAR;
+}
+
 /*
  * CreateProcessW, suspended, inheriting exactly l->h (the rules of
  * PROC_THREAD_ATTRIBUTE_HANDLE_LIST, followed to the letter since wine
@@ -165,7 +176,7 @@ start(launch *l, const char *path, PROCESS_INFORMATION *pi, pbp_error *err)
 	BOOL ok;
 
 	for (i = 0; i < H_N; i++) {
-		if (l->h[i] == NULL)
+		if (l->h[i] == NULL || legacy_console(l->h[i]))
 			continue;
 		if (!SetHandleInformation(l->h[i], HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT))
 			return sys_error(err, "SetHandleInformation(HANDLE_FLAG_INHERIT)", GetLastError());
