@@ -485,6 +485,7 @@ T(send_deadline_when_the_child_never_reads)
 	pbp_child *c = spawn_role("silent", NULL, NULL);
 	pbp_channel *ch = pbp_child_channel(c);
 	int64_t t0, took = 0;
+	double cpu0, cpu = 0;
 	int i, rc = 0;
 
 	cr_assert_eq(pbp_channel_set_timeout(ch, PBP_TIMEOUT_SEND, 500), 0);
@@ -496,16 +497,20 @@ T(send_deadline_when_the_child_never_reads)
 		pbptest_Blob b = pbptest_Blob_init_zero;
 
 		pbt_blob_set_source(&b, &src);
+		cpu0 = cpu_ms();
 		t0 = now_ms();
 		rc = pbp_channel_send(ch, pbptest_Type_BLOB, &b);
 		took = now_ms() - t0;
+		cpu = cpu_ms() - cpu0;
 		if (rc != 0)
 			break;
 	}
 	cr_assert_eq(rc, PBP_ETIMEDOUT, "send %d: %d: %s", i, rc, pbp_channel_errmsg(ch));
 	cr_assert_geq(took, 450, "the timed-out send returned after %lld ms", (long long)took);
 	cr_assert_leq(took, 1500, "the timed-out send returned after %lld ms", (long long)took);
-	cr_log_info("send deadline after %d MiB sent, %lld ms", i, (long long)took);
+	cr_log_info("send deadline after %d MiB sent, %lld ms, %.1f ms CPU", i, (long long)took, cpu);
+	/* Encoding 1 MiB costs a few ms; waiting must cost nothing. */
+	cr_assert_leq(cpu, 150.0, "the timed-out send used %.1f ms of CPU: busy waiting", cpu);
 	cr_assert_gt(pbp_channel_pending(ch), 0);
 	pbp_child_free(c);
 }
