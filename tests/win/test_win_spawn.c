@@ -185,6 +185,15 @@ Helper(silent)
 	return 0;
 }
 
+/* Exits 5 before the handshake, having said why on stderr. */
+Helper(early_exit)
+{
+	(void)argc;
+	(void)argv;
+	fputs("early_exit: leaving before the handshake\n", stderr);
+	return 5;
+}
+
 /* Handshakes, then exits with the code given as its first argument. */
 Helper(exit_code)
 {
@@ -651,6 +660,34 @@ T(captured_stderr_tail_in_the_report)
 	cr_assert_eq(tl, 100);
 	cr_assert_str_eq(rep->stderr_tail + tl - 18, "line 0999\nthe end\n");
 	pbp_child_free(c);
+	free(rep);
+}
+
+T(child_exiting_before_the_handshake_fails_the_spawn)
+{
+	const char *av[] = { pbt_win_self(), "--helper=early_exit", NULL };
+	pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
+	pbp_channel_options co = pbt_options();
+	pbp_report *rep = calloc(1, sizeof *rep);
+	pbp_child *c = NULL;
+	pbp_error err;
+	int64_t t0 = now_ms();
+	int rc;
+
+	cr_assert_not_null(rep);
+	so.channel = &co;
+	so.stderr_mode = PBP_STDIO_CAPTURE;
+	so.report = rep;
+	rc = pbp_child_spawn(&c, pbt_win_self(), av, &so, &err);
+	cr_log_info("spawn: %d: %s", rc, err.msg);
+	cr_assert(rc == PBP_ETRUNC || rc == PBP_EPIPE, "%d: %s", rc, err.msg);
+	cr_assert_null(c);
+	/* Long before the 2 s handshake deadline. */
+	cr_assert_leq(now_ms() - t0, 1500);
+	cr_assert_eq(rep->fate, PBP_FATE_EXITED, "fate %d", rep->fate);
+	cr_assert_eq(rep->status.code, 5);
+	cr_assert(strstr(rep->stderr_tail, "leaving before the handshake") != NULL,
+	          "stderr tail: '%s'", rep->stderr_tail);
 	free(rep);
 }
 
