@@ -30,6 +30,7 @@ needs=(
   "/usr/lib32/crt1.o:gcc -m32 (scripts/test-m32)"
   "x86_64-w64-mingw32-gcc-win32:scripts/test-windows (x86-64)"
   "i686-w64-mingw32-gcc-win32:scripts/test-windows (i686)"
+  "x86_64-w64-mingw32-objdump:scripts/test-windows (DLL imports)"
   "wine:scripts/wine-run" "/usr/lib/wine/wine64:scripts/wine-run (64-bit programs)"
   "wineserver:scripts/wine-run" "wineboot:scripts/wine-run" "flock:scripts/wine-run"
 )
