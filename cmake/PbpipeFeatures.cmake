@@ -11,10 +11,10 @@
 #                  PIDFD_SEND_SIGNAL                   (SYS_pidfd_open, ...)
 #   pidfd          the above, SYS_PIDFD_OPEN           no pidfd: a /proc/<pid>
 #                  SYS_PIDFD_SEND_SIGNAL               fd and waitpid polling
-#                  WAITID_P_PIDFD                      (lib/spawn.c)
+#                  WAITID_P_PIDFD                      (lib/os/posix/proc.c)
 #   addclosefrom   ADDCLOSEFROM_NP                     one close action per
-#                                                      open fd >= 5 (spawn.c)
-#   pipe2          PIPE2                               pipe() + FD_CLOEXEC (io.c)
+#                                                      open fd >= 5 (proc.c)
+#   pipe2          PIPE2                               pipe() + FD_CLOEXEC (sys.c)
 #   pipe_size      F_SETPIPE_SZ                        pipes keep their size
 #   sigabbrev      SIGABBREV_NP                        a table of signal names
 #

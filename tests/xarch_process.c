@@ -1,6 +1,6 @@
 /*
  * xarch-process: the child's lifecycle, checked without Criterion, so that
- * trees without it (musl, 32-bit) test the platform layer of lib/spawn.c
+ * trees without it (musl, 32-bit) test the platform layer of lib/os/posix/proc.c
  * too: the fds a child inherits, exit statuses and signal names, waiting
  * with a deadline, kill and close, and reaping.  Usage:
  *
@@ -233,7 +233,7 @@ exit_status_comes_back(void)
 	return c != NULL && expect_end(c, 7, 0, "exited with status 7");
 }
 
-/* The names come from sigabbrev_np or lib/spawn.c's table. */
+/* The names come from sigabbrev_np or lib/os/posix/proc.c's table. */
 static int
 signals_are_named(void)
 {

@@ -1,169 +1,36 @@
 /*
- * spawn.c: the parent side of spawning: two pipes, posix_spawn, the
- * handshake, and the child's lifecycle (wait with a deadline, kill, close,
- * reap).
- *
- * posix_spawn rather than fork+exec: glibc implements it with a
- * CLONE_VM|CLONE_VFORK child that blocks all signals around the clone,
- * resets dispositions as asked, and reports exec failure through the return
- * value, synchronously (libuv and libgit2 build the same guarantees by hand
- * with an exec-status pipe).  It also costs the same whatever the size of
- * the parent, where fork copies page tables.  musl's posix_spawn gives the
- * same guarantees (CLONE_VM|CLONE_VFORK, exec failure through a pipe).
- *
- * What the platform lacks is found at configure time (pbp_config.h, from
- * cmake/PbpipeFeatures.cmake), and each gap has a fallback here: pidfds
- * through the raw system calls or not at all (open_handles), the fds the
- * child inherits closed one by one (add_closefrom), and a table of signal
- * names (signal_abbrev).
+ * child.c: the parent side of spawning, in portable C over the platform's
+ * processes (os.h): the child object, its options, the handshake, the
+ * child's lifecycle (wait with a deadline, kill, close, reap), its
+ * captured stderr and the death report.  Starting, waiting for and
+ * signalling the process itself is the platform's (lib/os/posix/proc.c).
  */
-#define _GNU_SOURCE
-#include "pbp_config.h"
-
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
-#if PBP_HAVE_SYS_PIDFD_H
-#include <sys/pidfd.h>
-#endif
-#if PBP_HAVE_SYS_PIDFD_OPEN || PBP_HAVE_SYS_PIDFD_SEND_SIGNAL
-#include <sys/syscall.h>
-#endif
-#if !PBP_HAVE_ADDCLOSEFROM_NP
-#include <dirent.h>
-#include <limits.h>
-#endif
 
-#include "os/posix/posix.h" /* moving to lib/os/posix/proc.c */
-
-extern char **environ;
-
-/* The fds the child gets: fixed, so its argv is predictable, and just
- * above stdin/stdout/stderr. */
-#define CHILD_WRITE_FD 3
-#define CHILD_READ_FD 4
-#define CHILD_FIRST_FREE_FD 5
+#include "os/os.h"
 
 struct pbp_child {
-	pid_t pid;
-	pid_t owner;      /* getpid() of the spawner: see not_forked() */
-	int pidfd;        /* -1 where pidfd_open is unavailable */
-	int procfd;       /* without a pidfd: /proc/<pid>, see still_ours() */
-	int waitid_pidfd; /* waitid(P_PIDFD) works (Linux >= 5.4) */
-	int reaped;       /* gone: reaped by us, or found reaped elsewhere
-	                     (then status.unknown); never signalled again */
+	pbp__proc *proc;  /* NULL until the process exists */
+	uint32_t owner;   /* pbp__os_getpid() of the spawner, for messages;
+	                     see not_forked() */
+	int reaped;       /* gone: status is final (pbp__proc_wait said so) */
 	pbp_exit_status status;
 	pbp_channel *ch;
 	pbp_error error;
-	/* Captured stderr: the read end of the child's stderr pipe and the
-	 * last tail_cap bytes read from it.  Drained by whichever thread
-	 * waits (both of a duplex channel, or one in pbp_child_*), so the
-	 * drain and the tail are under err_lock.  errfd stays open until
-	 * the child object is freed, even after end of stream (err_eof):
-	 * another thread may still be polling it. */
-	int errfd;
-	int err_eof;
+	/* Captured stderr: the platform's reader of the child's stderr pipe
+	 * and the last tail_cap bytes read from it.  Drained by whichever
+	 * thread waits (both of a duplex channel, or one in pbp_child_*):
+	 * the reader serializes its sink calls, and tail_lock keeps the tail
+	 * whole for the report. */
+	pbp__os_aux *aux;
 	int have_lock;
-	pthread_mutex_t err_lock;
+	pbp__mutex tail_lock;
 	char *tail;
 	size_t tail_cap, tail_len, err_total;
 };
-
-/* ---- platform -------------------------------------------------------------- */
-
-/* pidfds (Linux >= 5.3): libc's wrappers (glibc >= 2.36), else the system
- * calls by number (musl 1.2.3 has the numbers but no wrappers), else none.
- * Both calls or neither: a pidfd that cannot carry signals would leave
- * kill() on a pid that may be a stranger's.  Without them pidfd_open says
- * ENOSYS and the child is watched through /proc/<pid> and waitpid polling
- * instead (open_handles).  The kernel makes every pidfd close-on-exec. */
-#define HAVE_PIDFDS                                              \
-	((PBP_HAVE_PIDFD_OPEN || PBP_HAVE_SYS_PIDFD_OPEN) &&          \
-	 (PBP_HAVE_PIDFD_SEND_SIGNAL || PBP_HAVE_SYS_PIDFD_SEND_SIGNAL))
-
-static int
-open_pidfd(pid_t pid)
-{
-#if HAVE_PIDFDS && PBP_HAVE_PIDFD_OPEN
-	return pidfd_open(pid, 0);
-#elif HAVE_PIDFDS
-	return (int)syscall(SYS_pidfd_open, pid, 0);
-#else
-	(void)pid;
-	errno = ENOSYS;
-	return -1;
-#endif
-}
-
-static int
-pidfd_signal(int pidfd, int sig)
-{
-#if HAVE_PIDFDS && PBP_HAVE_PIDFD_SEND_SIGNAL
-	return pidfd_send_signal(pidfd, sig, NULL, 0);
-#elif HAVE_PIDFDS
-	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
-#else
-	(void)pidfd;
-	(void)sig;
-	errno = ENOSYS;
-	return -1;
-#endif
-}
-
-/* "KILL" for SIGKILL, or NULL: sigabbrev_np where libc has it (glibc >=
- * 2.32), else a table of the signals POSIX and Linux name, which gives
- * the same answers for them (real-time signals have no name either way). */
-static const char *
-signal_abbrev(int sig)
-{
-#if PBP_HAVE_SIGABBREV_NP
-	return sigabbrev_np(sig);
-#else
-	static const struct {
-		int sig;
-		const char *name;
-	} names[] = {
-		{ SIGHUP, "HUP" },   { SIGINT, "INT" },       { SIGQUIT, "QUIT" },
-		{ SIGILL, "ILL" },   { SIGTRAP, "TRAP" },     { SIGABRT, "ABRT" },
-		{ SIGBUS, "BUS" },   { SIGFPE, "FPE" },       { SIGKILL, "KILL" },
-		{ SIGUSR1, "USR1" }, { SIGSEGV, "SEGV" },     { SIGUSR2, "USR2" },
-		{ SIGPIPE, "PIPE" }, { SIGALRM, "ALRM" },     { SIGTERM, "TERM" },
-		{ SIGCHLD, "CHLD" }, { SIGCONT, "CONT" },     { SIGSTOP, "STOP" },
-		{ SIGTSTP, "TSTP" }, { SIGTTIN, "TTIN" },     { SIGTTOU, "TTOU" },
-		{ SIGURG, "URG" },   { SIGXCPU, "XCPU" },     { SIGXFSZ, "XFSZ" },
-		{ SIGVTALRM, "VTALRM" }, { SIGPROF, "PROF" }, { SIGSYS, "SYS" },
-#ifdef SIGSTKFLT
-		{ SIGSTKFLT, "STKFLT" },
-#endif
-#ifdef SIGWINCH
-		{ SIGWINCH, "WINCH" },
-#endif
-#ifdef SIGPOLL
-		{ SIGPOLL, "POLL" }, /* before SIGIO, its alias on Linux, as glibc */
-#endif
-#ifdef SIGIO
-		{ SIGIO, "IO" },
-#endif
-#ifdef SIGPWR
-		{ SIGPWR, "PWR" },
-#endif
-	};
-	size_t i;
-
-	for (i = 0; i < sizeof names / sizeof names[0]; i++)
-		if (names[i].sig == sig)
-			return names[i].name;
-	return NULL;
-#endif
-}
 
 /* ---- captured stderr ------------------------------------------------------ */
 
@@ -186,309 +53,89 @@ tail_add(pbp_child *c, const char *p, size_t n)
 	c->tail_len += n;
 }
 
-static int
-err_open(pbp_child *c)
-{
-	return c->errfd >= 0 && !__atomic_load_n(&c->err_eof, __ATOMIC_ACQUIRE);
-}
-
-/* Reads everything the child has written to stderr so far (our end is
- * non-blocking; the child's is blocking, so what it writes is never
- * dropped: it waits for us instead).  Returns 0 once the pipe reached end
- * of stream, 1 otherwise.  Used as the channel transport's aux drain, so
- * it runs during every blocking channel call, from either thread of a
- * duplex channel. */
-static int
-drain_stderr(void *arg)
+/* The aux's sink: every byte read from the child's stderr, in order. */
+static void
+stderr_sink(void *arg, const char *p, size_t n)
 {
 	pbp_child *c = arg;
-	char buf[16384];
-	int more;
 
-	if (!err_open(c))
-		return 0;
-	pthread_mutex_lock(&c->err_lock);
-	while (!c->err_eof) {
-		ssize_t n = read(c->errfd, buf, sizeof buf);
-
-		if (n > 0) {
-			tail_add(c, buf, (size_t)n);
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		__atomic_store_n(&c->err_eof, 1, __ATOMIC_RELEASE);
-	}
-	more = !c->err_eof;
-	pthread_mutex_unlock(&c->err_lock);
-	return more;
-}
-
-/* ---- exit status ---------------------------------------------------------- */
-
-static void
-decode_status(int raw, pbp_exit_status *st)
-{
-	memset(st, 0, sizeof *st);
-	if (WIFEXITED(raw)) {
-		st->exited = 1;
-		st->code = WEXITSTATUS(raw);
-	} else if (WIFSIGNALED(raw)) {
-		st->signal = WTERMSIG(raw);
-		st->core_dumped = WCOREDUMP(raw) ? 1 : 0;
-	}
+	if (p == NULL)
+		return; /* end of stream: nothing to keep */
+	pbp__mutex_lock(&c->tail_lock);
+	tail_add(c, p, n);
+	pbp__mutex_unlock(&c->tail_lock);
 }
 
 const char *
 pbp_exit_status_str(const pbp_exit_status *st, char *buf, size_t size)
 {
-	const char *abbrev;
-
-	if (buf == NULL || size == 0)
-		return buf;
-	if (st == NULL) {
-		snprintf(buf, size, "unknown");
-	} else if (st->unknown) {
-		snprintf(buf, size, "exit status unknown (reaped elsewhere)");
-	} else if (st->exited) {
-		snprintf(buf, size, "exited with status %d", st->code);
-	} else if (st->signal != 0) {
-		abbrev = signal_abbrev(st->signal);
-		snprintf(buf, size, "killed by signal %d (SIG%s)%s", st->signal,
-		         abbrev ? abbrev : "?", st->core_dumped ? ", core dumped" : "");
-	} else {
-		snprintf(buf, size, "still running");
-	}
-	return buf;
+	return pbp__os_exit_status_str(st, buf, size);
 }
 
 /* ---- waiting -------------------------------------------------------------- */
 
-/* The child is gone and we know it: its status is in c->status.  Every
- * byte it wrote to stderr is in the pipe by now, so the tail can end with
- * its last words. */
-static void
-gone(pbp_child *c)
-{
-	c->reaped = 1;
-	pbp__close(&c->pidfd);
-	pbp__close(&c->procfd);
-	(void)drain_stderr(c);
-}
-
-/* Someone else reaped the child: the kernel (SIGCHLD ignored,
- * SA_NOCLDWAIT) or the application (waitpid(-1)).  Its status is lost;
- * say so rather than invent one, and never signal its pid again: it may
- * name another process by now. */
-static void
-reaped_elsewhere(pbp_child *c)
-{
-	memset(&c->status, 0, sizeof c->status);
-	c->status.unknown = 1;
-	gone(c);
-}
-
-#if PBP_HAVE_WAITID_P_PIDFD
-static void
-status_from_siginfo(const siginfo_t *si, pbp_exit_status *st)
-{
-	memset(st, 0, sizeof *st);
-	if (si->si_code == CLD_EXITED) {
-		st->exited = 1;
-		st->code = si->si_status;
-	} else {
-		st->signal = si->si_status;
-		st->core_dumped = si->si_code == CLD_DUMPED;
-	}
-}
-#endif
-
-/* Without a pidfd: is c->pid still our process, running or a zombie?  An
- * fd of the /proc/<pid> directory opened at spawn stays tied to that
- * process: once it has been reaped, lookups under it fail with ESRCH,
- * even when the pid names another process by now (the way to tell before
- * pidfds existed).  Unknown (no /proc) counts as ours. */
-static int
-still_ours(pbp_child *c)
-{
-	int fd;
-
-	if (c->procfd < 0)
-		return 1;
-	fd = openat(c->procfd, "stat", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno != ESRCH && errno != ENOENT;
-	pbp__close(&fd);
-	return 1;
-}
-
-/* Reaps the child if it has exited, never blocking.  With a pidfd,
- * waitid(P_PIDFD) waits for exactly that process, even if its pid has
- * been recycled for another child of ours; otherwise waitpid on our own
- * pid.  Returns 1 when gone (reaped by us, or already reaped elsewhere:
- * ECHILD), 0 when still running, or PBP_ESYS. */
-static int
-try_reap(pbp_child *c)
-{
-	int raw;
-	pid_t r;
-
-	if (c->reaped)
-		return 1;
-#if PBP_HAVE_WAITID_P_PIDFD
-	if (c->pidfd >= 0 && c->waitid_pidfd) {
-		siginfo_t si;
-		int rc;
-
-		memset(&si, 0, sizeof si);
-		do
-			rc = waitid((idtype_t)P_PIDFD, (id_t)c->pidfd, &si, WEXITED | WNOHANG);
-		while (rc < 0 && errno == EINTR);
-		if (rc == 0 && si.si_pid == 0)
-			return 0;
-		if (rc == 0) {
-			status_from_siginfo(&si, &c->status);
-			gone(c);
-			return 1;
-		}
-		if (errno != EINVAL)
-			goto failed;
-		c->waitid_pidfd = 0; /* a kernel before 5.4: use the pid */
-	}
-#endif
-	/* Where waitpid could reap a stranger that took a recycled pid. */
-	if (!still_ours(c)) {
-		reaped_elsewhere(c);
-		return 1;
-	}
-	do
-		r = waitpid(c->pid, &raw, WNOHANG);
-	while (r < 0 && errno == EINTR);
-	if (r == 0)
-		return 0;
-	if (r < 0)
-		goto failed;
-	decode_status(raw, &c->status);
-	gone(c);
-	return 1;
-failed:
-	if (errno == ECHILD) {
-		reaped_elsewhere(c);
-		return 1;
-	}
-	return pbp__seterr(&c->error, PBP_ESYS, errno, "waiting for child pid %d: %s",
-	                   (int)c->pid, strerror(errno));
-}
-
-/* Sends sig to the child, if it still exists.  Through the pidfd where
- * there is one: it names exactly our process, and says ESRCH once that
- * is gone, whatever now has its pid.  Without a pidfd, kill() is safe
- * only while the pid is surely still ours (a zombie keeps it): look
- * first (still_ours, then waitpid).  A reaper elsewhere in the
- * application can still take the child between that look and the kill;
- * only a pidfd closes that window.  Returns 0 or an errno. */
-static int
-signal_child(pbp_child *c, int sig)
-{
-	int rc;
-
-	if (c->reaped)
-		return 0;
-	if (c->pidfd >= 0) {
-		rc = pidfd_signal(c->pidfd, sig);
-		if (rc == 0)
-			return 0;
-		if (errno != ESRCH)
-			return errno;
-		/* A zombie can still be signalled: gone entirely means
-		 * reaped, and not by us. */
-		reaped_elsewhere(c);
-		return 0;
-	}
-	if (try_reap(c) != 0)
-		return 0;
-	return kill(c->pid, sig) == 0 || errno == ESRCH ? 0 : errno;
-}
-
 /* pbp_child objects inherited through fork() belong to the spawner: in
  * any other process they may only be freed (see pbp_child.h). */
 static int
+owned(const pbp_child *c)
+{
+	return c->proc == NULL || pbp__proc_owned(c->proc);
+}
+
+static int
 not_forked(pbp_child *c, const char *what)
 {
-	if (getpid() == c->owner)
+	if (owned(c))
 		return 0;
 	return pbp__seterr(&c->error, PBP_EINVAL, 0,
 	                   "%s in a process forked from the spawner (pid %d) of child pid %d: "
 	                   "only pbp_child_free is allowed there", what, (int)c->owner,
-	                   (int)c->pid);
+	                   (int)pbp__proc_pid(c->proc));
 }
 
-/* Reads and discards one bufferful from fd, which poll() said is readable
- * (the channel's read fd may be in blocking mode, so read only once).
- * Returns 0 at end of stream or on error, so the caller stops watching. */
+/* Waits until the child exits or the deadline passes (-1: none; past: just
+ * look).  With discard, also reads and discards what the child writes to
+ * the channel, so that a child blocked writing to a full pipe can still
+ * finish.  Captured stderr is collected meanwhile.  quiet: a timeout
+ * leaves c->error alone (a report only looks). */
 static int
-drain(int fd)
+wait_exit(pbp_child *c, int64_t deadline, pbp__os_io *discard, int quiet)
 {
-	char scratch[4096];
-	ssize_t n;
+	pbp_exit_status st;
+	int rc;
 
-	do
-		n = read(fd, scratch, sizeof scratch);
-	while (n < 0 && errno == EINTR);
-	return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+	if (c->reaped)
+		return 0;
+	rc = pbp__proc_wait(c->proc, c->aux, discard, deadline, &st, &c->error);
+	if (rc == PBP_ETIMEDOUT && !quiet)
+		return pbp__seterr(&c->error, PBP_ETIMEDOUT, 0, "child pid %d is still running",
+		                   (int)pbp__proc_pid(c->proc));
+	if (rc != 0)
+		return rc;
+	/* Gone: every byte it wrote to stderr is in the pipe by now, so the
+	 * tail can end with its last words.  Not to the end of the pipe: a
+	 * process it started may still hold the write end. */
+	c->reaped = 1;
+	c->status = st;
+	(void)pbp__os_aux_drain(c->aux);
+	return 0;
 }
 
-/* Waits until the child exits or the deadline passes (-1: none).  With
- * drain_fd >= 0, also reads and discards what the child writes there, so
- * that a child blocked writing to a full pipe can still finish.  Captured
- * stderr is collected meanwhile. */
+/* Ends the child with sig, if it still exists (the platform never
+ * signals a process it knows to be gone).  0 or an error in c->error. */
 static int
-wait_exit(pbp_child *c, int64_t deadline, int drain_fd)
+signal_child(pbp_child *c, int sig)
 {
-	for (;;) {
-		struct pollfd pfd[3];
-		int rc = try_reap(c), timeout = -1, idrain = -1, ierr = -1;
-		nfds_t n = 0;
+	if (c->reaped)
+		return 0;
+	return pbp__proc_kill(c->proc, sig, &c->error);
+}
 
-		if (rc != 0)
-			return rc < 0 ? rc : 0;
-		if (deadline >= 0) {
-			int64_t left = deadline - pbp__now_ms();
-
-			if (left <= 0)
-				return pbp__seterr(&c->error, PBP_ETIMEDOUT, 0,
-				                   "child pid %d is still running", (int)c->pid);
-			timeout = left > 1000000000 ? 1000000000 : (int)left;
-		}
-		if (c->pidfd >= 0) {
-			pfd[n].fd = c->pidfd;
-			pfd[n++].events = POLLIN;
-		} else if (timeout < 0 || timeout > 10) {
-			/* No pidfd: poll the process every 10 ms. */
-			timeout = 10;
-		}
-		if (drain_fd >= 0) {
-			idrain = (int)n;
-			pfd[n].fd = drain_fd;
-			pfd[n++].events = POLLIN;
-		}
-		if (err_open(c)) {
-			ierr = (int)n;
-			pfd[n].fd = c->errfd;
-			pfd[n++].events = POLLIN;
-		}
-		if (poll(pfd, n, timeout) < 0) {
-			if (errno == EINTR)
-				continue;
-			return pbp__seterr(&c->error, PBP_ESYS, errno, "poll: %s", strerror(errno));
-		}
-		if (ierr >= 0 && pfd[ierr].revents != 0)
-			(void)drain_stderr(c);
-		if (idrain >= 0 && pfd[idrain].revents != 0 && !drain(drain_fd))
-			drain_fd = -1;
-	}
+/* The channel's transport, whose incoming bytes a wait discards. */
+static pbp__os_io *
+discard_of(pbp_child *c)
+{
+	return c->ch != NULL ? pbp__channel_os_io(c->ch) : NULL;
 }
 
 int
@@ -500,7 +147,7 @@ pbp_child_wait(pbp_child *c, int timeout_ms, pbp_exit_status *out)
 		return PBP_EINVAL;
 	if ((rc = not_forked(c, "pbp_child_wait")) != 0)
 		return rc;
-	rc = wait_exit(c, pbp__deadline(timeout_ms), -1);
+	rc = wait_exit(c, pbp__deadline(timeout_ms), NULL, 0);
 	if (rc == 0 && out != NULL)
 		*out = c->status;
 	return rc;
@@ -515,13 +162,12 @@ pbp_child_kill(pbp_child *c, int sig)
 		return PBP_EINVAL;
 	if ((rc = not_forked(c, "pbp_child_kill")) != 0)
 		return rc;
-	rc = signal_child(c, sig);
-	if (rc != 0)
-		return pbp__seterr(&c->error, PBP_ESYS, rc, "signal %d to child pid %d: %s", sig,
-		                   (int)c->pid, strerror(rc));
-	return 0;
+	return signal_child(c, sig);
 }
 
+/* Goodbye, then the write side closed and grace_ms to exit while what it
+ * sends is discarded; then the polite signal, grace_ms more; then the
+ * one that cannot be refused. */
 int
 pbp_child_close(pbp_child *c, int grace_ms, pbp_exit_status *out)
 {
@@ -535,14 +181,14 @@ pbp_child_close(pbp_child *c, int grace_ms, pbp_exit_status *out)
 		/* Goodbye is best effort: the child may be gone or not reading. */
 		(void)pbp__channel_goodbye_by(c->ch, PBP_GOODBYE_DONE, NULL,
 		                              pbp__deadline(grace_ms));
-		rc = wait_exit(c, pbp__deadline(grace_ms), pbp_channel_read_fd(c->ch));
+		rc = wait_exit(c, pbp__deadline(grace_ms), discard_of(c), 0);
 		if (rc == PBP_ETIMEDOUT) {
-			(void)signal_child(c, SIGTERM);
-			rc = wait_exit(c, pbp__deadline(grace_ms), pbp_channel_read_fd(c->ch));
+			(void)signal_child(c, pbp__os_sigterm());
+			rc = wait_exit(c, pbp__deadline(grace_ms), discard_of(c), 0);
 		}
 		if (rc == PBP_ETIMEDOUT) {
-			(void)signal_child(c, SIGKILL);
-			rc = wait_exit(c, -1, pbp_channel_read_fd(c->ch));
+			(void)signal_child(c, pbp__os_sigkill());
+			rc = wait_exit(c, -1, discard_of(c), 0);
 		}
 		if (rc != 0)
 			return rc;
@@ -552,204 +198,15 @@ pbp_child_close(pbp_child *c, int grace_ms, pbp_exit_status *out)
 	return 0;
 }
 
-/* ---- spawning ------------------------------------------------------------- */
-
-/* Moves *fd to a number >= CHILD_FIRST_FREE_FD, so that the dup2 file
- * actions onto 3 and 4 can never overwrite a source fd (libuv's "move low
- * fds out of the way"). */
-static int
-lift_fd(int *fd, pbp_error *err)
-{
-	int nfd;
-
-	if (*fd >= CHILD_FIRST_FREE_FD)
-		return 0;
-	nfd = fcntl(*fd, F_DUPFD_CLOEXEC, CHILD_FIRST_FREE_FD);
-	if (nfd < 0)
-		return pbp__seterr(err, PBP_ESYS, errno, "fcntl(F_DUPFD_CLOEXEC): %s",
-		                   strerror(errno));
-	pbp__close(fd);
-	*fd = nfd;
-	return 0;
-}
-
-/* argv plus the two handle strings and the terminating NULL. */
-static char **
-build_argv(const char *path, const char *const *argv)
-{
-	static char wname[] = "3", rname[] = "4";
-	size_t n = 0;
-	char **v;
-
-	while (argv != NULL && argv[n] != NULL)
-		n++;
-	v = calloc(n + (n == 0) + 3, sizeof *v);
-	if (v == NULL)
-		return NULL;
-	if (n == 0)
-		v[n++] = (char *)path;
-	else
-		memcpy(v, argv, n * sizeof *v);
-	v[n++] = wname;
-	v[n++] = rname;
-	v[n] = NULL;
-	return v;
-}
-
-/* Closes, in the child, every fd >= CHILD_FIRST_FREE_FD it would inherit:
- * fds of the caller (or a test runner) that lack FD_CLOEXEC.  Runs after
- * the dup2 actions onto 3 and 4, whose sources it may close too.
- *
- * Where libc has posix_spawn_file_actions_addclosefrom_np (glibc >= 2.34)
- * that is one action, done in the child.  Without it (musl 1.2.3, older
- * glibc) there is one close action per fd open in this process now, listed
- * from /proc/self/fd, or /dev/fd; without either, every number below the
- * open-file limit is probed with fcntl(F_GETFD) (slow with a high limit,
- * but only where nothing lists fds).  Closing an fd that was closed
- * meanwhile fails in the child, and glibc and musl both ignore that.  What
- * a list cannot cover is an fd another thread opens without O_CLOEXEC
- * between the listing and posix_spawn; such an fd reaches whatever process
- * is spawned at that moment, by pbpipe or anyone else, and opening with
- * O_CLOEXEC is how threaded programs avoid that on every system.
- *
- * Not chosen: fork, then close in the child.  posix_spawn already blocks
- * signals around the clone, resets dispositions and reports exec failure
- * synchronously (see the top of this file); a fork path would rebuild all
- * of that with an exec-status pipe, and the child of a fork may call only
- * async-signal-safe functions (STYLE.md section 5, item 4), so it could not
- * list /proc/self/fd with opendir, only close every number up to the limit
- * (or call close_range, which musl has no wrapper for). */
-static int
-add_closefrom(posix_spawn_file_actions_t *fa)
-{
-#if PBP_HAVE_ADDCLOSEFROM_NP
-	return posix_spawn_file_actions_addclosefrom_np(fa, CHILD_FIRST_FREE_FD);
-#else
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	long fd, max;
-	int rc = 0, self;
-
-	if (d == NULL)
-		d = opendir("/dev/fd");
-	if (d == NULL) {
-		max = sysconf(_SC_OPEN_MAX);
-		if (max < 0 || max > INT_MAX)
-			max = INT_MAX;
-		for (fd = CHILD_FIRST_FREE_FD; rc == 0 && fd < max; fd++)
-			if (fcntl((int)fd, F_GETFD) >= 0 || errno != EBADF)
-				rc = posix_spawn_file_actions_addclose(fa, (int)fd);
-		return rc;
-	}
-	self = dirfd(d);
-	for (;;) {
-		char *end;
-
-		errno = 0;
-		if ((e = readdir(d)) == NULL) {
-			rc = errno; /* 0 at the end of the list */
-			break;
-		}
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		fd = strtol(e->d_name, &end, 10);
-		if (*end != '\0' || fd < CHILD_FIRST_FREE_FD || fd > INT_MAX || fd == self)
-			continue;
-		if ((rc = posix_spawn_file_actions_addclose(fa, (int)fd)) != 0)
-			break;
-	}
-	closedir(d);
-	return rc;
-#endif
-}
-
-/* The child's stdout and stderr, as file actions. */
-static int
-add_stdio(posix_spawn_file_actions_t *fa, const pbp_spawn_options *o, int errw)
-{
-	int rc = 0;
-
-	if (o->stdout_mode == PBP_STDIO_DEVNULL)
-		rc = posix_spawn_file_actions_addopen(fa, 1, "/dev/null", O_WRONLY, 0);
-	if (rc == 0 && o->stderr_mode == PBP_STDIO_DEVNULL)
-		rc = posix_spawn_file_actions_addopen(fa, 2, "/dev/null", O_WRONLY, 0);
-	if (rc == 0 && o->stderr_mode == PBP_STDIO_CAPTURE)
-		rc = posix_spawn_file_actions_adddup2(fa, errw, 2);
-	return rc;
-}
-
-/* Starts the process.  child_w / child_r are the child's pipe ends, errw
- * the write end of its stderr pipe (or -1). */
-static int
-start(pbp_child *c, const char *path, char *const *argv, int child_w, int child_r,
-      int errw, const pbp_spawn_options *o, pbp_error *err)
-{
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t none, all;
-	int rc;
-
-#if !PBP_HAVE_ADDCHDIR_NP
-	if (o->cwd != NULL)
-		return pbp__seterr(err, PBP_ESYS, ENOSYS,
-		                   "pbp_spawn_options.cwd needs posix_spawn_file_actions_addchdir_np, "
-		                   "which this platform lacks");
-#endif
-	if (posix_spawn_file_actions_init(&fa) != 0)
-		return pbp__seterr(err, PBP_ENOMEM, ENOMEM, "posix_spawn_file_actions_init failed");
-	if (posix_spawnattr_init(&attr) != 0) {
-		posix_spawn_file_actions_destroy(&fa);
-		return pbp__seterr(err, PBP_ENOMEM, ENOMEM, "posix_spawnattr_init failed");
-	}
-	/* dup2 leaves 3 and 4 without FD_CLOEXEC; add_closefrom then closes
-	 * everything else the child would have inherited, including fds of
-	 * the caller (or a test runner) that lack FD_CLOEXEC. */
-	rc = posix_spawn_file_actions_adddup2(&fa, child_w, CHILD_WRITE_FD);
-	if (rc == 0)
-		rc = posix_spawn_file_actions_adddup2(&fa, child_r, CHILD_READ_FD);
-	if (rc == 0)
-		rc = add_stdio(&fa, o, errw);
-	if (rc == 0)
-		rc = add_closefrom(&fa);
-#if PBP_HAVE_ADDCHDIR_NP
-	if (rc == 0 && o->cwd != NULL)
-		rc = posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
-#endif
-	/* The child starts with an empty signal mask and default handlers,
-	 * whatever this thread blocks or this process ignores (a SIG_IGN for
-	 * SIGPIPE would otherwise reach the child). */
-	sigemptyset(&none);
-	sigfillset(&all);
-	if (rc == 0)
-		rc = posix_spawnattr_setsigmask(&attr, &none);
-	if (rc == 0)
-		rc = posix_spawnattr_setsigdefault(&attr, &all);
-	if (rc == 0)
-		rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	if (rc != 0) {
-		rc = pbp__seterr(err, PBP_ESYS, rc, "preparing posix_spawn: %s", strerror(rc));
-	} else {
-		char *const *envp = o->envp != NULL ? o->envp : environ;
-
-		rc = strchr(path, '/') != NULL
-			? posix_spawn(&c->pid, path, &fa, &attr, argv, envp)
-			: posix_spawnp(&c->pid, path, &fa, &attr, argv, envp);
-		if (rc != 0)
-			rc = pbp__seterr(err, PBP_EEXEC, rc, "cannot execute '%s': %s", path,
-			                 strerror(rc));
-	}
-	posix_spawnattr_destroy(&attr);
-	posix_spawn_file_actions_destroy(&fa);
-	return rc;
-}
+/* ---- the report ----------------------------------------------------------- */
 
 /* Fills the child half of a report: its fate and captured stderr.
  * Reaps the child if it has exited, without blocking. */
 static void
 report_child(pbp_child *c, pbp_report *r)
 {
-	(void)try_reap(c);
-	r->pid = c->pid;
+	(void)wait_exit(c, pbp__now_ms(), NULL, 1);
+	r->pid = pbp__proc_pid(c->proc);
 	if (!c->reaped)
 		r->fate = PBP_FATE_RUNNING;
 	else if (c->status.unknown)
@@ -757,14 +214,14 @@ report_child(pbp_child *c, pbp_report *r)
 	else
 		r->fate = c->status.exited ? PBP_FATE_EXITED : PBP_FATE_SIGNALED;
 	r->status = c->status;
-	(void)drain_stderr(c);
-	pthread_mutex_lock(&c->err_lock);
+	(void)pbp__os_aux_drain(c->aux);
+	pbp__mutex_lock(&c->tail_lock);
 	r->stderr_len = c->tail_len;
 	r->stderr_total = c->err_total;
 	if (c->tail_len > 0)
 		memcpy(r->stderr_tail, c->tail, c->tail_len);
 	r->stderr_tail[c->tail_len] = '\0';
-	pthread_mutex_unlock(&c->err_lock);
+	pbp__mutex_unlock(&c->tail_lock);
 }
 
 int
@@ -783,6 +240,7 @@ pbp_child_report(pbp_child *c, pbp_report *out)
 	report_child(c, out);
 	return 0;
 }
+
 
 static const char *
 end_str(int end)
@@ -827,14 +285,15 @@ handshake_failed(pbp_child *c, pbp_error *err)
 {
 	char how[80];
 	size_t len;
+	int pid = (int)pbp__proc_pid(c->proc);
 
 	/* A child that closed its pipes is usually exiting; give it a moment. */
-	if (wait_exit(c, pbp__deadline(250), -1) != 0) {
-		(void)signal_child(c, SIGKILL);
-		(void)wait_exit(c, -1, -1);
-		snprintf(how, sizeof how, "; child pid %d did not exit and was killed", (int)c->pid);
+	if (wait_exit(c, pbp__deadline(250), NULL, 0) != 0) {
+		(void)signal_child(c, pbp__os_sigkill());
+		(void)wait_exit(c, -1, NULL, 0);
+		snprintf(how, sizeof how, "; child pid %d did not exit and was killed", pid);
 	} else {
-		len = (size_t)snprintf(how, sizeof how, "; child pid %d ", (int)c->pid);
+		len = (size_t)snprintf(how, sizeof how, "; child pid %d ", pid);
 		pbp_exit_status_str(&c->status, how + len, sizeof how - len);
 	}
 	if (err != NULL) {
@@ -844,42 +303,8 @@ handshake_failed(pbp_child *c, pbp_error *err)
 	}
 }
 
-/* Creates the pipes.  Born close-on-exec: no process spawned by another
- * thread between here and our posix_spawn can inherit an end (pipe() then
- * fcntl() would leave that window open; only where there is no pipe2, see
- * pbp__pipe_cloexec).  Only our end of the stderr pipe
- * is non-blocking: O_NONBLOCK belongs to the open file, which the child's
- * fd 2 would share, and a child whose stderr says EAGAIN loses what it
- * logs.  Its writes block instead while the pipe is full, until we next
- * drain it.  The child's ends are moved to
- * numbers >= CHILD_FIRST_FREE_FD, so that the dup2 file actions onto 2, 3
- * and 4 can never overwrite a source fd (libuv's "move low fds out of the
- * way"). */
-static int
-make_pipes(int to_child[2], int from_child[2], int errp[2], int capture, pbp_error *err)
-{
-	int rc;
+/* ---- spawning ------------------------------------------------------------- */
 
-	if ((rc = pbp__pipe_cloexec(to_child, err)) != 0 ||
-	    (rc = pbp__pipe_cloexec(from_child, err)) != 0 ||
-	    (capture && (rc = pbp__pipe_cloexec(errp, err)) != 0))
-		return rc;
-	if (capture && (rc = pbp__fd_prepare(errp[0], 1, NULL, err)) != 0)
-		return rc;
-	if ((rc = lift_fd(&from_child[1], err)) != 0 || (rc = lift_fd(&to_child[0], err)) != 0 ||
-	    (capture && (rc = lift_fd(&errp[1], err)) != 0))
-		return rc;
-	return 0;
-}
-
-static void
-close_all(int *fds, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		pbp__close(&fds[i]);
-}
 
 static int
 check_spawn_options(const pbp_spawn_options *o, pbp_error *err)
@@ -905,11 +330,8 @@ child_new(const pbp_spawn_options *o)
 
 	if (c == NULL)
 		return NULL;
-	c->pidfd = c->procfd = c->errfd = -1;
-	c->pid = -1;
-	c->owner = getpid();
-	c->waitid_pidfd = PBP_HAVE_WAITID_P_PIDFD;
-	if (pthread_mutex_init(&c->err_lock, NULL) != 0) {
+	c->owner = pbp__os_getpid();
+	if (pbp__mutex_init(&c->tail_lock) != 0) {
 		free(c);
 		return NULL;
 	}
@@ -918,7 +340,7 @@ child_new(const pbp_spawn_options *o)
 		c->tail_cap = o->stderr_tail ? o->stderr_tail : PBP_STDERR_TAIL_DEFAULT;
 		c->tail = malloc(c->tail_cap);
 		if (c->tail == NULL) {
-			pthread_mutex_destroy(&c->err_lock);
+			pbp__mutex_destroy(&c->tail_lock);
 			free(c);
 			return NULL;
 		}
@@ -934,94 +356,58 @@ child_destroy(pbp_child *c)
 	/* Frees and closes only: pbp_channel_free sends nothing, so this is
 	 * also what a forked copy may do. */
 	pbp_channel_free(c->ch);
-	pbp__close(&c->pidfd);
-	pbp__close(&c->procfd);
-	pbp__close(&c->errfd);
 	/* In a forked copy the lock may have been held by a thread that the
 	 * fork did not copy: leave it alone there. */
-	if (c->have_lock && getpid() == c->owner)
-		pthread_mutex_destroy(&c->err_lock);
+	if (c->have_lock && owned(c))
+		pbp__mutex_destroy(&c->tail_lock);
+	pbp__os_aux_free(c->aux);
+	pbp__proc_free(c->proc);
 	free(c->tail);
 	free(c);
 }
 
-/* Handles on the process itself, taken at once, while its pid is surely
- * its own.  A pidfd names exactly this process for signals and waits, and
- * lets waits sleep in poll() with a deadline instead of polling waitpid.
- * Where there is none (kernels before 5.3; valgrind 3.19), an fd of its
- * /proc directory tells whether the pid is still ours (still_ours). */
+/* What the platform needs to start the child, from the options. */
 static void
-open_handles(pbp_child *c)
+spawn_req(pbp__spawn_req *rq, const char *path, const char *const *argv,
+          const pbp_spawn_options *o)
 {
-	char proc[32];
+	const pbp_channel_options *co = o->channel;
 
-	c->pidfd = open_pidfd(c->pid);
-	if (c->pidfd >= 0)
-		return;
-	snprintf(proc, sizeof proc, "/proc/%d", (int)c->pid);
-	c->procfd = open(proc, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	memset(rq, 0, sizeof *rq);
+	rq->path = path;
+	rq->argv = argv;
+	rq->envp = o->envp;
+	rq->cwd = o->cwd;
+	rq->stdout_mode = o->stdout_mode;
+	rq->stderr_mode = o->stderr_mode;
+	/* As pbp_channel_from_os_handles() will ask of the channel's pipes. */
+	rq->pipe_size = PBP_DEFAULT_PIPE_SIZE;
+	if (co != NULL && co->pipe_size != 0)
+		rq->pipe_size = co->pipe_size < 0 ? 0 : co->pipe_size;
 }
 
-int
-pbp_child_spawn(pbp_child **out, const char *path, const char *const *argv,
-                const pbp_spawn_options *opts, pbp_error *err)
+/* Fills the report of a spawn that failed before the process existed. */
+static void
+report_unstarted(pbp_report *r, int rc, const pbp_error *err)
 {
-	static const pbp_spawn_options defaults = PBP_SPAWN_OPTIONS_INIT;
-	/* to_child[2], from_child[2], errp[2] */
-	int fds[6] = { -1, -1, -1, -1, -1, -1 }, *to_child = fds, *from_child = fds + 2,
-	    *errp = fds + 4, capture, rc;
-	pbp_error local;
-	pbp_child *c = NULL;
-	char **av = NULL;
+	if (r == NULL)
+		return;
+	memset(r, 0, sizeof *r);
+	r->end = rc == PBP_EEXEC ? PBP_END_EXEC : PBP_END_IO;
+	r->fate = rc == PBP_EEXEC ? PBP_FATE_EXEC_FAILED : PBP_FATE_NONE;
+	r->error = rc;
+	memcpy(r->message, err->msg, sizeof r->message);
+}
 
-	if (err == NULL)
-		err = &local;
-	if (out == NULL || path == NULL || *path == '\0')
-		return pbp__seterr(err, PBP_EINVAL, 0, "pbp_child_spawn: NULL out or empty path");
-	if (opts == NULL)
-		opts = &defaults;
-	if ((rc = check_spawn_options(opts, err)) != 0)
-		return rc;
-	capture = opts->stderr_mode == PBP_STDIO_CAPTURE;
-	c = child_new(opts);
-	av = build_argv(path, argv);
-	if (c == NULL || av == NULL) {
-		rc = pbp__seterr(err, PBP_ENOMEM, ENOMEM, "out of memory spawning '%s'", path);
-		goto fail;
-	}
-	if ((rc = make_pipes(to_child, from_child, errp, capture, err)) != 0)
-		goto fail;
-	rc = start(c, path, av, from_child[1], to_child[0], errp[1], opts, err);
-	/* Close our copies of the child's ends on every path: while one stays
-	 * open here, the parent never sees end of stream from the child. */
-	pbp__close(&from_child[1]);
-	pbp__close(&to_child[0]);
-	pbp__close(&errp[1]);
-	if (rc != 0)
-		goto fail;
-	c->errfd = errp[0];
-	errp[0] = -1;
-	open_handles(c);
-	rc = pbp_channel_from_fds(&c->ch, from_child[0], to_child[1], opts->channel, err);
-	if (rc != 0)
-		goto fail_started;
-	from_child[0] = to_child[1] = -1; /* the channel owns them now */
-	if (c->errfd >= 0)
-		pbp__os_io_set_aux_fd(pbp__channel_os_io(c->ch), c->errfd, drain_stderr, c);
-	if (!(opts->flags & PBP_SPAWN_NO_HANDSHAKE)) {
-		rc = pbp_channel_handshake(c->ch);
-		if (rc != 0) {
-			*err = *pbp_channel_error(c->ch);
-			goto fail_started;
-		}
-	}
-	free(av);
-	*out = c;
-	return 0;
-fail_started:
-	/* The process exists: report on it, end it, reap it. */
+/* After the process started, something failed: report on it, end it,
+ * reap it. */
+static void
+fail_started(pbp_child *c, const pbp_spawn_options *opts, int rc, pbp_error *err)
+{
 	if (opts->report != NULL && c->ch != NULL)
 		(void)pbp_channel_report(c->ch, opts->report);
+	else if (opts->report != NULL)
+		memset(opts->report, 0, sizeof *opts->report);
 	pbp_channel_free(c->ch); /* end of stream for the child, if it waits */
 	c->ch = NULL;
 	handshake_failed(c, err);
@@ -1033,19 +419,63 @@ fail_started:
 		}
 		report_child(c, opts->report);
 	}
+}
+
+int
+pbp_child_spawn(pbp_child **out, const char *path, const char *const *argv,
+                const pbp_spawn_options *opts, pbp_error *err)
+{
+	static const pbp_spawn_options defaults = PBP_SPAWN_OPTIONS_INIT;
+	pbp_os_handle rd = PBP_OS_HANDLE_INVALID, wr = PBP_OS_HANDLE_INVALID,
+	              errrd = PBP_OS_HANDLE_INVALID;
+	pbp__spawn_req rq;
+	pbp_error local;
+	pbp_child *c = NULL;
+	int rc;
+
+	if (err == NULL)
+		err = &local;
+	if (out == NULL || path == NULL || *path == '\0')
+		return pbp__seterr(err, PBP_EINVAL, 0, "pbp_child_spawn: NULL out or empty path");
+	if (opts == NULL)
+		opts = &defaults;
+	if ((rc = check_spawn_options(opts, err)) != 0)
+		return rc;
+	if ((c = child_new(opts)) == NULL) {
+		rc = pbp__seterr(err, PBP_ENOMEM, ENOMEM, "out of memory spawning '%s'", path);
+		goto fail;
+	}
+	spawn_req(&rq, path, argv, opts);
+	if ((rc = pbp__proc_spawn(&c->proc, &rq, &rd, &wr, &errrd, err)) != 0)
+		goto fail;
+	if (errrd != PBP_OS_HANDLE_INVALID &&
+	    (rc = pbp__os_aux_open(&c->aux, errrd, stderr_sink, c, err)) != 0)
+		goto fail_started;
+	rc = pbp_channel_from_os_handles(&c->ch, rd, wr, opts->channel, err);
+	if (rc != 0)
+		goto fail_started;
+	rd = wr = PBP_OS_HANDLE_INVALID; /* the channel owns them now */
+	if (c->aux != NULL)
+		pbp__os_io_set_aux(pbp__channel_os_io(c->ch), c->aux);
+	if (!(opts->flags & PBP_SPAWN_NO_HANDSHAKE)) {
+		rc = pbp_channel_handshake(c->ch);
+		if (rc != 0) {
+			*err = *pbp_channel_error(c->ch);
+			goto fail_started;
+		}
+	}
+	*out = c;
+	return 0;
+fail_started:
+	/* Our ends of the pipes go first: end of stream for the child. */
+	(void)pbp__os_close(&rd);
+	(void)pbp__os_close(&wr);
+	fail_started(c, opts, rc, err);
 	goto cleanup;
 fail:
-	if (opts->report != NULL) {
-		memset(opts->report, 0, sizeof *opts->report);
-		opts->report->end = rc == PBP_EEXEC ? PBP_END_EXEC : PBP_END_IO;
-		opts->report->fate = rc == PBP_EEXEC ? PBP_FATE_EXEC_FAILED : PBP_FATE_NONE;
-		opts->report->error = rc;
-		memcpy(opts->report->message, err->msg, sizeof opts->report->message);
-	}
+	report_unstarted(opts->report, rc, err);
 cleanup:
-	close_all(fds, 6);
 	child_destroy(c);
-	free(av);
 	return rc;
 }
 
@@ -1054,13 +484,13 @@ pbp_child_channel(const pbp_child *c)
 {
 	/* Not to a forked copy: writing to the spawner's conversation from
 	 * two processes would interleave frames. */
-	return c && getpid() == c->owner ? c->ch : NULL;
+	return c && owned(c) ? c->ch : NULL;
 }
 
 pbp_pid
 pbp_child_pid(const pbp_child *c)
 {
-	return c ? c->pid : -1;
+	return c && c->proc ? pbp__proc_pid(c->proc) : (pbp_pid)-1;
 }
 
 const pbp_error *
@@ -1077,11 +507,11 @@ pbp_child_free(pbp_child *c)
 	if (c == NULL)
 		return;
 	/* A forked copy neither signals nor waits: the child is the
-	 * spawner's.  It closes its copies of the fds, so that the child
+	 * spawner's.  It closes its copies of the handles, so that the child
 	 * still sees end of stream when the spawner closes its own. */
-	if (!c->reaped && getpid() == c->owner) {
-		(void)signal_child(c, SIGKILL);
-		(void)wait_exit(c, -1, -1);
+	if (c->proc != NULL && !c->reaped && owned(c)) {
+		(void)signal_child(c, pbp__os_sigkill());
+		(void)wait_exit(c, -1, NULL, 0);
 	}
 	child_destroy(c);
 	errno = saved;

@@ -59,6 +59,15 @@ void pbp__mutex_unlock(pbp__mutex *m);
  * GetLastError() value the close reported. */
 int pbp__os_close(pbp_os_handle *h);
 
+/* What a handle is called in messages: "fd" on POSIX, "handle" on Windows. */
+#ifdef _WIN32
+#define PBP__OS_HANDLE_NOUN "handle"
+#define PBP__OS_A_HANDLE "a handle"
+#else
+#define PBP__OS_HANDLE_NOUN "fd"
+#define PBP__OS_A_HANDLE "an fd"
+#endif
+
 /* The largest handle value a handle string may name (INT_MAX for fds; on
  * Windows handle values fit 32 bits so that 32- and 64-bit processes can
  * pass them to each other). */
@@ -127,7 +136,9 @@ int pbp__os_aux_drain(pbp__os_aux *a);
  * child is gone (its stderr may still hold bytes, or a grandchild may hold
  * the write end: hence the deadline). */
 void pbp__os_aux_drain_until(pbp__os_aux *a, int64_t deadline);
-/* Closes and frees.  NULL is a no-op. */
+/* Closes and frees.  Also what a forked copy of the spawner may do: it
+ * closes its copy of the handle and leaves the lock alone (a thread the
+ * fork did not copy may have held it).  NULL is a no-op. */
 void pbp__os_aux_free(pbp__os_aux *a);
 /* Watch a while the transport waits (NULL: stop). The transport does not own it. */
 void pbp__os_io_set_aux(pbp__os_io *io, pbp__os_aux *a);
@@ -157,7 +168,8 @@ typedef struct pbp__spawn_req {
 	const char *cwd;          /* NULL: ours */
 	int stdout_mode;          /* enum pbp_stdio */
 	int stderr_mode;          /* enum pbp_stdio */
-	int pipe_size;            /* as for pbp__os_io_open */
+	int pipe_size;            /* as for pbp__os_io_open (POSIX: unused
+	                             here; the channel's io_open asks) */
 } pbp__spawn_req;
 
 /*
@@ -189,21 +201,20 @@ int pbp__proc_owned(const pbp__proc *p);
  * discards whatever arrives on discard's read side (if not NULL), so the
  * child can never block writing to a full pipe.  Reaps it: 0 with *st
  * (st->unknown set if it was reaped elsewhere), PBP_ETIMEDOUT (still
- * running), PBP_ESYS (err).  After 0, later calls return the same status.
+ * running; err is left alone, the caller words it), PBP_ESYS (err).  After
+ * 0, later calls return the same status.
  */
 int pbp__proc_wait(pbp__proc *p, pbp__os_aux *aux, pbp__os_io *discard, int64_t deadline,
                    pbp_exit_status *st, pbp_error *err);
 
-/* How pbp__proc_kill ends the child. */
-#define PBP__KILL_TERM 0 /* ask: SIGTERM; Windows: TerminateProcess */
-#define PBP__KILL_KILL 1 /* force: SIGKILL; Windows: TerminateProcess */
-
 /*
- * POSIX: sends signal sig to the child (0 < sig); Windows: terminates it
- * with exit code 128 + sig (there are no signals there).  Does nothing and
- * returns 0 if the child is already known to be gone (a pid that may name
- * another process now is never signalled).  0, PBP_EINVAL (bad sig),
- * PBP_ESYS.
+ * POSIX: sends signal sig to the child, any number kill() takes (0 only
+ * checks; one the kernel refuses is PBP_ESYS with EINVAL, as
+ * pbp_child_kill() documents); Windows: terminates it with exit code
+ * 128 + sig (there are no signals there).  Does nothing and returns 0 if
+ * the child is already known to be gone (a pid that may name another
+ * process now is never signalled).  0, PBP_EINVAL (bad sig), PBP_ESYS,
+ * with the message in err ("signal 9 to child pid 123: ...").
  */
 int pbp__proc_kill(pbp__proc *p, int sig, pbp_error *err);
 /* The signals pbp_child_close() escalates with: SIGTERM and SIGKILL, or
@@ -211,8 +222,10 @@ int pbp__proc_kill(pbp__proc *p, int sig, pbp_error *err);
 int pbp__os_sigterm(void);
 int pbp__os_sigkill(void);
 
-/* Releases the process's handles.  Does not wait and does not kill.  NULL
- * is a no-op. */
+/* Releases the process's handles.  Does not wait.  POSIX: does not kill
+ * either.  Windows: closing the Job handle kills a child still running
+ * (JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE); child.c calls it only once the
+ * child is gone or is being killed anyway.  NULL is a no-op. */
 void pbp__proc_free(pbp__proc *p);
 
 /* "exited with status 0", "killed by signal 9 (SIGKILL)", ... into buf. */

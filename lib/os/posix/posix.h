@@ -29,4 +29,8 @@ int pbp__close(int *fd);
  * and calls drain(arg) while it waits (0 once fd reached its end). */
 void pbp__os_io_set_aux_fd(pbp__os_io *io, int fd, int (*drain)(void *), void *arg);
 
+/* The aux's fd while it is open, -1 once its end was seen (or a is NULL):
+ * what a wait polls before calling pbp__os_aux_drain (aux.c). */
+int pbp__os_aux_fd(const pbp__os_aux *a);
+
 #endif /* PBP_OS_POSIX_H */
