@@ -194,6 +194,30 @@ Helper(early_exit)
 	return 5;
 }
 
+/* Never speaks: no handshake, sleeps 30 s. */
+Helper(mute)
+{
+	(void)argc;
+	(void)argv;
+	Sleep(30000);
+	return 0;
+}
+
+/* Handshakes; its first argument is the value of an event handle in the
+ * parent that was inheritable but not meant for it: exits 1 if that value
+ * names an event here (SetEvent works on events only), 0 if not. */
+Helper(no_leak)
+{
+	pbp_channel *ch = helper_channel(argc, argv);
+	HANDLE h = (HANDLE)(uintptr_t)strtoull(argv[2], NULL, 10);
+	int leaked = SetEvent(h) != 0;
+
+	if (leaked)
+		fprintf(stderr, "no_leak: handle %s was inherited\n", argv[2]);
+	pbp_channel_free(ch);
+	return leaked;
+}
+
 /* Handshakes, then exits with the code given as its first argument. */
 Helper(exit_code)
 {
@@ -689,6 +713,139 @@ T(child_exiting_before_the_handshake_fails_the_spawn)
 	cr_assert(strstr(rep->stderr_tail, "leaving before the handshake") != NULL,
 	          "stderr tail: '%s'", rep->stderr_tail);
 	free(rep);
+}
+
+T(a_silent_child_fails_the_handshake_by_its_deadline_and_is_gone)
+{
+	const char *av[] = { pbt_win_self(), "--helper=mute", NULL };
+	pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
+	pbp_channel_options co = pbt_options();
+	pbp_report *rep = calloc(1, sizeof *rep);
+	pbp_child *c = NULL;
+	pbp_error err;
+	HANDLE h;
+	int64_t t0 = now_ms(), took;
+	int rc;
+
+	cr_assert_not_null(rep);
+	co.handshake_timeout_ms = 500;
+	so.channel = &co;
+	so.report = rep;
+	rc = pbp_child_spawn(&c, pbt_win_self(), av, &so, &err);
+	took = now_ms() - t0;
+	cr_log_info("spawn: %d after %lld ms: %s", rc, (long long)took, err.msg);
+	cr_assert_eq(rc, PBP_ETIMEDOUT, "%d: %s", rc, err.msg);
+	cr_assert_null(c);
+	cr_assert_geq(took, 450, "%lld ms", (long long)took);
+	cr_assert_leq(took, 2000, "%lld ms", (long long)took);
+	/* Nothing left behind: the child was killed and reaped. */
+	cr_assert_neq(rep->fate, PBP_FATE_RUNNING);
+	cr_assert_gt(rep->pid, 0);
+	h = OpenProcess(SYNCHRONIZE, FALSE, (DWORD)rep->pid);
+	if (h != NULL) {
+		cr_assert_eq(WaitForSingleObject(h, 0), WAIT_OBJECT_0, "pid %lu still runs",
+		             (unsigned long)rep->pid);
+		CloseHandle(h);
+	}
+	free(rep);
+}
+
+T(kill_ends_the_child_with_128_plus_the_signal)
+{
+	pbp_child *c = spawn_role("silent", NULL, NULL);
+	pbp_exit_status st;
+
+	cr_assert_eq(pbp_child_kill(c, 9), 0, "%s", pbp_child_error(c)->msg);
+	cr_assert_eq(pbp_child_wait(c, 5000, &st), 0, "%s", pbp_child_error(c)->msg);
+	cr_assert((st.exited && st.code == 137) || st.signal == 9, "%s", status_str(&st));
+	/* Gone: a second kill does nothing. */
+	cr_assert_eq(pbp_child_kill(c, 9), 0);
+	pbp_child_free(c);
+}
+
+T(the_child_inherits_only_its_two_pipe_ends)
+{
+	SECURITY_ATTRIBUTES sa = { sizeof sa, NULL, TRUE };
+	HANDLE filler[200], ev;
+	pbp_exit_status st;
+	pbp_child *c;
+	char val[32];
+	int i;
+
+	/* Push the event's handle value above anything the child opens
+	 * itself, so that the same value there means it was inherited. */
+	for (i = 0; i < 200; i++)
+		cr_assert_not_null(filler[i] = CreateEventW(NULL, TRUE, FALSE, NULL));
+	ev = CreateEventW(&sa, TRUE, FALSE, NULL); /* inheritable */
+	cr_assert_not_null(ev);
+	snprintf(val, sizeof val, "%llu", (unsigned long long)(uintptr_t)ev);
+	c = spawn_role("no_leak", val, NULL);
+	cr_assert_eq(pbp_child_wait(c, 5000, &st), 0, "%s", pbp_child_error(c)->msg);
+	cr_assert(st.exited && st.code == 0,
+	          "the child %s: it inherited the event %s not meant for it", status_str(&st), val);
+	cr_assert_eq(WaitForSingleObject(ev, 0), WAIT_TIMEOUT, "the child set our event");
+	pbp_child_free(c);
+	CloseHandle(ev);
+	for (i = 0; i < 200; i++)
+		CloseHandle(filler[i]);
+}
+
+struct sender {
+	pbp_channel *ch;
+	int n, rc;
+};
+
+static DWORD WINAPI
+send_all(void *arg)
+{
+	struct sender *s = arg;
+	int i;
+
+	for (i = 0; i < s->n && s->rc == 0; i++) {
+		pbptest_Text t;
+
+		snprintf(t.text, sizeof t.text, "message %d", i);
+		s->rc = pbp_channel_send(s->ch, pbptest_Type_TEXT, &t);
+	}
+	return 0;
+}
+
+T(duplex_one_thread_sends_while_another_receives)
+{
+	pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
+	pbp_channel_options co = pbt_options();
+	struct sender s;
+	pbp_exit_status st;
+	pbp_channel *ch;
+	pbp_child *c;
+	HANDLE t;
+	char want[64];
+	int i, rc;
+
+	co.flags = PBP_CHANNEL_DUPLEX;
+	so.channel = &co;
+	c = spawn_role("echo", NULL, &so);
+	ch = pbp_child_channel(c);
+	s.ch = ch;
+	s.n = 20000;
+	s.rc = 0;
+	t = CreateThread(NULL, 0, send_all, &s, 0, NULL);
+	cr_assert_not_null(t);
+	for (i = 0; i < s.n; i++) {
+		pbt_any in;
+		uint32_t type;
+
+		rc = pbp_channel_recv_msg(ch, &type, &in, sizeof in);
+		cr_assert_eq(rc, 0, "echo %d: %s (sender: %d)", i, pbp_channel_errmsg(ch), s.rc);
+		snprintf(want, sizeof want, "message %d", i);
+		cr_assert_str_eq(in.text.text, want);
+	}
+	cr_assert_eq(WaitForSingleObject(t, 10000), WAIT_OBJECT_0);
+	CloseHandle(t);
+	cr_assert_eq(s.rc, 0, "%s", pbp_channel_send_error(ch)->msg);
+	cr_assert_eq(pbp_child_close(c, 5000, &st), 0, "%s", pbp_child_error(c)->msg);
+	cr_assert(st.exited && st.code == 0, "echo %s", status_str(&st));
+	pbp_child_free(c);
 }
 
 T(missing_program_is_eexec)
