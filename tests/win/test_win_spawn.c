@@ -218,6 +218,33 @@ Helper(no_leak)
 	return leaked;
 }
 
+/* Handshakes, then sends one Text: its arguments between the role and
+ * the two handle strings joined by '|', then "cwd=" its working
+ * directory and "env=" $PBPTEST_VAR; waits for end of stream. */
+Helper(info)
+{
+	pbp_channel *ch = helper_channel(argc, argv);
+	pbptest_Text t;
+	char cwd[MAX_PATH];
+	const char *v = getenv("PBPTEST_VAR");
+	size_t n = 0;
+	pbp_msginfo mi;
+	int i;
+
+	memset(&t, 0, sizeof t);
+	for (i = 2; i < argc - 2; i++)
+		n += (size_t)snprintf(t.text + n, sizeof t.text - n, "%s|", argv[i]);
+	if (GetCurrentDirectoryA(sizeof cwd, cwd) == 0)
+		cwd[0] = '\0';
+	snprintf(t.text + n, sizeof t.text - n, "cwd=%s;env=%s", cwd, v ? v : "(unset)");
+	if (pbp_channel_send(ch, pbptest_Type_TEXT, &t) != 0)
+		return 1;
+	while (pbp_channel_recv(ch, &mi) == 0)
+		;
+	pbp_channel_free(ch);
+	return 0;
+}
+
 /* Handshakes, then exits with the code given as its first argument. */
 Helper(exit_code)
 {
@@ -845,6 +872,43 @@ T(duplex_one_thread_sends_while_another_receives)
 	cr_assert_eq(s.rc, 0, "%s", pbp_channel_send_error(ch)->msg);
 	cr_assert_eq(pbp_child_close(c, 5000, &st), 0, "%s", pbp_child_error(c)->msg);
 	cr_assert(st.exited && st.code == 0, "echo %s", status_str(&st));
+	pbp_child_free(c);
+}
+
+T(arguments_cwd_and_environment_reach_the_child)
+{
+	/* Arguments the command-line quoting must carry through unchanged
+	 * (CommandLineToArgvW's rules: spaces, quotes, backslashes before a
+	 * quote and at the end, an empty argument). */
+	const char *av[] = { pbt_win_self(), "--helper=info", "two words", "say \"hi\"",
+		             "back\\slash\\", "tail\\\"q", "", "tab\there", NULL };
+	const char *want_args = "two words|say \"hi\"|back\\slash\\|tail\\\"q||tab\there|";
+	pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
+	pbp_channel_options co = pbt_options();
+	char dir[MAX_PATH], sysroot[MAX_PATH + 16], want[512];
+	char *envp[] = { "PBPTEST_VAR=from the parent", sysroot, NULL };
+	pbp_exit_status st;
+	pbp_child *c;
+	pbp_error err;
+	pbt_any in;
+	uint32_t type;
+	DWORD n;
+	int rc;
+
+	n = GetSystemDirectoryA(dir, sizeof dir); /* C:\windows\system32 */
+	cr_assert(n > 0 && n < sizeof dir);
+	snprintf(sysroot, sizeof sysroot, "SystemRoot=%s", getenv("SystemRoot") ? getenv("SystemRoot") : "C:\\windows");
+	so.channel = &co;
+	so.cwd = dir;
+	so.envp = envp;
+	rc = pbp_child_spawn(&c, pbt_win_self(), av, &so, &err);
+	cr_assert_eq(rc, 0, "%s", err.msg);
+	rc = pbp_channel_recv_msg(pbp_child_channel(c), &type, &in, sizeof in);
+	cr_assert_eq(rc, 0, "%s", pbp_channel_errmsg(pbp_child_channel(c)));
+	snprintf(want, sizeof want, "%scwd=%s;env=from the parent", want_args, dir);
+	cr_assert_str_eq(in.text.text, want);
+	cr_assert_eq(pbp_child_close(c, 5000, &st), 0, "%s", pbp_child_error(c)->msg);
+	cr_assert(st.exited && st.code == 0, "info %s", status_str(&st));
 	pbp_child_free(c);
 }
 
