@@ -245,6 +245,27 @@ Helper(info)
 	return 0;
 }
 
+/* Counts messages until end of stream, then answers with a Text
+ * "got N after your end" and exits 0: the other direction outlives the
+ * parent's close_write. */
+Helper(count_then_reply)
+{
+	pbp_channel *ch = helper_channel(argc, argv);
+	pbptest_Text t;
+	pbp_msginfo mi;
+	int n = 0, rc;
+
+	while ((rc = pbp_channel_recv(ch, &mi)) == 0)
+		n++;
+	if (rc != PBP_EOF)
+		return 1;
+	snprintf(t.text, sizeof t.text, "got %d after your end", n);
+	if (pbp_channel_send(ch, pbptest_Type_TEXT, &t) != 0)
+		return 2;
+	pbp_channel_free(ch);
+	return 0;
+}
+
 /* Handshakes, then exits with the code given as its first argument. */
 Helper(exit_code)
 {
@@ -910,6 +931,93 @@ T(arguments_cwd_and_environment_reach_the_child)
 	cr_assert_eq(pbp_child_close(c, 5000, &st), 0, "%s", pbp_child_error(c)->msg);
 	cr_assert(st.exited && st.code == 0, "info %s", status_str(&st));
 	pbp_child_free(c);
+}
+
+T(close_write_is_end_of_stream_for_the_child_only)
+{
+	pbp_child *c = spawn_role("count_then_reply", NULL, NULL);
+	pbp_channel *ch = pbp_child_channel(c);
+	pbptest_Text t = { "one of three" };
+	pbp_exit_status st;
+	pbt_any in;
+	uint32_t type;
+	int i, rc;
+
+	for (i = 0; i < 3; i++)
+		cr_assert_eq(pbp_channel_send(ch, pbptest_Type_TEXT, &t), 0);
+	cr_assert_eq(pbp_channel_close_write(ch), 0, "%s", pbp_channel_errmsg(ch));
+	rc = pbp_channel_recv_msg(ch, &type, &in, sizeof in);
+	cr_assert_eq(rc, 0, "%s", pbp_channel_errmsg(ch));
+	cr_assert_str_eq(in.text.text, "got 3 after your end");
+	cr_assert_eq(pbp_channel_recv_msg(ch, &type, &in, sizeof in), PBP_EOF);
+	cr_assert_eq(pbp_child_wait(c, 5000, &st), 0);
+	cr_assert(st.exited && st.code == 0, "%s", status_str(&st));
+	pbp_child_free(c);
+}
+
+T(eight_children_at_once)
+{
+	pbp_child *c[8];
+	pbp_exit_status st;
+	int i, round, rc;
+
+	for (i = 0; i < 8; i++)
+		c[i] = spawn_role("serve", NULL, NULL);
+	for (round = 0; round < 50; round++)
+		for (i = 0; i < 8; i++) {
+			pbptest_Text req, resp;
+
+			snprintf(req.text, sizeof req.text, "child %d round %d", i, round);
+			rc = pbp_channel_call(pbp_child_channel(c[i]), pbptest_Type_TEXT, &req,
+			                      pbptest_Type_TEXT, &resp, 5000);
+			cr_assert_eq(rc, 0, "child %d: %s", i, pbp_channel_errmsg(pbp_child_channel(c[i])));
+			snprintf(req.text, sizeof req.text, "CHILD %d ROUND %d", i, round);
+			cr_assert_str_eq(resp.text, req.text);
+		}
+	for (i = 0; i < 8; i++) {
+		cr_assert_eq(pbp_child_close(c[i], 5000, &st), 0);
+		cr_assert(st.exited && st.code == 0, "child %d %s", i, status_str(&st));
+		pbp_child_free(c[i]);
+	}
+}
+
+T(a_trace_file_records_both_directions)
+{
+	pbp_child *c = spawn_role("echo", NULL, NULL);
+	pbp_channel *ch = pbp_child_channel(c);
+	pbptest_Text t = { "trace me, windows" };
+	char path[MAX_PATH], dir[MAX_PATH], *buf;
+	pbp_exit_status st;
+	pbt_any in;
+	uint32_t type;
+	FILE *f;
+	long size;
+	size_t n, i, hits = 0;
+
+	cr_assert(GetTempPathA(sizeof dir, dir) > 0);
+	cr_assert(GetTempFileNameA(dir, "pbt", 0, path) != 0);
+	cr_assert_eq(pbp_channel_set_trace(ch, path), 0, "%s", pbp_channel_errmsg(ch));
+	cr_assert_eq(pbp_channel_send(ch, pbptest_Type_TEXT, &t), 0);
+	cr_assert_eq(pbp_channel_recv_msg(ch, &type, &in, sizeof in), 0);
+	cr_assert_eq(pbp_child_close(c, 5000, &st), 0);
+	pbp_child_free(c);
+	f = fopen(path, "rb");
+	cr_assert_not_null(f, "%s", path);
+	cr_assert_eq(fseek(f, 0, SEEK_END), 0);
+	size = ftell(f);
+	rewind(f);
+	cr_assert_gt(size, 0);
+	buf = malloc((size_t)size);
+	cr_assert_not_null(buf);
+	n = fread(buf, 1, (size_t)size, f);
+	fclose(f);
+	DeleteFileA(path);
+	/* The text twice: our frame out, its echo in. */
+	for (i = 0; i + strlen(t.text) <= n; i++)
+		if (memcmp(buf + i, t.text, strlen(t.text)) == 0)
+			hits++;
+	free(buf);
+	cr_assert_eq(hits, 2, "the payload appears %zu times in %ld bytes of trace", hits, size);
 }
 
 T(missing_program_is_eexec)
