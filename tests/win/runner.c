@@ -249,8 +249,8 @@ int
 main(int argc, char **argv)
 {
 	struct pbt_cr_test *t;
-	const char *filter = NULL;
-	int i, passed = 0, failed = 0, skipped = 0;
+	const char *filter = NULL, *only = NULL;
+	int i, passed = 0, failed = 0, skipped = 0, matched = 0;
 	LARGE_INTEGER t0;
 	long rc;
 
@@ -266,6 +266,8 @@ main(int argc, char **argv)
 		}
 		if (strncmp(argv[i], "--filter=", 9) == 0)
 			filter = argv[i] + 9; /* a substring of SUITE::NAME */
+		if (strncmp(argv[i], "--only=", 7) == 0)
+			only = argv[i] + 7; /* exactly SUITE::NAME */
 	}
 	/* Never a dialog box for a crash: the process just ends. */
 	SetErrorMode(SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX);
@@ -273,8 +275,10 @@ main(int argc, char **argv)
 		char full[256];
 
 		snprintf(full, sizeof full, "%s::%s", t->suite, t->name);
-		if (filter != NULL && strstr(full, filter) == NULL)
+		if ((filter != NULL && strstr(full, filter) == NULL) ||
+		    (only != NULL && strcmp(full, only) != 0))
 			continue;
+		matched++;
 		QueryPerformanceCounter(&t0);
 		rc = run_isolated(t);
 		if (rc == 0) {
@@ -298,6 +302,10 @@ main(int argc, char **argv)
 			printf("[FAIL] %s: exit code %ld (%.2fs)\n", full, rc, seconds_since(t0));
 		}
 		fflush(stdout);
+	}
+	if (matched == 0 && (filter != NULL || only != NULL)) {
+		printf("[FAIL] no test matches %s\n", only != NULL ? only : filter);
+		failed++;
 	}
 	if (skipped > 0)
 		printf("%d SKIPPED (not run, not counted as passed)\n", skipped);

@@ -10,6 +10,10 @@
  *                               .timeout; prints "[PASS]"/"[FAIL]" lines
  *                               and last "N passed, M failed"; exits 1 if
  *                               any failed
+ *   test_x.exe --only=SUITE::NAME  the same for that one test (ctest
+ *                               registers each test of tests/win/ so)
+ *   test_x.exe --filter=TEXT    the same for the tests whose SUITE::NAME
+ *                               contains TEXT
  *   test_x.exe --run=SUITE::NAME  runs one test in this process
  *   test_x.exe --list           lists the tests
  *   test_x.exe --helper=NAME ARGS...
