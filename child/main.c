@@ -13,6 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef _WIN32
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h> /* Sleep: mingw's nanosleep needs winpthreads */
+#endif
 
 #include <pbpipe/pbpipe.h>
 
@@ -105,9 +109,13 @@ add(const void *req, void *resp, pbp_reply_error *err, void *payload)
 	(void)err;
 	(void)payload;
 	if (delay_ms > 0) {
+#ifdef _WIN32
+		Sleep((DWORD)delay_ms);
+#else
 		struct timespec ts = { delay_ms / 1000, (long)(delay_ms % 1000) * 1000000 };
 
 		nanosleep(&ts, NULL);
+#endif
 	}
 	((demo_Sum *)resp)->value = a->a + a->b;
 	return 0;

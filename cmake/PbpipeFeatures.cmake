@@ -28,11 +28,27 @@
 # everything (scripts/test-fallbacks).  PBP_FORCED_FALLBACKS (a list) and
 # PBP_CONFIG_FALLBACKS (in pbp_config.h) then name the features turned off.
 
+set(PBP_FEATURES pidfd_wrappers pidfd addclosefrom pipe2 pipe_size sigabbrev)
+set(PBP_CONFIG_DIR "${PROJECT_BINARY_DIR}/lib")
+
+# Windows: none of the checks below apply (lib/os/win32/ uses the Windows
+# API only), so every PBP_HAVE_* is 0 and none is "forced".
+if(WIN32)
+  foreach(_v SYS_PIDFD_H PIDFD_OPEN PIDFD_SEND_SIGNAL SYS_PIDFD_OPEN SYS_PIDFD_SEND_SIGNAL
+             WAITID_P_PIDFD ADDCLOSEFROM_NP ADDCHDIR_NP PIPE2 F_SETPIPE_SZ SIGABBREV_NP)
+    set(PBP_HAVE_${_v} 0)
+  endforeach()
+  set(PBP_FORCED_FALLBACKS "")
+  set(PBP_CONFIG_FALLBACKS "")
+  message(STATUS "pbpipe platform features: Windows (no POSIX feature checks)")
+  configure_file("${CMAKE_CURRENT_LIST_DIR}/pbp_config.h.in" "${PBP_CONFIG_DIR}/pbp_config.h" @ONLY)
+  return()
+endif()
+
 include(CheckIncludeFile)
 include(CheckSymbolExists)
 include(CheckCSourceCompiles)
 
-set(PBP_FEATURES pidfd_wrappers pidfd addclosefrom pipe2 pipe_size sigabbrev)
 set(PBP_DISABLE_FEATURES "" CACHE STRING
     "Platform features to treat as missing, to test lib/'s fallbacks: any of ${PBP_FEATURES}, or all")
 option(PBP_FORCE_FALLBACKS "Treat every optional platform feature as missing (PBP_DISABLE_FEATURES=all)" OFF)
@@ -114,5 +130,4 @@ if(_pbp_off)
   message(STATUS "pbpipe: fallbacks forced for: ${PBP_CONFIG_FALLBACKS}")
 endif()
 
-set(PBP_CONFIG_DIR "${PROJECT_BINARY_DIR}/lib")
 configure_file("${CMAKE_CURRENT_LIST_DIR}/pbp_config.h.in" "${PBP_CONFIG_DIR}/pbp_config.h" @ONLY)

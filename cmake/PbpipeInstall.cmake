@@ -5,7 +5,12 @@ include(CMakePackageConfigHelpers)
 
 set(PBP_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/pbpipe)
 
-install(TARGETS pbpipe pbpipe_shared EXPORT pbpipeTargets
+# Windows: the static library only (see the top-level CMakeLists.txt).
+set(_pbp_install_libs pbpipe)
+if(PBP_HAVE_SHARED)
+  list(APPEND _pbp_install_libs pbpipe_shared)
+endif()
+install(TARGETS ${_pbp_install_libs} EXPORT pbpipeTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})

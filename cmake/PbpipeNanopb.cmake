@@ -115,7 +115,9 @@ target_compile_definitions(pbp_nanopb PRIVATE PB_ENABLE_MALLOC)
 # Installed (cmake/PbpipeInstall.cmake) as libpbpipe_nanopb.a with its four
 # headers in <includedir>/pbpipe-nanopb, as pbpipe::nanopb: a project built
 # against an installed 32-bit pbpipe links it for its own generated code.
-target_include_directories(pbp_nanopb PUBLIC
+# SYSTEM, as /usr/include is for Debian's: nanopb's headers are not ours to
+# hold to -Wpedantic (pb.h uses _Static_assert, which C99 lacks).
+target_include_directories(pbp_nanopb SYSTEM PUBLIC
   "$<BUILD_INTERFACE:${_pbp_nanopb_src}>"
   "$<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}/pbpipe-nanopb>")
 set_target_properties(pbp_nanopb PROPERTIES

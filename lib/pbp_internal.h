@@ -21,7 +21,11 @@
 
 #include "pbpipe.pb.h"
 
-#if defined(__GNUC__)
+#if defined(__MINGW32__)
+/* mingw: "printf" means msvcrt's formats (no %zu); Windows builds use
+ * mingw's C99 printf (__USE_MINGW_ANSI_STDIO, set by CMakeLists.txt). */
+#define PBP__PRINTF(a, b) __attribute__((format(gnu_printf, a, b)))
+#elif defined(__GNUC__)
 #define PBP__PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #define PBP__PRINTF(a, b)

@@ -6,12 +6,16 @@
  * child's reason and exits 1.
  */
 #define _GNU_SOURCE
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _WIN32
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h> /* GetModuleFileNameA */
+#else
 #include <unistd.h>
+#endif
 
 #include <pb_encode.h>
 #include <pbpipe/pbpipe.h>
@@ -39,12 +43,26 @@ static int
 default_child(char *buf, size_t size)
 {
 	char self[PATH_MAX];
+	const char *sep;
+#ifdef _WIN32
+	DWORD n = GetModuleFileNameA(NULL, self, sizeof self);
+
+	if (n == 0 || n >= sizeof self)
+		return -1;
+	self[n] = '\0';
+	sep = strrchr(self, '\\');
+#else
 	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
 
 	if (n < 0)
 		return -1;
 	self[n] = '\0';
-	if ((size_t)snprintf(buf, size, "%s/pbpipe-child", dirname(self)) >= size)
+	sep = strrchr(self, '/');
+#endif
+	if (sep == NULL)
+		return -1;
+	/* The directory with its separator, then the name. */
+	if ((size_t)snprintf(buf, size, "%.*spbpipe-child", (int)(sep - self + 1), self) >= size)
 		return -1;
 	return 0;
 }
@@ -116,7 +134,7 @@ main(int argc, char **argv)
 	}
 	if (child == NULL) {
 		if (default_child(path, sizeof path) != 0)
-			return fail("locating pbpipe-child", "cannot read /proc/self/exe", NULL);
+			return fail("locating pbpipe-child", "cannot find this program's path", NULL);
 		child = path;
 	}
 	co.types = types;

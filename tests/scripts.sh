@@ -2,7 +2,7 @@
 # Checks of scripts/ that need no fresh machine:
 # - scripts/install-deps lists the Debian package of every program and
 #   runtime file the README commands use (scripts/demo, scripts/test with
-#   test-m32, test-tsan, fuzz, valgrind-run, and tests/*.sh), found with
+#   test-m32, test-tsan, fuzz, valgrind-run, test-windows, wine-run, and tests/*.sh), found with
 #   dpkg -S on this machine;
 # - scripts/valgrind-run names the cause when valgrind cannot run.
 # Usage: scripts.sh <pbpipe source dir>
@@ -28,6 +28,11 @@ needs=(
   "libclang_rt.fuzzer-x86_64.a:scripts/fuzz" "libclang_rt.tsan-x86_64.a:scripts/test-tsan"
   "/usr/include/criterion/criterion.h:the Criterion tests" "/usr/include/pb.h:nanopb's runtime"
   "/usr/lib32/crt1.o:gcc -m32 (scripts/test-m32)"
+  "x86_64-w64-mingw32-gcc-win32:scripts/test-windows (x86-64)"
+  "i686-w64-mingw32-gcc-win32:scripts/test-windows (i686)"
+  "x86_64-w64-mingw32-objdump:scripts/test-windows (DLL imports)"
+  "wine:scripts/wine-run" "/usr/lib/wine/wine64:scripts/wine-run (64-bit programs)"
+  "wineserver:scripts/wine-run" "wineboot:scripts/wine-run" "flock:scripts/wine-run"
 )
 for n in "${needs[@]}"; do
   what=${n%%:*} why=${n#*:}

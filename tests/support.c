@@ -2,10 +2,12 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#ifndef _WIN32
+#include <fcntl.h>
 #include <unistd.h>
+#endif
 
 #include <pb_decode.h>
 #include <pb_encode.h>
@@ -42,6 +44,9 @@ pbt_options(void)
 	return o;
 }
 
+/* POSIX only: pipes, threads and fds (the Windows tests, tests/win/, use
+ * the rest). */
+#ifndef _WIN32
 void
 pbt_pipes(int fds[4])
 {
@@ -117,6 +122,8 @@ pbt_write_all(int fd, const void *buf, size_t n)
 		n -= (size_t)w;
 	}
 }
+
+#endif /* !_WIN32 */
 
 size_t
 pbt_hello_frame(uint8_t *out, size_t cap, const pbpipe_Hello *h)

@@ -6,12 +6,15 @@
  * initialize inheritable arena" (Criterion issue 274).  This header gives
  * the threaded tests the part of Criterion's API they use (Test() with
  * .timeout, cr_assert*, cr_log_info), and runner.c runs each test in its
- * own forked process, like Criterion does.
+ * own forked process, like Criterion does.  The Windows tests (tests/win/)
+ * use it too, with tests/win/runner.c, which runs each test in a new
+ * process of the same program.
  */
 #ifndef PBPTEST_TSAN_CRITERION_H
 #define PBPTEST_TSAN_CRITERION_H
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct pbt_cr_opts {
@@ -28,7 +31,14 @@ struct pbt_cr_test {
 
 void pbt_cr_register(struct pbt_cr_test *t);
 void pbt_cr_fail(const char *file, int line, const char *expr, const char *fmt, ...);
-void pbt_cr_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* mingw: "printf" names msvcrt's formats there; the Windows tests use
+ * mingw's C99 printf (__USE_MINGW_ANSI_STDIO). */
+#ifdef __MINGW32__
+#define PBT_CR_PRINTF_ gnu_printf
+#else
+#define PBT_CR_PRINTF_ printf
+#endif
+void pbt_cr_log(const char *fmt, ...) __attribute__((format(PBT_CR_PRINTF_, 1, 2)));
 void pbt_cr_skip(const char *fmt, ...) __attribute__((noreturn));
 
 #define Test(suite, name, ...)                                                  \
@@ -49,6 +59,8 @@ void pbt_cr_skip(const char *fmt, ...) __attribute__((noreturn));
 #define PBT_CR_CHECK_(ok, expr, ...) \
 	((ok) ? (void)0 : pbt_cr_fail(__FILE__, __LINE__, expr, "" __VA_ARGS__))
 #define PBT_CR_ASSERT_(cond, ...) PBT_CR_CHECK_(cond, #cond, __VA_ARGS__)
+#define PBT_CR_NOT_(cond, ...) PBT_CR_CHECK_(!(cond), "!(" #cond ")", __VA_ARGS__)
+#define PBT_CR_NULL_(op, p, ...) PBT_CR_CHECK_((p) op NULL, #p " " #op " NULL", __VA_ARGS__)
 #define PBT_CR_CMP_(op, a, b, ...) PBT_CR_CHECK_((a) op (b), #a " " #op " " #b, __VA_ARGS__)
 #define PBT_CR_STR_(a, b, ...) \
 	PBT_CR_CHECK_(strcmp((a), (b)) == 0, "strcmp(" #a ", " #b ") == 0", __VA_ARGS__)
@@ -56,6 +68,7 @@ void pbt_cr_skip(const char *fmt, ...) __attribute__((noreturn));
 	PBT_CR_CHECK_(memcmp((a), (b), (n)) == 0, "memcmp(" #a ", " #b ", " #n ") == 0", __VA_ARGS__)
 
 #define cr_assert(...) PBT_CR_ASSERT_(__VA_ARGS__, "")
+#define cr_assert_not(...) PBT_CR_NOT_(__VA_ARGS__, "")
 #define cr_assert_eq(...) PBT_CR_CMP_(==, __VA_ARGS__, "")
 #define cr_assert_neq(...) PBT_CR_CMP_(!=, __VA_ARGS__, "")
 #define cr_assert_lt(...) PBT_CR_CMP_(<, __VA_ARGS__, "")
@@ -64,8 +77,8 @@ void pbt_cr_skip(const char *fmt, ...) __attribute__((noreturn));
 #define cr_assert_geq(...) PBT_CR_CMP_(>=, __VA_ARGS__, "")
 #define cr_assert_str_eq(...) PBT_CR_STR_(__VA_ARGS__, "")
 #define cr_assert_arr_eq(...) PBT_CR_ARR_(__VA_ARGS__, "")
-#define cr_assert_null(p, ...) PBT_CR_CHECK_((p) == NULL, #p " == NULL", __VA_ARGS__)
-#define cr_assert_not_null(p, ...) PBT_CR_CHECK_((p) != NULL, #p " != NULL", __VA_ARGS__)
+#define cr_assert_null(...) PBT_CR_NULL_(==, __VA_ARGS__, "")
+#define cr_assert_not_null(...) PBT_CR_NULL_(!=, __VA_ARGS__, "")
 #define cr_assert_fail(...) PBT_CR_CHECK_(0, "cr_assert_fail", __VA_ARGS__)
 #define cr_log_info(...) pbt_cr_log(__VA_ARGS__)
 /* A skipped test exits with 77; the runner counts it apart. */
