@@ -18,13 +18,24 @@
  *         ok();
  *     pbp_child_free(c);
  *
- * The helper is started with posix_spawn and two new pipes.  Two decimal
- * handle strings are appended to its argv: first the fd the child writes
- * to, then the fd it reads from.  The child has exactly five fds open at
- * exec: stdin, stdout and stderr as the parent had them, and its two
- * handles.  Every fd pbpipe creates in the parent is close-on-exec from
+ * POSIX: the helper is started with posix_spawn and two new pipes.  Two
+ * decimal handle strings are appended to its argv: first the fd the child
+ * writes to, then the fd it reads from.  The child has exactly five fds
+ * open at exec: stdin, stdout and stderr as the parent had them, and its
+ * two handles.  Every fd pbpipe creates in the parent is close-on-exec from
  * birth, so no other process spawned by any thread inherits a pipe end,
  * and end of stream always arrives.
+ *
+ * Windows: the helper is started with CreateProcessW and two new named
+ * pipes (overlapped, so every call has its deadline); the two handle
+ * values are appended as decimal strings in the same order, and the
+ * child's two pipe ends (and its stdio) are the only handles it inherits
+ * (PROC_THREAD_ATTRIBUTE_HANDLE_LIST).  It runs in a Job object that kills
+ * it when the parent is gone.  There are no signals: pbp_child_kill(c,
+ * sig) and the escalation of pbp_child_close() terminate it with exit
+ * code 128 + sig (143, then 137), reported as exited with that code.
+ * The rest of this file describes POSIX where it names fds, pids, pidfds
+ * and signals; docs/windows.md has the Windows details.
  *
  * Child side:
  *
