@@ -287,6 +287,41 @@ T(close_drains_the_rest_of_a_timed_out_send)
 	pbp_channel_free(b);
 }
 
+/* close_write after a timed-out zero-copy send writes the rest first;
+ * the reader gets the message, then the end of the stream. */
+static void *
+recv_put_then_eof_thread(void *arg)
+{
+	pbp_msginfo mi;
+	intptr_t rc = (intptr_t)recv_put_thread(arg);
+
+	if (rc != 0)
+		return (void *)rc;
+	return (void *)(intptr_t)(pbp_channel_recv(arg, &mi) == PBP_EOF ? 0 : -2000);
+}
+
+T(close_write_writes_the_rest_of_a_timed_out_send_then_ends)
+{
+	pbp_channel *a, *b;
+	pbpbytes_Put put = pbpbytes_Put_init_zero;
+	pbp_bytes data;
+	uint8_t *buf = pattern(BIG, 9);
+	pthread_t t;
+
+	pair(&a, &b);
+	cr_assert_eq(pbp_channel_set_timeout(a, PBP_TIMEOUT_SEND, 50), 0);
+	pbp_bytes_out(&put.data, &data, buf, BIG);
+	cr_assert_eq(pbp_channel_send(a, pbpbytes_Type_PUT, &put), PBP_ETIMEDOUT);
+	free(buf);
+	t = pbt_spawn_thread(recv_put_then_eof_thread, b);
+	cr_assert_eq(pbp_channel_set_timeout(a, PBP_TIMEOUT_SEND, 20000), 0);
+	cr_assert_eq(pbp_channel_close_write(a), 0, "%s", pbp_channel_errmsg(a));
+	cr_assert_eq(pbp_channel_pending(a), 0);
+	cr_assert_eq((intptr_t)pbt_join(t), 0, "the receiver did not get the message, then EOF");
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+}
+
 /* With PBP_CHANNEL_COALESCE a zero-copy send still returns only once the
  * caller's bytes are written (or copied). */
 T(coalescing_send_with_spliced_bytes_writes_them)
