@@ -508,15 +508,18 @@ pbp__ch_splice(pb_ostream_t *stream, const void *data, size_t n)
 
 	/* Sizing passes (callback NULL) and other streams write themselves.
 	 * So do bytes in the receive buffer (a view sent back), which a
-	 * blocked write may move while it reads, and the frames a trace
-	 * records with more pieces than it takes. */
+	 * blocked write may move while it reads (not in duplex mode: there
+	 * the send never reads, and the receiving thread owns that buffer),
+	 * and the frames a trace records with more pieces than it takes
+	 * (os.h's append writes at most 8, its header included). */
 	if (stream->callback != frame_write || n < SPLICE_MIN || stream->bytes_written + n >
 	    stream->max_size)
 		return 0;
 	ch = o->ch;
 	if (ch->nspl - o->first_spl >= (ch->trace_fd != PBP_OS_HANDLE_INVALID
 	                                ? (PBP__TRACE_MAX_PIECES - 1) / 2 : SPLICE_MAX_PER_FRAME) ||
-	    (ch->rd.buf != NULL && d >= ch->rd.buf && d < ch->rd.buf + ch->rd.cap))
+	    (!(ch->flags & PBP_CHANNEL_DUPLEX) && ch->rd.buf != NULL && d >= ch->rd.buf &&
+	     d < ch->rd.buf + ch->rd.cap))
 		return 0;
 	if (ch->nspl == ch->spl_cap) {
 		size_t ncap = ch->spl_cap ? ch->spl_cap * 2 : 4;
