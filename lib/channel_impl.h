@@ -25,7 +25,26 @@
 /* A non-blocking send (deadline 0) queues up to this much output. */
 #define QUEUE_MAX (1024u * 1024u)
 
+/* Zero-copy sends (pbp_bytes_out): a bytes field at least this large goes
+ * out from the caller's memory instead of being copied into the write
+ * buffer, and at most this many such fields per frame. */
+#define SPLICE_MIN (16u * 1024u)
+#define SPLICE_MAX_PER_FRAME 16
+/* What a frame reserves in the write buffer before it is encoded (more is
+ * grown on demand, so spliced bytes never take room there). */
+#define FRAME_RESERVE (64u * 1024u)
+
 enum { ST_NEW = 0, ST_READY = 1 };
+
+/* Queued output that is not in the write buffer: len bytes that go out
+ * just before wbuf[at], from the caller's memory while its send runs, or
+ * from own, a copy, once the send has returned with them unwritten. */
+typedef struct pbp__splice {
+	size_t at;
+	const uint8_t *data;
+	size_t len, done;    /* done: bytes written */
+	uint8_t *own;        /* the copy (data points into it), or NULL */
+} pbp__splice;
 
 #define PBP__CHANNEL_FLAGS \
 	(PBP_CHANNEL_COALESCE | PBP_CHANNEL_DUPLEX | PBP_CHANNEL_SIGPIPE_HANDLED)
@@ -83,6 +102,8 @@ struct pbp_channel {
 	pbp__reader rd;
 	uint8_t *wbuf;
 	size_t wcap, woff, wlen; /* wbuf[woff..wlen) is queued output */
+	pbp__splice *spl;    /* spl[spl_head..nspl): spliced output, in order */
+	size_t spl_head, nspl, spl_cap;
 	const pbp_msgtype *types;
 	size_t ntypes;
 	uint64_t fingerprint;
@@ -102,6 +123,7 @@ struct pbp_channel {
 	pbp__held *queue;    /* ring of held messages */
 	size_t qhead, qlen, qcap;
 	pbp__held cur;       /* the held message handed out last */
+	uint8_t *last_reply; /* a large reply decoded last: views point into it */
 	size_t inbox_bytes;  /* payload bytes held or kept as replies */
 	size_t nwaiting;     /* calls waiting for their reply */
 	uint64_t sync_id;    /* the barrier we wait for, 0: none */
@@ -258,11 +280,22 @@ pbp__ch_tx_unlock(pbp_channel *ch)
 		pbp__ch_tx_unlock_duplex(ch);
 }
 
+/* Bytes of queued output: in the write buffer and spliced. */
+static inline size_t
+pbp__ch_queued(const pbp_channel *ch)
+{
+	size_t n = ch->wlen - ch->woff, i;
+
+	for (i = ch->spl_head; i < ch->nspl; i++)
+		n += ch->spl[i].len - ch->spl[i].done;
+	return n;
+}
+
 /* Output queued, or a SyncAck owed. */
 static inline int
 pbp__ch_out_queued(pbp_channel *ch)
 {
-	if (ch->wlen > ch->woff)
+	if (ch->wlen > ch->woff || ch->spl_head < ch->nspl)
 		return 1;
 	return (ch->flags & PBP_CHANNEL_DUPLEX) ? pbp__ch_ack_owed_duplex(ch) : ch->ack_pending;
 }
@@ -291,6 +324,27 @@ int pbp__ch_flush_by(pbp_channel *ch, int64_t deadline, pbp_error *e);
 int pbp__ch_queue_control(pbp_channel *ch, const pbpipe_Envelope *env, pbp_error *e);
 /* Makes room for n more bytes of output after what is queued. */
 int pbp__ch_tx_reserve(pbp_channel *ch, size_t n);
+/* Encodes (fields, msg), psize bytes by the sizing pass, behind the hlen
+ * bytes of header at hdr, as one frame queued after what is queued;
+ * bytes fields of pbp_bytes_out() are spliced (pbp__ch_splice).  The
+ * frame is traced whole.  0, PBP_EENCODE or PBP_ENOMEM (in *ch->txe);
+ * on failure nothing was queued. */
+int pbp__ch_encode_frame(pbp_channel *ch, uint32_t type, const uint8_t *hdr, size_t hlen,
+                         const pb_msgdesc_t *fields, const void *msg, size_t psize);
+/* From pbp_bytes_out()'s encoder, after the field's tag and length: when
+ * stream is a channel's frame (pbp__ch_encode_frame) and n is large,
+ * records the n bytes at data as spliced output, counts them as written
+ * and returns 1.  0: not spliced (the caller writes them); -1: out of
+ * memory (the encode fails). */
+int pbp__ch_splice(pb_ostream_t *stream, const void *data, size_t n);
+/* Whether spliced output still points at a caller's memory. */
+int pbp__ch_spliced(const pbp_channel *ch);
+/* Copies the spliced output still in a caller's memory into memory the
+ * channel owns: before a send returns.  0, or PBP_ENOMEM (made sticky:
+ * the frame cannot be completed). */
+int pbp__ch_own_splices(pbp_channel *ch);
+/* Frees the spliced output (the channel's end). */
+void pbp__ch_splices_free(pbp_channel *ch);
 
 
 /* ---- channel.c and session.c, for call.c ----------------------------------- */
@@ -347,6 +401,8 @@ int pbp__calls_file_reply(pbp_channel *ch, const pbp__frame *f);
 int pbp__held_push(pbp_channel *ch, const pbp__frame *f, uint64_t sync_id);
 /* Pops the oldest held entry into ch->cur.  Returns 1 if there was one. */
 int pbp__held_pop(pbp_channel *ch);
+/* Frees the large reply decoded last (see pbp__inbox_end). */
+void pbp__inbox_release(pbp_channel *ch);
 /* Frees everything call.c allocated. */
 void pbp__calls_free(pbp_channel *ch);
 

@@ -221,6 +221,11 @@ int pbp__trace_open(const char *path, pbp_os_handle *h, pbp_error *err);
  * empty).  dir is 'S' or 'R'.  Errors are ignored. */
 void pbp__trace_frame(pbp_os_handle h, int dir, const uint8_t *prefix, size_t plen,
                       const uint8_t *rest, size_t rlen);
+/* The same for a frame in n pieces (os.h's pbp__piece), at most
+ * PBP__TRACE_MAX_PIECES (more: no record). */
+#define PBP__TRACE_MAX_PIECES 7
+struct pbp__piece;
+void pbp__trace_pieces(pbp_os_handle h, int dir, const struct pbp__piece *frame, int n);
 
 /* ---- channel.c ----------------------------------------------------------- */
 
@@ -293,6 +298,8 @@ typedef struct pbp__io_ops {
 /* The platform transport under a channel made by pbp_channel_from_fds()
  * or pbp_channel_from_os_handles() (os.h); NULL over a custom transport. */
 struct pbp__os_io *pbp__channel_os_io(pbp_channel *ch);
+/* The write buffer's capacity (tests: spliced bytes take no room there). */
+size_t pbp__channel_wbuf_cap(const pbp_channel *ch);
 
 /* A channel over a custom transport (tests, fuzzers).  The channel does not
  * own ctx; pbp_channel_free() leaves it alone. */

@@ -23,6 +23,7 @@ LAYERS = [
     ("engine/", 2),
     ("session/", 3),
     ("api/channel.c", 4),
+    ("api/bytes.c", 4),
     ("api/call.c", 5),
     ("api/handles.c", 5),
     ("api/child.c", 5),

@@ -168,11 +168,17 @@ typedef struct pbp_handler {
  * their type, until the peer ends the stream.  A type without a handler or
  * a request that does not decode gets an error reply
  * (PBP_REMOTE_NO_HANDLER, PBP_REMOTE_BAD_REQUEST), and serving goes on.
- * A request type with fields nanopb leaves to callbacks (bytes or strings
- * without max_size) cannot be received here: a request carrying such a
- * field gets a PBP_REMOTE_BAD_REQUEST reply whose message names the field
- * number, and the handler does not run.  A stray reply (to an id this side
- * never used) is skipped.
+ * Bytes and string fields that nanopb leaves to callbacks (no max_size)
+ * are received as views (pbp_bytes.h): the handler reads one with
+ * pbp_bytes_of(&request->field), valid until the handler returns (up to
+ * 32 such fields per request, in submessages too).  A response field may
+ * be sent with pbp_bytes_out() from memory that stays valid after the
+ * handler returns (the reply is sent then); a view of the request is not
+ * such memory: copy it.  Other callback fields (repeated, submessages,
+ * beyond 32) cannot be received here: a request carrying one gets a
+ * PBP_REMOTE_BAD_REQUEST reply whose message names the field number, and
+ * the handler does not run.  A stray reply (to an id this side never
+ * used) is skipped.
  * @return 0 at a clean end of stream (or Goodbye); a stream or send error
  *         otherwise; PBP_EINVAL for a handler whose types are not
  *         registered; PBP_ENOMEM.

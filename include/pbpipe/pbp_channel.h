@@ -334,6 +334,16 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_handshake(pbp_channel *ch);
  * (bounded by the frame limit plus 64 KiB), so two peers sending large
  * frames to each other at once do not deadlock.  Releases the message of
  * the last pbp_channel_recv().  The library keeps no pointer into msg.
+ *
+ * Bytes fields set with pbp_bytes_out() (pbp_bytes.h) of 16 KiB or more
+ * are not copied into the write buffer: they are written from the
+ * caller's memory, between the pieces of the frame around them (up to 16
+ * such fields per frame; 3 while a trace is on).  Such a send returns
+ * only once those bytes are written, even with PBP_CHANNEL_COALESCE;
+ * when the send deadline passes first (or at once, for a deadline of 0)
+ * the part not yet written is copied into memory the channel owns, so the
+ * caller may reuse its memory as soon as the send returns, whatever it
+ * returned.
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_send(pbp_channel *ch, uint32_t type,
                                              const void *msg);

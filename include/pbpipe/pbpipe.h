@@ -23,5 +23,6 @@
 #include <pbpipe/pbp_channel.h>
 #include <pbpipe/pbp_child.h>
 #include <pbpipe/pbp_call.h>
+#include <pbpipe/pbp_bytes.h>
 
 #endif /* PBPIPE_PBPIPE_H */

@@ -70,6 +70,7 @@ wait_for(pbp_channel *ch, int timeout_ms, int (*done)(pbp_channel *, uint64_t), 
 	int rc;
 
 	ch->have_msg = 0; /* reading may move the receive buffer */
+	pbp__inbox_release(ch); /* and the views into the last reply end */
 	/* Coalesced output (the request itself, maybe) must go out first. */
 	if (pbp_channel_pending(ch) > 0 && (rc = pbp__ch_flush(ch, deadline)) != 0) {
 		if (rc == PBP_ETIMEDOUT && timeout_ms == 0)
@@ -339,28 +340,41 @@ can_fail(const pbp_channel *ch)
 	return pbp_channel_peer(ch, &peer) == 0 && peer.minor >= 1;
 }
 
-/* Requests are decoded before their handler runs, so a field that nanopb
- * leaves to a callback (bytes or strings without max_size) would be
- * skipped without a word.  Each such field gets a decoder that refuses
- * it, naming it, so the peer gets an error reply instead of a request
- * that silently lost data. */
-typedef struct refused {
+/* Requests are decoded before their handler runs.  Each bytes or string
+ * field that nanopb leaves to a callback (no max_size) gets a view decoder
+ * (pbp_bytes.h) whose pbp_bytes lives here, for the handler to read with
+ * pbp_bytes_of().  Other callback fields (repeated, submessages, more than
+ * SERVE_MAX_VIEWS) would be skipped without a word: each gets a decoder
+ * that refuses it, naming it, so the peer gets an error reply instead of
+ * a request that silently lost data. */
+#define SERVE_MAX_VIEWS 32
+
+typedef struct req_fields {
 	const char *msg_name;
-	uint32_t tag;
-} refused;
+	uint32_t tag;        /* a field refused, 0: none */
+	size_t nviews;
+	pbp_bytes views[SERVE_MAX_VIEWS];
+} req_fields;
 
 static bool
 refuse_field(pb_istream_t *stream, const pb_field_t *field, void **arg)
 {
-	refused *r = *arg;
+	req_fields *r = *arg;
 
 	(void)stream;
 	r->tag = field->tag;
 	return false;
 }
 
+static int
+viewable(pb_type_t type)
+{
+	return (PB_LTYPE(type) == PB_LTYPE_BYTES || PB_LTYPE(type) == PB_LTYPE_STRING) &&
+	       PB_HTYPE(type) != PB_HTYPE_REPEATED;
+}
+
 static void
-guard_callbacks(const pb_msgdesc_t *fields, void *msg, refused *r, int depth)
+prepare_callbacks(const pb_msgdesc_t *fields, void *msg, req_fields *r, int depth)
 {
 	pb_field_iter_t it;
 
@@ -371,12 +385,16 @@ guard_callbacks(const pb_msgdesc_t *fields, void *msg, refused *r, int depth)
 		    fields->field_callback == &pb_default_field_callback) {
 			pb_callback_t *cb = it.pData;
 
-			cb->funcs.decode = refuse_field;
-			cb->arg = r;
+			if (viewable(it.type) && r->nviews < SERVE_MAX_VIEWS) {
+				pbp_bytes_view(cb, &r->views[r->nviews++]);
+			} else {
+				cb->funcs.decode = refuse_field;
+				cb->arg = r;
+			}
 		} else if (PB_ATYPE(it.type) == PB_ATYPE_STATIC &&
 		           PB_LTYPE_IS_SUBMSG(it.type) && PB_HTYPE(it.type) != PB_HTYPE_ONEOF &&
 		           PB_HTYPE(it.type) != PB_HTYPE_REPEATED && it.submsg_desc != NULL) {
-			guard_callbacks(it.submsg_desc, it.pData, r, depth + 1);
+			prepare_callbacks(it.submsg_desc, it.pData, r, depth + 1);
 		}
 	} while (pb_field_iter_next(&it));
 }
@@ -384,12 +402,11 @@ guard_callbacks(const pb_msgdesc_t *fields, void *msg, refused *r, int depth)
 /* Handles one request; returns a send error, else 0. */
 static int
 serve_one(pbp_channel *ch, const pbp_handler *h, const pbp_msginfo *mi, void *req, void *resp,
-          size_t size)
+          size_t size, req_fields *ref)
 {
 	const pbp_msgtype *t;
 	pbp_reply_error e;
 	char why[PBP_ERRMSG_SIZE];
-	refused ref = { NULL, 0 };
 	int r;
 
 	if (h == NULL) {
@@ -399,15 +416,18 @@ serve_one(pbp_channel *ch, const pbp_handler *h, const pbp_msginfo *mi, void *re
 	}
 	t = pbp__ch_find_type(ch, h->request_type);
 	memset(req, 0, size);
-	ref.msg_name = t->name ? t->name : "the request";
-	guard_callbacks(t->fields, req, &ref, 0);
+	ref->msg_name = t->name ? t->name : "the request";
+	ref->tag = 0;
+	ref->nviews = 0;
+	prepare_callbacks(t->fields, req, ref, 0);
 	if (pbp_channel_decode(ch, t->fields, req) != 0) {
-		if (ref.tag != 0)
+		if (ref->tag != 0)
 			snprintf(why, sizeof why,
-			         "field %" PRIu32 " of %s has no size bound (a nanopb callback field), "
-			         "which pbp_channel_serve() cannot receive: give it max_size in the "
-			         ".options file, or receive it with pbp_channel_recv()",
-			         ref.tag, ref.msg_name);
+			         "field %" PRIu32 " of %s has no size bound (a nanopb callback field "
+			         "that is repeated or a submessage), which pbp_channel_serve() cannot "
+			         "receive: give it max_size or max_count in the .options file, or "
+			         "receive it with pbp_channel_recv()",
+			         ref->tag, ref->msg_name);
 		else
 			snprintf(why, sizeof why, "%s", pbp_channel_errmsg(ch));
 		return mi->id && can_fail(ch)
@@ -433,6 +453,7 @@ pbp_channel_serve(pbp_channel *ch, const pbp_handler *handlers, size_t nhandlers
 	size_t size;
 	pbp_msginfo mi;
 	void *req, *resp;
+	req_fields *ref;
 	int rc;
 
 	if (ch == NULL || (handlers == NULL && nhandlers > 0))
@@ -442,7 +463,8 @@ pbp_channel_serve(pbp_channel *ch, const pbp_handler *handlers, size_t nhandlers
 		return pbp__ch_fail(ch, PBP_EINVAL, "serve: a handler's types are not registered, or it has no fn");
 	req = malloc(size);
 	resp = malloc(size);
-	if (req == NULL || resp == NULL) {
+	ref = malloc(sizeof *ref);
+	if (req == NULL || resp == NULL || ref == NULL) {
 		rc = pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM, "out of memory for serve buffers");
 		goto out;
 	}
@@ -454,7 +476,7 @@ pbp_channel_serve(pbp_channel *ch, const pbp_handler *handlers, size_t nhandlers
 			continue;
 		if (rc != 0)
 			break;
-		rc = serve_one(ch, find_handler(handlers, nhandlers, mi.type), &mi, req, resp, size);
+		rc = serve_one(ch, find_handler(handlers, nhandlers, mi.type), &mi, req, resp, size, ref);
 		if (rc != 0)
 			break;
 	}
@@ -463,5 +485,6 @@ pbp_channel_serve(pbp_channel *ch, const pbp_handler *handlers, size_t nhandlers
 out:
 	free(req);
 	free(resp);
+	free(ref);
 	return rc;
 }

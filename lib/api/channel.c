@@ -195,6 +195,8 @@ pbp_channel_free_keep_fds(pbp_channel *ch)
 	}
 	(void)pbp__os_io_free(ch->osio, 0);
 	pbp__reader_free(&ch->rd);
+	pbp__ch_splices_free(ch);
+	free(ch->spl);
 	free(ch->wbuf);
 	free(ch);
 }
@@ -215,7 +217,7 @@ drain_output(pbp_channel *ch, int64_t deadline, pbp_error *e)
 	else
 		rc = pbp__ch_flush_by(ch, deadline, e);
 	if (rc != 0) {
-		size_t lost = ch->wlen - ch->woff;
+		size_t lost = pbp__ch_queued(ch);
 		char why[PBP_ERRMSG_SIZE];
 
 		memcpy(why, e->msg, sizeof why);
@@ -358,7 +360,7 @@ pbp_channel_set_timeout(pbp_channel *ch, int which, int timeout_ms)
 size_t
 pbp_channel_pending(const pbp_channel *ch)
 {
-	return ch ? ch->wlen - ch->woff : 0;
+	return ch ? pbp__ch_queued(ch) : 0;
 }
 /* ---- sending ------------------------------------------------------------- */
 
@@ -369,7 +371,7 @@ pbp_channel_pending(const pbp_channel *ch)
 static int
 make_room(pbp_channel *ch, size_t n)
 {
-	size_t queued = ch->wlen - ch->woff;
+	size_t queued = pbp__ch_queued(ch);
 	int nonblock = ch->timeout[PBP_TIMEOUT_SEND] == 0, rc;
 
 	if (queued == 0)
@@ -378,10 +380,10 @@ make_room(pbp_channel *ch, size_t n)
 		if (queued + n <= QUEUE_MAX)
 			return 0;
 		rc = pbp__ch_write_some(ch, ch->txe);
-		if (rc == 1 && ch->wlen - ch->woff + n > QUEUE_MAX)
+		if (rc == 1 && pbp__ch_queued(ch) + n > QUEUE_MAX)
 			return pbp__seterr(ch->txe, PBP_EAGAIN, 0,
 			                   "%zu bytes already queued: poll for writing, then flush",
-			                   ch->wlen - ch->woff);
+			                   pbp__ch_queued(ch));
 		return rc == 1 ? 0 : rc;
 	}
 	if ((ch->flags & PBP_CHANNEL_COALESCE) && queued + n <= COALESCE_MAX)
@@ -407,20 +409,17 @@ queue_message(pbp_channel *ch, uint32_t type, uint64_t id, const pbp__reply *r,
 		return pbp__seterr(ch->txe, PBP_EMSGSIZE, 0,
 		                   "a message of %zu bytes does not fit the frame limit of %" PRIu32
 		                   " bytes", psize, ch->limit);
-	if ((rc = make_room(ch, hlen + psize)) != 0 || (rc = pbp__ch_tx_reserve(ch, hlen + psize)) != 0)
+	/* An encoded message reserves at most FRAME_RESERVE and grows the
+	 * buffer as it goes: its pbp_bytes_out() fields may be spliced. */
+	if ((rc = make_room(ch, hlen + psize)) != 0 ||
+	    (rc = pbp__ch_tx_reserve(ch, hlen + (fields != NULL && psize > FRAME_RESERVE
+	                                         ? FRAME_RESERVE : psize))) != 0)
 		return rc;
+	if (fields != NULL)
+		return pbp__ch_encode_frame(ch, type, hdr, hlen, fields, msg, psize);
 	memcpy(ch->wbuf + ch->wlen, hdr, hlen);
-	if (fields != NULL) {
-		pb_ostream_t os = pb_ostream_from_buffer(ch->wbuf + ch->wlen + hlen, psize);
-
-		if (!pb_encode(&os, fields, msg) || os.bytes_written != psize)
-			/* Nothing was queued: the stream is intact. */
-			return pbp__seterr(ch->txe, PBP_EENCODE, 0, "encoding message type %" PRIu32 ": %s",
-			                   type, os.errmsg ? os.errmsg
-			                                   : "callbacks wrote a different size the second time");
-	} else if (psize > 0) {
+	if (psize > 0)
 		memcpy(ch->wbuf + ch->wlen + hlen, msg, psize);
-	}
 	if (ch->trace_fd != PBP_OS_HANDLE_INVALID)
 		pbp__trace_frame(ch->trace_fd, 'S', ch->wbuf + ch->wlen, hlen + psize, NULL, 0);
 	ch->wlen += hlen + psize;
@@ -442,19 +441,27 @@ tx_outcome(pbp_channel *ch, int rc)
 }
 
 /* After a frame is queued: write it now, unless coalescing and there is
- * room for more.  A non-blocking send succeeds once the frame is queued. */
+ * room for more.  A non-blocking send succeeds once the frame is queued.
+ * A frame with spliced bytes is written at once (coalescing or not), and
+ * what the deadline leaves of the caller's bytes is copied before the
+ * send returns: the caller may reuse its memory then. */
 static int
 send_done(pbp_channel *ch)
 {
-	int rc;
+	int spliced = pbp__ch_spliced(ch), rc;
 
-	if ((ch->flags & PBP_CHANNEL_COALESCE) && ch->wlen - ch->woff < COALESCE_MAX)
+	if (!spliced && (ch->flags & PBP_CHANNEL_COALESCE) && pbp__ch_queued(ch) < COALESCE_MAX)
 		return 0;
 	if (ch->timeout[PBP_TIMEOUT_SEND] == 0) {
 		rc = pbp__ch_write_some(ch, ch->txe);
-		return rc == 1 ? 0 : rc;
+		if (rc == 1)
+			rc = 0;
+	} else {
+		rc = pbp__ch_flush_by(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]), ch->txe);
 	}
-	return pbp__ch_flush_by(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]), ch->txe);
+	if (spliced && pbp__ch_spliced(ch) && pbp__ch_own_splices(ch) != 0)
+		rc = PBP_ENOMEM;
+	return rc;
 }
 
 int
@@ -559,7 +566,7 @@ pbp_channel_flush(pbp_channel *ch)
 	rc = pbp__ch_flush(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
 	if (rc == PBP_ETIMEDOUT && ch->timeout[PBP_TIMEOUT_SEND] == 0)
 		rc = pbp__seterr(ch->txe, PBP_EAGAIN, 0, "%zu bytes still queued",
-		                 ch->wlen - ch->woff);
+		                 pbp__ch_queued(ch));
 	pbp__ch_leave(ch, 1);
 	return rc;
 }

@@ -10,11 +10,17 @@
  * does one thing, xfer (pbp_internal.h): move what can move, else wait.
  * Above, session.c speaks the control protocol and channel.c the API.
  *
- * Every frame is encoded whole into the write buffer before any of it is
- * written.  So a send that hits its deadline halfway keeps the rest queued
- * and the next call finishes it: nothing is lost, nothing is sent twice.
+ * Every frame is encoded whole before any of it is written.  So a send
+ * that hits its deadline halfway keeps the rest queued and the next call
+ * finishes it: nothing is lost, nothing is sent twice.  Encoded whole
+ * means into the write buffer, except for large bytes fields of
+ * pbp_bytes_out() (bytes.c): those are splices, written from the caller's
+ * memory in their place between two pieces of the write buffer, and
+ * copied into memory the channel owns if the send returns before they
+ * are all written (channel.c, send_done).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,6 +129,18 @@ pbp__ch_ack_owed_duplex(pbp_channel *ch)
 #define UNTIL_FLUSHED 1 /* all queued output written (a SyncAck owed too) */
 #define UNTIL_FRAME 2   /* a whole frame buffered, or the receive side ended */
 
+static void
+splice_written(pbp_channel *ch, pbp__splice *sp, size_t n)
+{
+	sp->done += n;
+	if (sp->done < sp->len)
+		return;
+	free(sp->own);
+	sp->own = NULL;
+	if (++ch->spl_head == ch->nspl)
+		ch->spl_head = ch->nspl = 0;
+}
+
 /* One xfer: offers the transport the queued output (out) and the free room
  * of the receive buffer (in), and books what moved.  A write error is made
  * sticky on the send side (described in e and *ch->txe), a read error or
@@ -133,14 +151,24 @@ static int
 step(pbp_channel *ch, int out, int in, int64_t deadline, pbp_error *e)
 {
 	pbp__xfer x;
+	pbp__splice *sp = NULL;
 	uint8_t *p = NULL;
 	size_t room = 0;
 	int rc;
 
 	memset(&x, 0, sizeof x);
 	if (out) {
-		x.out = ch->wbuf + ch->woff;
-		x.out_len = ch->wlen - ch->woff;
+		/* The queued output goes piece by piece: the write buffer up
+		 * to the next splice, the spliced bytes, and so on. */
+		sp = ch->spl_head < ch->nspl ? &ch->spl[ch->spl_head] : NULL;
+		if (sp != NULL && ch->woff == sp->at) {
+			x.out = sp->data + sp->done;
+			x.out_len = sp->len - sp->done;
+		} else {
+			x.out = ch->wbuf + ch->woff;
+			x.out_len = (sp != NULL ? sp->at : ch->wlen) - ch->woff;
+			sp = NULL;
+		}
 	}
 	if (in) {
 		/* Moving the buffer releases the message handed out last:
@@ -161,7 +189,9 @@ step(pbp_channel *ch, int out, int in, int64_t deadline, pbp_error *e)
 		return pbp__ch_sys_error(e, rc, "wait");
 	/* Only the side that offered touches its fields: in duplex mode the
 	 * other thread owns them. */
-	if (out)
+	if (out && sp != NULL)
+		splice_written(ch, sp, x.written);
+	else if (out)
 		ch->woff += x.written;
 	if (x.werr != 0) {
 		pbp__ch_sys_error(e, -x.werr, "write");
@@ -193,7 +223,7 @@ step(pbp_channel *ch, int out, int in, int64_t deadline, pbp_error *e)
 static int
 flushed(pbp_channel *ch, pbp_error *e, int *rc)
 {
-	if (ch->woff < ch->wlen)
+	if (ch->woff < ch->wlen || ch->spl_head < ch->nspl)
 		return 0;
 	ch->woff = ch->wlen = 0;
 	if ((*rc = queue_ack(ch, e)) != 0)
@@ -282,7 +312,7 @@ pbp__ch_flush_by(pbp_channel *ch, int64_t deadline, pbp_error *e)
 	if (rc == PBP_ETIMEDOUT)
 		return pbp__seterr(e, PBP_ETIMEDOUT, 0,
 		                   "send deadline passed with %zu bytes still queued",
-		                   ch->wlen - ch->woff);
+		                   pbp__ch_queued(ch));
 	if (rc == PBP_ESYS && ch->tx_err == 0) {
 		*ch->txe = *e;
 		return pbp__ch_tx_fail(ch, e->code);
@@ -407,6 +437,10 @@ pbp__ch_tx_reserve(pbp_channel *ch, size_t n)
 	uint8_t *nb;
 
 	if (ch->woff > 0 && ch->wcap - ch->wlen < n) {
+		size_t i;
+
+		for (i = ch->spl_head; i < ch->nspl; i++)
+			ch->spl[i].at -= ch->woff;
 		memmove(ch->wbuf, ch->wbuf + ch->woff, queued);
 		ch->woff = 0;
 		ch->wlen = queued;
@@ -423,4 +457,179 @@ pbp__ch_tx_reserve(pbp_channel *ch, size_t n)
 	ch->wbuf = nb;
 	ch->wcap = ncap;
 	return 0;
+}
+
+/* ---- frames with spliced bytes -------------------------------------------- */
+
+/* The frame being encoded: cur is the next byte's offset in wbuf. */
+typedef struct frame_out {
+	pbp_channel *ch;
+	size_t cur;
+	size_t first_spl;    /* the frame's first splice */
+} frame_out;
+
+/* Grows the write buffer to hold need bytes, keeping everything in it
+ * (the frame being encoded sits past wlen, so no memmove here). */
+static int
+grow_to(pbp_channel *ch, size_t need)
+{
+	size_t ncap = ch->wcap * 2 > need ? ch->wcap * 2 : need;
+	uint8_t *nb;
+
+	if (need <= ch->wcap)
+		return 0;
+	nb = realloc(ch->wbuf, ncap);
+	if (nb == NULL)
+		return -1;
+	ch->wbuf = nb;
+	ch->wcap = ncap;
+	return 0;
+}
+
+static bool
+frame_write(pb_ostream_t *stream, const pb_byte_t *buf, size_t n)
+{
+	frame_out *o = stream->state;
+
+	if (grow_to(o->ch, o->cur + n) != 0)
+		PB_RETURN_ERROR(stream, "out of memory growing the write buffer");
+	memcpy(o->ch->wbuf + o->cur, buf, n);
+	o->cur += n;
+	return true;
+}
+
+int
+pbp__ch_splice(pb_ostream_t *stream, const void *data, size_t n)
+{
+	frame_out *o = stream->state;
+	pbp_channel *ch;
+	const uint8_t *d = data;
+	pbp__splice *sp;
+
+	/* Sizing passes (callback NULL) and other streams write themselves.
+	 * So do bytes in the receive buffer (a view sent back), which a
+	 * blocked write may move while it reads (not in duplex mode: there
+	 * the send never reads, and the receiving thread owns that buffer),
+	 * and the frames a trace records with more pieces than it takes
+	 * (os.h's append writes at most 8, its header included). */
+	if (stream->callback != frame_write || n < SPLICE_MIN || stream->bytes_written + n >
+	    stream->max_size)
+		return 0;
+	ch = o->ch;
+	if (ch->nspl - o->first_spl >= (ch->trace_fd != PBP_OS_HANDLE_INVALID
+	                                ? (PBP__TRACE_MAX_PIECES - 1) / 2 : SPLICE_MAX_PER_FRAME) ||
+	    (!(ch->flags & PBP_CHANNEL_DUPLEX) && ch->rd.buf != NULL && d >= ch->rd.buf &&
+	     d < ch->rd.buf + ch->rd.cap))
+		return 0;
+	if (ch->nspl == ch->spl_cap) {
+		size_t ncap = ch->spl_cap ? ch->spl_cap * 2 : 4;
+		pbp__splice *ns = realloc(ch->spl, ncap * sizeof *ns);
+
+		if (ns == NULL)
+			return -1;
+		ch->spl = ns;
+		ch->spl_cap = ncap;
+	}
+	sp = &ch->spl[ch->nspl++];
+	*sp = (pbp__splice){ o->cur, d, n, 0, NULL };
+	stream->bytes_written += n;
+	return 1;
+}
+
+/* Appends the frame to the trace: the write buffer's part of it with the
+ * spliced bytes in their places, as one record. */
+static void
+trace_frame(pbp_channel *ch, size_t start, const frame_out *o)
+{
+	pbp__piece pieces[2 * SPLICE_MAX_PER_FRAME + 1];
+	size_t at = start, i;
+	int n = 0;
+
+	for (i = o->first_spl; i < ch->nspl; i++) {
+		pieces[n++] = (pbp__piece){ ch->wbuf + at, ch->spl[i].at - at };
+		pieces[n++] = (pbp__piece){ ch->spl[i].data, ch->spl[i].len };
+		at = ch->spl[i].at;
+	}
+	pieces[n++] = (pbp__piece){ ch->wbuf + at, o->cur - at };
+	pbp__trace_pieces(ch->trace_fd, 'S', pieces, n);
+}
+
+int
+pbp__ch_encode_frame(pbp_channel *ch, uint32_t type, const uint8_t *hdr, size_t hlen,
+                     const pb_msgdesc_t *fields, const void *msg, size_t psize)
+{
+	frame_out o = { ch, ch->wlen + hlen, ch->nspl };
+	pb_ostream_t os = { frame_write, &o, psize, 0, NULL };
+	size_t start = ch->wlen;
+
+	if (grow_to(ch, ch->wlen + hlen) != 0)
+		return pbp__seterr(ch->txe, PBP_ENOMEM, ENOMEM, "out of memory for a frame");
+	memcpy(ch->wbuf + ch->wlen, hdr, hlen);
+	if (!pb_encode(&os, fields, msg) || os.bytes_written != psize) {
+		/* Nothing was queued: the stream is intact. */
+		ch->nspl = o.first_spl;
+		if (ch->spl_head == ch->nspl)
+			ch->spl_head = ch->nspl = 0;
+		return pbp__seterr(ch->txe, PBP_EENCODE, 0, "encoding message type %" PRIu32 ": %s",
+		                   type, os.errmsg ? os.errmsg
+		                                   : "callbacks wrote a different size the second time");
+	}
+	if (ch->trace_fd != PBP_OS_HANDLE_INVALID)
+		trace_frame(ch, start, &o);
+	ch->wlen = o.cur;
+	return 0;
+}
+
+int
+pbp__ch_spliced(const pbp_channel *ch)
+{
+	size_t i;
+
+	for (i = ch->spl_head; i < ch->nspl; i++)
+		if (ch->spl[i].own == NULL)
+			return 1;
+	return 0;
+}
+
+int
+pbp__ch_own_splices(pbp_channel *ch)
+{
+	size_t i;
+
+	for (i = ch->spl_head; i < ch->nspl; i++) {
+		pbp__splice *sp = &ch->spl[i];
+		size_t rest = sp->len - sp->done;
+
+		if (sp->own != NULL)
+			continue;
+		sp->own = malloc(rest);
+		if (sp->own == NULL) {
+			pbp__seterr(ch->txe, PBP_ENOMEM, ENOMEM,
+			            "out of memory keeping %zu bytes of a send that did not finish: "
+			            "the stream cannot be completed", rest);
+			pbp__ch_splices_free(ch);
+			return pbp__ch_tx_fail(ch, PBP_ENOMEM);
+		}
+		memcpy(sp->own, sp->data + sp->done, rest);
+		sp->data = sp->own;
+		sp->len = rest;
+		sp->done = 0;
+	}
+	return 0;
+}
+
+void
+pbp__ch_splices_free(pbp_channel *ch)
+{
+	size_t i;
+
+	for (i = ch->spl_head; i < ch->nspl; i++)
+		free(ch->spl[i].own);
+	ch->spl_head = ch->nspl = 0;
+}
+
+size_t
+pbp__channel_wbuf_cap(const pbp_channel *ch)
+{
+	return ch->wcap;
 }

@@ -169,7 +169,14 @@ pbp__inbox_end(pbp_channel *ch, pbp__call *c)
 		ch->nwaiting--;
 	if (c->state == CALL_DONE)
 		ch->inbox_bytes -= c->len;
-	trim(&c->buf, &c->cap);
+	/* A large reply's buffer is not freed yet: the views of pbp_bytes.h
+	 * decoded from it stay valid until the next call waits. */
+	if (c->cap > KEEP_MAX) {
+		free(ch->last_reply);
+		ch->last_reply = c->buf;
+		c->buf = NULL;
+		c->cap = 0;
+	}
 	c->len = 0;
 	c->state = CALL_FREE;
 }
@@ -204,6 +211,13 @@ pbp__calls_file_reply(pbp_channel *ch, const pbp__frame *f)
 }
 
 void
+pbp__inbox_release(pbp_channel *ch)
+{
+	free(ch->last_reply);
+	ch->last_reply = NULL;
+}
+
+void
 pbp__calls_free(pbp_channel *ch)
 {
 	size_t i;
@@ -215,6 +229,7 @@ pbp__calls_free(pbp_channel *ch)
 		free(ch->queue[i].buf);
 	free(ch->queue);
 	free(ch->cur.buf);
+	pbp__inbox_release(ch);
 	ch->calls = NULL;
 	ch->queue = NULL;
 	ch->cur.buf = NULL;

@@ -48,6 +48,7 @@ close_write_locked(pbp_channel *ch)
 	}
 	ch->wr_closed = 1;
 	ch->woff = ch->wlen = 0;
+	pbp__ch_splices_free(ch);
 	e = ch->io->close_write(ch->io_ctx);
 	if (e != 0)
 		return pbp__seterr(ch->txe, PBP_ESYS, e, "closing the write side: %s", strerror(e));
@@ -104,6 +105,7 @@ pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail,
 	}
 	/* Whatever happened, the write side is done. */
 	ch->woff = ch->wlen = 0;
+	pbp__ch_splices_free(ch);
 	rc2 = close_write_locked(ch);
 	pbp__ch_tx_unlock(ch);
 	pbp__ch_leave(ch, 1);

@@ -34,12 +34,14 @@ pbp__trace_open(const char *path, pbp_os_handle *h, pbp_error *err)
 }
 
 void
-pbp__trace_frame(pbp_os_handle h, int dir, const uint8_t *prefix, size_t plen,
-                 const uint8_t *rest, size_t rlen)
+pbp__trace_pieces(pbp_os_handle h, int dir, const struct pbp__piece *frame, int n)
 {
 	uint8_t hdr[PBP__TRACE_HEADER];
-	pbp__piece pieces[3];
+	pbp__piece pieces[PBP__TRACE_MAX_PIECES + 1];
+	int i;
 
+	if (n > PBP__TRACE_MAX_PIECES)
+		return;
 	memcpy(hdr, "PBPT", 4);
 	hdr[4] = 1;
 	hdr[5] = (uint8_t)dir;
@@ -47,8 +49,17 @@ pbp__trace_frame(pbp_os_handle h, int dir, const uint8_t *prefix, size_t plen,
 	put_le(hdr + 8, pbp__os_getpid(), 4);
 	put_le(hdr + 12, pbp__os_realtime_ns(), 8);
 	pieces[0] = (pbp__piece){ hdr, sizeof hdr };
-	pieces[1] = (pbp__piece){ prefix, plen };
-	pieces[2] = (pbp__piece){ rest, rlen };
+	for (i = 0; i < n; i++)
+		pieces[i + 1] = frame[i];
 	/* Best effort: a full disk must not break the channel. */
-	pbp__os_file_append(h, pieces, 3);
+	pbp__os_file_append(h, pieces, n + 1);
+}
+
+void
+pbp__trace_frame(pbp_os_handle h, int dir, const uint8_t *prefix, size_t plen,
+                 const uint8_t *rest, size_t rlen)
+{
+	pbp__piece pieces[2] = { { prefix, plen }, { rest, rlen } };
+
+	pbp__trace_pieces(h, dir, pieces, 2);
 }
