@@ -110,7 +110,7 @@ hello_env(uint32_t max_frame, uint64_t fingerprint)
 {
 	pbpipe_Envelope env;
 
-	pbp__hello_make(&env, max_frame, fingerprint);
+	pbp__hello_make(&env, max_frame, fingerprint, PBP_DEFAULT_STREAM_WINDOW);
 	env.body.hello.pid = 4242;
 	env.body.hello.pointer_bits = 64;
 	return env;
@@ -160,6 +160,7 @@ reply(bytes *out, uint32_t type, uint64_t id, uint64_t reply_to, uint32_t code,
 	r.reply_to = reply_to;
 	r.error_code = code;
 	r.error_msg = msg;
+	r.stream = 0;
 	h = pbp__message_header_ex(hdr, type, id, &r, payload->n, &body_len);
 	put(out, hdr, h);
 	put_bytes(out, payload);

@@ -284,7 +284,7 @@ T(malformed_envelopes)
 {
 	static const decode_case cases[] = {
 		{ "empty envelope", "", 0, PBP_EPROTO },
-		{ "only an unknown field", "\x48\x05", 2, PBP_EPROTO },
+		{ "only an unknown field", "\x50\x05", 2, PBP_EPROTO },
 		{ "two bodies", "\x1a\x02\x08\x01\x1a\x02\x08\x02", 8, PBP_EPROTO },
 		{ "type 0", "\x1a\x02\x08\x00", 4, PBP_EPROTO },
 		{ "no type", "\x1a\x00", 2, PBP_EPROTO },
@@ -429,7 +429,7 @@ T(utf8_copy_never_cuts_a_character)
 static void
 error_reply(const char *m, pbp__frame *f, uint8_t *buf)
 {
-	pbp__reply r = { 7, 42, m };
+	pbp__reply r = { 7, 42, m, 0 };
 	uint64_t body_len;
 	uint32_t len;
 	size_t hdr, h = pbp__message_header_ex(buf, 2, 0, &r, 0, &body_len);
