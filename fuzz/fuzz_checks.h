@@ -57,7 +57,20 @@ fuzz_decode_frame(const uint8_t *body, size_t len, pbp__frame *f)
 	}
 	FUZZ_CHECK(f->kind == PBP__FRAME_HELLO || f->kind == PBP__FRAME_GOODBYE ||
 	           f->kind == PBP__FRAME_MESSAGE || f->kind == PBP__FRAME_SYNC ||
-	           f->kind == PBP__FRAME_SYNC_ACK, "kind %d", f->kind);
+	           f->kind == PBP__FRAME_SYNC_ACK || f->kind == PBP__FRAME_STREAM_DATA ||
+	           f->kind == PBP__FRAME_STREAM_END || f->kind == PBP__FRAME_STREAM_CREDIT ||
+	           f->kind == PBP__FRAME_STREAM_CANCEL, "kind %d", f->kind);
+	if (f->kind == PBP__FRAME_STREAM_DATA && f->chunk_len > 0)
+		FUZZ_CHECK(f->chunk >= body && f->chunk + f->chunk_len <= body + len,
+		           "chunk outside the body");
+	if (f->kind == PBP__FRAME_STREAM_END || f->kind == PBP__FRAME_STREAM_CANCEL) {
+		FUZZ_CHECK(f->error_len <= PBP__ERRMSG_WIRE_MAX, "stream message of %zu bytes",
+		           f->error_len);
+		if (f->error_len > 0)
+			FUZZ_CHECK((const uint8_t *)f->error_msg >= body &&
+			           (const uint8_t *)f->error_msg + f->error_len <= body + len,
+			           "stream message outside the body");
+	}
 	if (f->kind == PBP__FRAME_MESSAGE) {
 		FUZZ_CHECK(f->type != 0, "application message of type 0 accepted");
 		FUZZ_CHECK(f->payload_len <= len, "payload %zu > body %zu",
@@ -301,7 +314,8 @@ fuzz_roundtrip_frame(const pbp__frame *f)
 			           a->minor == b->minor && a->pid == b->pid &&
 			           a->pointer_bits == b->pointer_bits &&
 			           a->max_frame == b->max_frame &&
-			           a->schema_fingerprint == b->schema_fingerprint,
+			           a->schema_fingerprint == b->schema_fingerprint &&
+			           a->stream_window == b->stream_window,
 			           "Hello fields changed in a round trip");
 		} else if (f->kind == PBP__FRAME_SYNC || f->kind == PBP__FRAME_SYNC_ACK) {
 			FUZZ_CHECK(g.sync_id == f->sync_id, "Sync id %llu -> %llu",
