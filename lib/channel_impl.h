@@ -191,6 +191,7 @@ struct pbp_channel {
 	uint64_t st_next;    /* the id of the next stream we open */
 	uint64_t st_peer_last; /* the highest id the peer opened */
 	uint64_t st_wait;    /* the incoming stream a read waits for, or 0 */
+	uint64_t st_wait_out; /* the own stream a write waits for, or 0 */
 	uint64_t st_redo;    /* a stream's header put back (inbox full) */
 	uint64_t last_stream; /* pbp_msginfo.stream of the last receive */
 };
@@ -468,8 +469,10 @@ void pbp__calls_free(pbp_channel *ch);
 /* ---- streams.c: stream state, below the receive path ------------------------ */
 
 /* What pbp__streams_frame() returns besides 0 (a stream's header, for the
- * application), PBP__PROGRESS (credit, a cancel, or data or the end of
- * the stream a read waits for) and errors: handled, nothing to report. */
+ * application), PBP__PROGRESS (data or the end of the stream a read waits
+ * for, credit or a cancel for the one a write waits for) and errors:
+ * handled, nothing to report (so a flood of such frames cannot hold a
+ * call past its deadline: see pbp__ch_next). */
 #define PBP__SKIP 2
 
 /* Handles a frame of the stream protocol: a Message opening a stream, or

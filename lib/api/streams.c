@@ -145,6 +145,18 @@ pbp_stream_open(pbp_channel *ch, uint32_t type, const void *msg, uint64_t *strea
 	return ST_LEAVE(ch, stream_open(ch, type, msg, stream));
 }
 
+/* Whether a whole frame is in the receive buffer. */
+static int
+frame_buffered(const pbp_channel *ch)
+{
+	const pbp__reader *r = &ch->rd;
+	uint32_t len;
+	size_t hdr;
+
+	return pbp__frame_length(r->buf + r->start, r->end - r->start, &len, &hdr) == 1 &&
+	       r->end - r->start - hdr >= len;
+}
+
 /* Waits until stream id may send (credit) or is cancelled, handling what
  * arrives; with credit already there, only handles the frames that are
  * ready now, so the receive buffer has room while the next chunk is
@@ -162,7 +174,9 @@ await_credit(pbp_channel *ch, uint64_t id, int64_t deadline)
 			return 0;
 		if (ch->rx_err != 0)
 			return ready ? 0 : rx_ended(ch, "before the reader granted credit for", id);
+		ch->st_wait_out = id;
 		rc = step_in(ch, ready ? 0 : deadline);
+		ch->st_wait_out = 0;
 		if (rc == 0 || rc == PBP__PROGRESS) {
 			if (!ready && pbp__ch_past(deadline))
 				return timed_out(ch, ch->timeout[PBP_TIMEOUT_SEND],
@@ -170,6 +184,8 @@ await_credit(pbp_channel *ch, uint64_t id, int64_t deadline)
 				                 id);
 			continue;
 		}
+		if (ready && rc == PBP_ETIMEDOUT && frame_buffered(ch))
+			continue; /* more to handle before the next chunk */
 		if (ready && (rc == PBP_ETIMEDOUT || rc == PBP_ELIMIT || ch->rx_err != 0))
 			return 0;
 		if (rc == PBP_ETIMEDOUT)

@@ -351,14 +351,14 @@ got_control(pbp_channel *ch, const pbp__frame *f)
 			                   " raises its credit past 2^32 - 1",
 			                   f->credit, f->stream);
 		o->allowed += f->credit;
-		return PBP__PROGRESS;
+		return ch->st_wait_out == o->id ? PBP__PROGRESS : PBP__SKIP;
 	}
 	o->cancelled = 1;
 	o->code = f->error_code;
 	(void)pbp__utf8_copy(o->msg, sizeof o->msg, f->error_msg, f->error_len);
 	o->seq = ++ch->st->seq;
 	ch->st->nlive_out--;
-	return PBP__PROGRESS;
+	return ch->st_wait_out == o->id ? PBP__PROGRESS : PBP__SKIP;
 }
 
 int
