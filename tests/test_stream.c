@@ -570,6 +570,64 @@ T(channel_end_before_the_stream_end_is_etrunc)
 	pbp_channel_free(b);
 }
 
+/* The writer's process dies (its channel is freed, no Goodbye) before the
+ * end: the reader reads what came, then PBP_ETRUNC. */
+T(peer_gone_before_the_stream_end_is_etrunc)
+{
+	pbp_channel *a, *b;
+	uint8_t data[3000], buf[4000];
+	size_t n, got = 0;
+	uint64_t s, rs;
+	int rc;
+
+	pbt_pair(&a, &b, NULL, NULL);
+	fill(data, sizeof data, 7, 0);
+	cr_assert_eq(pbp_stream_open(a, pbptest_Type_TEXT, NULL, &s), 0);
+	cr_assert_eq(pbp_stream_write(a, s, data, sizeof data, NULL), 0);
+	pbp_channel_free(a);
+	rs = recv_header(b);
+	while ((rc = pbp_stream_read(b, rs, buf, sizeof buf, &n)) == 0)
+		got += n;
+	cr_assert_eq(got, sizeof data);
+	cr_assert_eq(rc, PBP_ETRUNC, "%d %s", rc, pbp_channel_errmsg(b));
+	pbp_channel_free(b);
+}
+
+static void *
+free_later(void *ch)
+{
+	usleep(200 * 1000);
+	pbp_channel_free(ch);
+	return NULL;
+}
+
+/* The reader goes away while the writer waits for credit: the credit can
+ * never come, and the writer says so before its deadline. */
+T(reader_gone_while_the_writer_waits_is_etrunc)
+{
+	pbp_channel_options oa = opts(), ob = opts();
+	pbp_channel *a, *b;
+	uint8_t data[8 * KIB] = { 0 };
+	size_t done = 0;
+	pthread_t t;
+	uint64_t s;
+	int64_t t0;
+	int rc;
+
+	oa.send_timeout_ms = pbt_scale(5000);
+	ob.stream_window = 1024;
+	pbt_pair(&a, &b, &oa, &ob);
+	cr_assert_eq(pbp_stream_open(a, pbptest_Type_TEXT, NULL, &s), 0);
+	t = pbt_spawn_thread(free_later, b);
+	t0 = pbp__now_ms();
+	rc = pbp_stream_write(a, s, data, sizeof data, &done);
+	cr_assert(rc == PBP_ETRUNC || rc == PBP_EPIPE, "%d %s", rc, pbp_channel_errmsg(a));
+	cr_assert_eq(done, 1024);
+	cr_assert_lt(pbp__now_ms() - t0, pbt_scale(4000));
+	pbt_join(t);
+	pbp_channel_free(a);
+}
+
 /* ---- a peer written by hand ------------------------------------------------------ */
 
 typedef struct raw {

@@ -98,7 +98,8 @@ extern "C" {
  *
  * @param type       a registered application type (the header's)
  * @param msg        the header message, or NULL for an empty payload
- * @param[out] stream  the new stream's id, set on success only
+ * @param[out] stream  the new stream's id, set on success and on
+ *                     PBP_ETIMEDOUT, else left alone
  * @return 0; PBP_ENOTSUP (the peer speaks protocol 1.0 or 1.1, or accepts
  *         no streams: nothing was sent); PBP_ELIMIT (PBP_MAX_STREAMS
  *         streams of this side are open: end one first); PBP_EINVAL (NULL
@@ -124,11 +125,13 @@ PBP_API PBP_WARN_UNUSED int pbp_stream_open(pbp_channel *ch, uint32_t type, cons
  *                   be written by the next send, flush or receive), set
  *                   on every return, so after a failure the application
  *                   knows exactly which bytes went: data[0..*done)
- * @return 0 when all len bytes were accepted; PBP_ETIMEDOUT (one send
- *         timeout passed without progress: no credit came, or a chunk
- *         could not be written; the stream stays usable, write the rest
- *         later); PBP_EAGAIN (send timeout 0: not even one byte could be
- *         accepted now); PBP_ECANCELED (the reader cancelled the stream:
+ * @return 0 when all len bytes were accepted (with a send timeout of 0:
+ *         when at least one byte was; *done says how many);
+ *         PBP_ETIMEDOUT (one send timeout passed without progress: no
+ *         credit came, or a chunk could not be written; the stream stays
+ *         usable, write the rest later); PBP_EAGAIN (send timeout 0: not
+ *         even one byte could be accepted now: no credit, or 1 MiB of
+ *         output already queued); PBP_ECANCELED (the reader cancelled the stream:
  *         pbp_error.remote_code and msg carry its code and message; sticky
  *         for this stream until pbp_stream_end() or pbp_stream_abort());
  *         PBP_ETRUNC (the peer's side of the channel ended while waiting
