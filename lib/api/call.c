@@ -482,6 +482,10 @@ pbp_channel_serve(pbp_channel *ch, const pbp_handler *handlers, size_t nhandlers
 
 			rc = s ? pbp__streams_cancel(ch, s, PBP_REMOTE_STREAM_NOT_ACCEPTED,
 			                             "stream not accepted") : 0;
+			/* A peer that opens streams and reads nothing is
+			 * waited for, as replies are. */
+			if (rc == 0 && pbp_channel_pending(ch) > QUEUE_MAX)
+				rc = pbp_channel_flush(ch);
 			if (rc != 0)
 				break;
 			continue;

@@ -238,8 +238,13 @@ got_open(pbp_channel *ch, const pbp__frame *f)
 		                   f->stream, ch->st_peer_last);
 	ch->st_peer_last = f->stream;
 	if (ch->st->nlive_in >= PBP_MAX_STREAMS) {
-		int rc = send_now(ch, pbpipe_Envelope_cancel_tag, f->stream,
-		                  PBP_REMOTE_TOO_MANY_STREAMS, "too many streams");
+		/* Refused.  A peer that opens stream after stream and reads
+		 * nothing must not grow our output without bound: past
+		 * QUEUE_MAX queued, the refusal is not sent (its frames are
+		 * dropped all the same, the id being over). */
+		int rc = pbp__ch_queued(ch) > QUEUE_MAX
+			? 0 : send_now(ch, pbpipe_Envelope_cancel_tag, f->stream,
+			               PBP_REMOTE_TOO_MANY_STREAMS, "too many streams");
 
 		return rc != 0 ? rc : PBP__SKIP;
 	}
