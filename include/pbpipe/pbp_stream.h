@@ -137,7 +137,9 @@ PBP_API PBP_WARN_UNUSED int pbp_stream_open(pbp_channel *ch, uint32_t type, cons
  *         PBP_ETRUNC (the peer's side of the channel ended while waiting
  *         for credit, which can then never come); PBP_EINVAL (not an open
  *         stream of this side: unknown, the peer's, ended or aborted;
- *         NULL data with len > 0); the channel's send and receive errors.
+ *         NULL data with len > 0); PBP_ELIMIT (waiting for credit, the
+ *         inbox of held messages filled up: receive some, then write the
+ *         rest); the channel's send and receive errors.
  *
  * Deadlines: each chunk has its own send timeout, counted from when the
  * previous chunk was accepted, so a slow but live reader never times out a

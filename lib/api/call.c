@@ -189,7 +189,7 @@ int
 pbp_channel_call(pbp_channel *ch, uint32_t req_type, const void *req, uint32_t resp_type,
                  void *resp, int timeout_ms)
 {
-	uint64_t id;
+	uint64_t id = 0;
 	int rc;
 
 	if (ch == NULL)

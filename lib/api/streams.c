@@ -428,6 +428,8 @@ stream_read(pbp_channel *ch, uint64_t id, size_t cap, const uint8_t **data, size
 			/* What the last frame brought is still handed out. */
 			if ((rc = take(ch, s, cap, data, n)) != 0)
 				return rc == 1 ? 0 : rc;
+			if (s->state == IN_ENDED)
+				return end_of(ch, s);
 			return timed_out(ch, tmo, "stream %" PRIu64 ": no data within %d ms", id);
 		}
 		if (ch->rx_err == 0)
