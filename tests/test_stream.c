@@ -1032,6 +1032,47 @@ T(too_many_incoming_streams_are_refused)
 	pbp_channel_free(b);
 }
 
+/* A stream's header that the inbox has no room for while a call waits
+ * is left unread, and read again later: the stream is not taken for a
+ * reused id. */
+T(header_refused_by_a_full_inbox_is_read_again)
+{
+	pbp_channel *a, *b;
+	pbptest_Text req = text("q"), resp;
+	uint8_t buf[8];
+	uint32_t type;
+	pbt_any any;
+	uint64_t id, s;
+	size_t n;
+	int i, rc;
+
+	pbt_pair(&a, &b, NULL, NULL);
+	for (i = 0; i < PBP_MAX_HELD; i++)
+		cr_assert_eq(pbp_channel_send(a, pbptest_Type_EMPTY, &(pbptest_Empty){ 0 }), 0);
+	cr_assert_eq(pbp_stream_open(a, pbptest_Type_TEXT, &req, &s), 0);
+	cr_assert_eq(pbp_stream_write(a, s, "abc", 3, NULL), 0);
+	cr_assert_eq(pbp_stream_end(a, s), 0);
+	cr_assert_eq(pbp_channel_call_start(b, pbptest_Type_TEXT, &req, &id), 0);
+	rc = pbp_channel_call_finish(b, id, pbptest_Type_TEXT, &resp, 2000);
+	cr_assert_eq(rc, PBP_ELIMIT, "%d %s", rc, pbp_channel_errmsg(b));
+	for (i = 0; i < PBP_MAX_HELD; i++)
+		cr_assert_eq(pbp_channel_recv(b, &(pbp_msginfo){ 0 }), 0, "%d: %s", i,
+		             pbp_channel_errmsg(b));
+	/* recv_msg users learn the id from pbp_channel_last_stream(). */
+	cr_assert_eq(pbp_channel_recv_msg(b, &type, &any, sizeof any), 0, "%s", pbp_channel_errmsg(b));
+	cr_assert_eq(type, pbptest_Type_TEXT);
+	cr_assert_str_eq(any.text.text, "q");
+	cr_assert_eq(pbp_channel_last_stream(b), s);
+	cr_assert_eq(pbp_stream_read(b, s, buf, sizeof buf, &n), 0, "%s", pbp_channel_errmsg(b));
+	cr_assert_eq(n, 3);
+	cr_assert_eq(memcmp(buf, "abc", 3), 0);
+	cr_assert_eq(pbp_stream_read(b, s, buf, sizeof buf, &n), PBP_EOF);
+	/* The call's request went; its reply is not part of this test. */
+	cr_assert_eq(pbp_channel_call_cancel(b, id), 0);
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+}
+
 /* ---- duplex, options, misuse ------------------------------------------------------- */
 
 T(duplex_channels_refuse_streams)
