@@ -164,6 +164,53 @@ T(sixty_four_mib_through_a_64k_frame_limit)
 	pbp_channel_free(b);
 }
 
+/* The same to a real child process (pbptest-peer streamsum), which reads
+ * the stream with views and answers with its length and FNV-1a hash. */
+T(sixty_four_mib_to_a_child_process)
+{
+	pbp_channel_options o = opts();
+	pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
+	const char *argv[] = { PBPTEST_PEER, "streamsum", NULL };
+	unsigned long long h = 14695981039346656037ull;
+	size_t total = 64 * MIB, piece = 1 * MIB + 3, at = 0, i;
+	uint8_t *buf = malloc(piece);
+	pbptest_Text hdr = text("to the child"), got;
+	pbp_exit_status st;
+	pbp_channel *ch;
+	pbp_child *c;
+	pbp_error err;
+	char want[96];
+	uint32_t type;
+	uint64_t s;
+
+	o.max_frame = 64 * KIB;
+	so.channel = &o;
+	cr_assert_eq(pbp_child_spawn(&c, PBPTEST_PEER, argv, &so, &err), 0, "%s", err.msg);
+	ch = pbp_child_channel(c);
+	cr_assert_eq(pbp_stream_open(ch, pbptest_Type_TEXT, &hdr, &s), 0, "%s", pbp_channel_errmsg(ch));
+	while (at < total) {
+		size_t n = total - at < piece ? total - at : piece, d = 0;
+
+		fill(buf, n, 77, at);
+		for (i = 0; i < n; i++) {
+			h ^= buf[i];
+			h *= 1099511628211ull;
+		}
+		cr_assert_eq(pbp_stream_write(ch, s, buf, n, &d), 0, "%s", pbp_channel_errmsg(ch));
+		cr_assert_eq(d, n);
+		at += n;
+	}
+	cr_assert_eq(pbp_stream_end(ch, s), 0);
+	cr_assert_eq(pbp_channel_recv_msg(ch, &type, &got, sizeof got), 0, "%s",
+	             pbp_channel_errmsg(ch));
+	snprintf(want, sizeof want, "%zu %016llx %d", total, h, PBP_EOF);
+	cr_assert_str_eq(got.text, want);
+	cr_assert_eq(pbp_child_close(c, 5000, &st), 0);
+	cr_assert(st.exited && st.code == 0, "child: exited %d code %d", st.exited, st.code);
+	pbp_child_free(c);
+	free(buf);
+}
+
 /* Both sides write a stream and read the other's at once, from one thread
  * each, with deadlines of 0 (write what the window takes, read what came). */
 typedef struct duo {
