@@ -590,6 +590,24 @@ T(writer_aborts_reader_gets_eremote)
 	cr_assert_str_eq(pbp_channel_errmsg(b), "disk full");
 	cr_assert_eq(pbp_stream_read(b, rs, buf, sizeof buf, &n), PBP_EREMOTE);
 	cr_assert_eq(pbp_channel_error(b)->remote_code, 9);
+
+	/* A long, ill-formed message goes out as valid UTF-8 of at most 127
+	 * bytes, as error replies do. */
+	{
+		char msg[300];
+
+		memset(msg, 'z', sizeof msg - 1);
+		msg[sizeof msg - 1] = '\0';
+		msg[0] = (char)0xff;
+		cr_assert_eq(pbp_stream_open(a, pbptest_Type_TEXT, NULL, &s), 0);
+		cr_assert_eq(pbp_stream_abort(a, s, 3, msg), 0);
+		rs = recv_header(b);
+		cr_assert_eq(pbp_stream_read(b, rs, buf, sizeof buf, &n), PBP_EREMOTE);
+		cr_assert_eq(pbp_channel_error(b)->remote_code, 3);
+		cr_assert_leq(strlen(pbp_channel_errmsg(b)), 127);
+		cr_assert_eq(memcmp(pbp_channel_errmsg(b), "\xef\xbf\xbdzzz", 6), 0, "%s",
+		             pbp_channel_errmsg(b));
+	}
 	pbp_channel_free(a);
 	pbp_channel_free(b);
 }

@@ -147,6 +147,11 @@ PBP_API PBP_WARN_UNUSED int pbp_stream_open(pbp_channel *ch, uint32_t type, cons
  * progress.  With a send timeout of 0 the call never waits: it accepts
  * what the window and the output queue (1 MiB) take now.
  *
+ * Two sides that write streams at each other, one thread each, must also
+ * read: a write waits for credit, which the other side grants only as its
+ * application consumes.  Interleave writes and reads with deadlines of 0
+ * (pbp_channel_set_timeout()), or read on another channel's thread.
+ *
  * Ownership: chunks of 16 KiB or more go out from data itself, not
  * copied (zero-copy, as pbp_bytes_out() sends); before the call returns,
  * whatever part of them is still unwritten is copied into memory the
