@@ -3,10 +3,11 @@
  * transport (tests/memio.c) whose incoming bytes come from the input, while
  * the input also chooses a sequence of operations: receive, send, call,
  * barrier, flush, half-close, the peer closing either direction, changing
- * how many bytes each read returns.  Every deadline is 0, so nothing
+ * how many bytes each read returns, and (op bytes 240 to 246) streams:
+ * open, write, end, abort, read (a view or a copy), cancel.  Every deadline is 0, so nothing
  * blocks.  Invariants: only documented codes come back, receive errors are
  * sticky, payloads lie inside the receive buffer and within the limit, and
- * both buffers stay within their bounds.
+ * both buffers stay within their bounds, and so does every stream's.
  *
  * Input: byte 0 picks options (frame limit, coalescing, whether a valid
  * Hello from the peer comes first); then operations, one byte each, some
@@ -43,7 +44,7 @@ take(input *in)
 static int
 documented(int rc)
 {
-	return rc <= 0 && rc >= PBP_ELIMIT;
+	return rc <= 0 && rc >= PBP_ENOTSUP;
 }
 
 static int
@@ -68,6 +69,7 @@ peer_hello(pbt_pipe *p, uint32_t max_frame)
 	env.body.hello.minor = PBP_PROTOCOL_MINOR;
 	env.body.hello.max_frame = max_frame;
 	env.body.hello.schema_fingerprint = FUZZAPP_SCHEMA_FINGERPRINT;
+	env.body.hello.stream_window = 4096;
 	FUZZ_CHECK(pbp__control_encode(buf, sizeof buf, &env, &n, NULL) == 0, "encoding Hello");
 	pbt_pipe_put(p, buf, n);
 }
@@ -84,6 +86,56 @@ check_bounds(const pbp_channel *ch)
 	           "write buffer %zu", ch->wcap);
 	FUZZ_CHECK(pbp_channel_pending(ch) <= QUEUE_MAX + ch->limit + PBP__MSG_HEADER_MAX,
 	           "%zu bytes queued", pbp_channel_pending(ch));
+	if (ch->st != NULL) {
+		size_t i, live = 0;
+
+		for (i = 0; i < STREAM_SLOTS; i++) {
+			const pbp__instream *s = &ch->st->in[i];
+
+			FUZZ_CHECK(s->len <= ch->st_window && s->cap <= ch->st_window,
+			           "stream %llu buffers %zu (room %zu), window %u",
+			           (unsigned long long)s->id, s->len, s->cap, (unsigned)ch->st_window);
+			FUZZ_CHECK(s->view_len == 0, "a view left after a call");
+			live += s->state == IN_OPEN || s->state == IN_ENDED;
+		}
+		FUZZ_CHECK(live == ch->st->nlive_in && live <= PBP_MAX_STREAMS, "%zu live streams",
+		           live);
+	}
+}
+
+/* Streams: ops 240 to 246 on the newest stream of either direction. */
+static void
+op_stream(pbp_channel *ch, int op, input *in)
+{
+	static uint8_t data[64 * 1024];
+	uint64_t own = ch->st_next - 1, peer = ch->st_peer_last, s;
+	const void *view;
+	uint8_t buf[300];
+	size_t n = 0;
+	int rc, arg;
+
+	switch (op) {
+	case 0: rc = pbp_stream_open(ch, pbptest_Type_EMPTY, NULL, &s); break;
+	case 1:
+		arg = take(in);
+		rc = pbp_stream_write(ch, own, data, arg > 0 ? (size_t)arg * 256 : 1, &n);
+		FUZZ_CHECK(n <= (arg > 0 ? (size_t)arg * 256 : 1), "wrote %zu", n);
+		break;
+	case 2: rc = pbp_stream_end(ch, own); break;
+	case 3: rc = pbp_stream_abort(ch, own, 5, "stop"); break;
+	case 4:
+		rc = pbp_stream_read_view(ch, peer, &view, &n);
+		FUZZ_CHECK(rc == 0 ? n > 0 && view != NULL : n == 0 && view == NULL,
+		           "read_view %d with %zu bytes", rc, n);
+		break;
+	case 5:
+		rc = pbp_stream_read(ch, peer, buf, sizeof buf, &n);
+		FUZZ_CHECK(rc == 0 ? n > 0 && n <= sizeof buf : n == 0, "read %d with %zu bytes", rc,
+		           n);
+		break;
+	default: rc = pbp_stream_cancel(ch, peer, 9, "no"); break;
+	}
+	FUZZ_CHECK(documented(rc), "stream op %d returned %d", op, rc);
 }
 
 /* One receive; checks the result against what came before. */
@@ -188,6 +240,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		           pbp_channel_set_timeout(ch, PBP_TIMEOUT_RECV, 0) == 0, "timeouts");
 	}
 	while ((op = take(&in)) >= 0) {
+		if (op >= 240 && op <= 246) {
+			op_stream(ch, op - 240, &in);
+			check_bounds(ch);
+			continue;
+		}
 		switch (op % 10) {
 		case 0: { /* the peer writes n bytes of the input */
 			int n = take(&in);

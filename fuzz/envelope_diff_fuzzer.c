@@ -15,17 +15,21 @@
  *   W2  a length longer than 5 bytes, or over 32 bits;
  *   W3  a varint longer than 10 bytes, or a 10th byte other than 0 or 1
  *       (nanopb skips unknown varints of any length);
- *   W4  Message.payload with a wire type other than 2 (nanopb skips a
- *       callback field of any wire type);
+ *   W4  Message.payload or StreamData.chunk (1.2) with a wire type other
+ *       than 2 (nanopb skips a callback field of any wire type);
  * found at any level (W1-W3 by walk() below, W4 by a payload callback
  * that sees where nanopb's stream points).  Then:
  *   - nanopb rejects, or W1-W4 hold     => PBP_EDECODE;
  *   - otherwise, no body, two or more body fields (nanopb lets the last
- *     win or merges them), or a Message of type 0 => PBP_EPROTO;
+ *     win or merges them), a Message of type 0, or a Message whose stream
+ *     (1.2) is nonzero with a nonzero id or reply_to => PBP_EPROTO;
  *   - otherwise 0, with the same kind and the same field values: every
  *     Hello field, Goodbye reason and detail, Message type, id,
  *     reply_to, error_code, error_message (byte for byte, at most 127
- *     bytes) and payload (the same bytes in place), Sync/SyncAck id.
+ *     bytes), stream and payload (the same bytes in place), Sync/SyncAck
+ *     id; StreamData stream and chunk (in place), StreamEnd and
+ *     StreamCancel stream, code and message, StreamCredit stream and
+ *     bytes.
  * Any disagreement aborts.
  */
 #include <stdbool.h>
@@ -104,7 +108,7 @@ walk(const uint8_t *p, size_t n, bool envelope)
 				return 0;
 			p += k;
 			n -= (size_t)k;
-			if (envelope && key >> 3 >= 1 && key >> 3 <= 5 && walk(p, (size_t)v, false))
+			if (envelope && key >> 3 >= 1 && key >> 3 <= 9 && walk(p, (size_t)v, false))
 				return 1;
 			p += v;
 			n -= (size_t)v;
@@ -147,10 +151,12 @@ take_payload(pb_istream_t *s, const pb_field_t *field, void **arg)
 typedef struct reference {
 	bool ok;             /* nanopb accepts the envelope (and every Message in it) */
 	bool stricter;       /* W1-W4 */
-	int bodies;          /* body fields (numbers 1-5) at the top level */
+	int bodies;          /* body fields (numbers 1-9) at the top level */
 	pbpipe_Envelope env; /* nanopb's result */
 	pbpipe_Message msg;  /* the last Message body, decoded again */
 	capture cap;         /* its payload */
+	pbpipe_StreamData data; /* the last StreamData body, decoded again */
+	capture dcap;        /* its chunk */
 } reference;
 
 static void
@@ -177,7 +183,7 @@ reference_decode(const uint8_t *data, size_t size, reference *ref)
 			           PB_GET_ERROR(&s));
 			break;
 		}
-		if (tag >= 1 && tag <= 5)
+		if (tag >= 1 && tag <= 9)
 			ref->bodies++;
 		if (tag == 3 && wt == PB_WT_STRING) {
 			pb_istream_t sub;
@@ -192,11 +198,24 @@ reference_decode(const uint8_t *data, size_t size, reference *ref)
 			           PB_GET_ERROR(&sub));
 			FUZZ_CHECK(pb_close_string_substream(&s, &sub), "close substream");
 			ref->cap = cap;
+		} else if (tag == 6 && wt == PB_WT_STRING) {
+			pb_istream_t sub;
+			capture cap = { data, data + size, NULL, 0, false, ref->dcap.wrong_wire_type };
+
+			FUZZ_CHECK(pb_make_string_substream(&s, &sub), "substream");
+			memset(&ref->data, 0, sizeof ref->data);
+			ref->data.chunk.funcs.decode = take_payload;
+			ref->data.chunk.arg = &cap;
+			FUZZ_CHECK(pb_decode(&sub, pbpipe_StreamData_fields, &ref->data),
+			           "a StreamData nanopb accepted in the envelope fails alone: %s",
+			           PB_GET_ERROR(&sub));
+			FUZZ_CHECK(pb_close_string_substream(&s, &sub), "close substream");
+			ref->dcap = cap;
 		} else {
 			FUZZ_CHECK(pb_skip_field(&s, wt), "nanopb accepted, but skipping fails");
 		}
 	}
-	if (ref->cap.wrong_wire_type)
+	if (ref->cap.wrong_wire_type || ref->dcap.wrong_wire_type)
 		ref->stricter = true;
 }
 
@@ -208,7 +227,7 @@ compare_message(const reference *ref, const pbp__frame *f)
 	const pbpipe_Message *m = &ref->msg;
 
 	FUZZ_CHECK(f->type == m->type && f->id == m->id && f->reply_to == m->reply_to &&
-	           f->error_code == m->error_code,
+	           f->error_code == m->error_code && f->stream == m->stream,
 	           "Message fields: type %u/%u id %llu/%llu reply_to %llu/%llu code %u/%u",
 	           (unsigned)f->type, (unsigned)m->type, (unsigned long long)f->id,
 	           (unsigned long long)m->id, (unsigned long long)f->reply_to,
@@ -232,6 +251,53 @@ compare_message(const reference *ref, const pbp__frame *f)
 	}
 }
 
+/* StreamEnd and StreamCancel: stream, code and message. */
+static void
+compare_stream_end(const pbp__frame *f, uint64_t stream, uint32_t code, const char *msg)
+{
+	FUZZ_CHECK(f->stream == stream && f->error_code == code, "stream %llu/%llu code %u/%u",
+	           (unsigned long long)f->stream, (unsigned long long)stream,
+	           (unsigned)f->error_code, (unsigned)code);
+	FUZZ_CHECK(f->error_len <= PBP__ERRMSG_WIRE_MAX, "stream message of %zu bytes",
+	           f->error_len);
+	FUZZ_CHECK(f->error_len == 0 || memcmp(f->error_msg, msg, f->error_len) == 0,
+	           "stream message bytes differ");
+	FUZZ_CHECK(msg[f->error_len] == '\0', "stream message: %zu bytes by hand, nanopb has more",
+	           f->error_len);
+}
+
+static void
+compare_stream(const reference *ref, const pbp__frame *f)
+{
+	const pbpipe_Envelope *e = &ref->env;
+
+	switch (f->kind) {
+	case PBP__FRAME_STREAM_DATA:
+		FUZZ_CHECK(f->stream == ref->data.stream, "StreamData stream differs");
+		if (ref->dcap.seen)
+			FUZZ_CHECK(f->chunk_len == ref->dcap.payload_len &&
+			           (f->chunk_len == 0 || f->chunk == ref->dcap.payload),
+			           "chunk of %zu bytes by hand, %zu by nanopb, or elsewhere",
+			           f->chunk_len, ref->dcap.payload_len);
+		else
+			FUZZ_CHECK(f->chunk_len == 0, "chunk of %zu bytes by hand, none by nanopb",
+			           f->chunk_len);
+		break;
+	case PBP__FRAME_STREAM_END:
+		compare_stream_end(f, e->body.end.stream, e->body.end.error_code,
+		                   e->body.end.error_message);
+		break;
+	case PBP__FRAME_STREAM_CANCEL:
+		compare_stream_end(f, e->body.cancel.stream, e->body.cancel.error_code,
+		                   e->body.cancel.error_message);
+		break;
+	default:
+		FUZZ_CHECK(f->stream == e->body.credit.stream && f->credit == e->body.credit.bytes,
+		           "StreamCredit differs");
+		break;
+	}
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -249,7 +315,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!ref.ok || ref.stricter)
 		want = PBP_EDECODE;
 	else if (ref.bodies != 1 || ref.env.which_body == 0 ||
-	         (ref.env.which_body == pbpipe_Envelope_message_tag && ref.msg.type == 0))
+	         (ref.env.which_body == pbpipe_Envelope_message_tag && ref.msg.type == 0) ||
+	         (ref.env.which_body == pbpipe_Envelope_message_tag && ref.msg.stream != 0 &&
+	          (ref.msg.id != 0 || ref.msg.reply_to != 0)))
 		want = PBP_EPROTO;
 	else
 		want = 0;
@@ -269,7 +337,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			           a->minor == b->minor && a->pid == b->pid &&
 			           a->pointer_bits == b->pointer_bits &&
 			           a->max_frame == b->max_frame &&
-			           a->schema_fingerprint == b->schema_fingerprint,
+			           a->schema_fingerprint == b->schema_fingerprint &&
+			           a->stream_window == b->stream_window,
 			           "Hello fields differ");
 			break;
 		}
@@ -286,8 +355,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case PBP__FRAME_SYNC:
 			FUZZ_CHECK(f.sync_id == ref.env.body.sync.id, "Sync id differs");
 			break;
-		default:
+		case PBP__FRAME_SYNC_ACK:
 			FUZZ_CHECK(f.sync_id == ref.env.body.sync_ack.id, "SyncAck id differs");
+			break;
+		default:
+			compare_stream(&ref, &f);
 			break;
 		}
 	}

@@ -57,7 +57,20 @@ fuzz_decode_frame(const uint8_t *body, size_t len, pbp__frame *f)
 	}
 	FUZZ_CHECK(f->kind == PBP__FRAME_HELLO || f->kind == PBP__FRAME_GOODBYE ||
 	           f->kind == PBP__FRAME_MESSAGE || f->kind == PBP__FRAME_SYNC ||
-	           f->kind == PBP__FRAME_SYNC_ACK, "kind %d", f->kind);
+	           f->kind == PBP__FRAME_SYNC_ACK || f->kind == PBP__FRAME_STREAM_DATA ||
+	           f->kind == PBP__FRAME_STREAM_END || f->kind == PBP__FRAME_STREAM_CREDIT ||
+	           f->kind == PBP__FRAME_STREAM_CANCEL, "kind %d", f->kind);
+	if (f->kind == PBP__FRAME_STREAM_DATA && f->chunk_len > 0)
+		FUZZ_CHECK(f->chunk >= body && f->chunk + f->chunk_len <= body + len,
+		           "chunk outside the body");
+	if (f->kind == PBP__FRAME_STREAM_END || f->kind == PBP__FRAME_STREAM_CANCEL) {
+		FUZZ_CHECK(f->error_len <= PBP__ERRMSG_WIRE_MAX, "stream message of %zu bytes",
+		           f->error_len);
+		if (f->error_len > 0)
+			FUZZ_CHECK((const uint8_t *)f->error_msg >= body &&
+			           (const uint8_t *)f->error_msg + f->error_len <= body + len,
+			           "stream message outside the body");
+	}
 	if (f->kind == PBP__FRAME_MESSAGE) {
 		FUZZ_CHECK(f->type != 0, "application message of type 0 accepted");
 		FUZZ_CHECK(f->payload_len <= len, "payload %zu > body %zu",
@@ -167,6 +180,7 @@ fuzz_roundtrip_frame(const pbp__frame *f)
 		reply.reply_to = f->reply_to;
 		reply.error_code = f->error_code;
 		reply.error_msg = emsg;
+		reply.stream = f->stream;
 		h = pbp__message_header_ex(buf, f->type, f->id, &reply, f->payload_len,
 		                           &env_len);
 		FUZZ_CHECK(h > 0 && h <= PBP__MSG_HEADER_MAX, "header length %zu", h);
@@ -180,7 +194,8 @@ fuzz_roundtrip_frame(const pbp__frame *f)
 			FUZZ_CHECK(fuzz_decode_frame(body, body_len, &g) == 0,
 			           "our own message frame does not decode");
 			FUZZ_CHECK(g.kind == PBP__FRAME_MESSAGE && g.type == f->type &&
-			           g.id == f->id && g.payload_len == f->payload_len,
+			           g.id == f->id && g.payload_len == f->payload_len &&
+			           g.stream == f->stream,
 			           "message changed: type %u->%u id %llu->%llu len %zu->%zu",
 			           (unsigned)f->type, (unsigned)g.type,
 			           (unsigned long long)f->id, (unsigned long long)g.id,
@@ -193,6 +208,71 @@ fuzz_roundtrip_frame(const pbp__frame *f)
 		}
 		free(emsg);
 		free(buf);
+	} else if (f->kind == PBP__FRAME_STREAM_DATA) {
+		/* A chunk goes out as pbp__stream_data_header() plus its bytes. */
+		uint8_t *buf = malloc(PBP__DATA_HEADER_MAX + f->chunk_len);
+		uint64_t env_len = 0;
+		size_t h;
+
+		if (buf == NULL)
+			return;
+		h = pbp__stream_data_header(buf, f->stream, f->chunk_len, &env_len);
+		FUZZ_CHECK(h > 0 && h <= PBP__DATA_HEADER_MAX, "data header length %zu", h);
+		if (f->chunk_len > 0)
+			memcpy(buf + h, f->chunk, f->chunk_len);
+		body = fuzz_split_frame(buf, h + f->chunk_len, &body_len);
+		FUZZ_CHECK(body_len == env_len, "data body %zu, header said %llu", body_len,
+		           (unsigned long long)env_len);
+		body = fuzz_dup(body, body_len);
+		if (body != NULL) {
+			FUZZ_CHECK(fuzz_decode_frame(body, body_len, &g) == 0,
+			           "our own StreamData frame does not decode");
+			FUZZ_CHECK(g.kind == f->kind && g.stream == f->stream &&
+			           g.chunk_len == f->chunk_len &&
+			           (f->chunk_len == 0 || memcmp(g.chunk, f->chunk, f->chunk_len) == 0),
+			           "StreamData changed in a round trip");
+			free((void *)body);
+		}
+		free(buf);
+	} else if (f->kind >= PBP__FRAME_STREAM_END) {
+		/* StreamEnd, StreamCredit, StreamCancel: control frames, their
+		 * message sent as pbp__utf8_copy() makes it. */
+		uint8_t buf[PBP__HANDSHAKE_MAX_FRAME + PBP__VARINT32_MAX];
+		char want[PBP__ERRMSG_WIRE_MAX + 1];
+		pbpipe_Envelope env;
+		pbp_error err;
+		size_t written = 0;
+
+		memset(&env, 0, sizeof env);
+		pbp__utf8_copy(want, sizeof want, f->error_msg, f->error_len);
+		env.which_body = (pb_size_t)f->kind;
+		if (f->kind == PBP__FRAME_STREAM_END) {
+			env.body.end.stream = f->stream;
+			env.body.end.error_code = f->error_code;
+			memcpy(env.body.end.error_message, want, sizeof want);
+		} else if (f->kind == PBP__FRAME_STREAM_CANCEL) {
+			env.body.cancel.stream = f->stream;
+			env.body.cancel.error_code = f->error_code;
+			memcpy(env.body.cancel.error_message, want, sizeof want);
+		} else {
+			env.body.credit.stream = f->stream;
+			env.body.credit.bytes = f->credit;
+		}
+		FUZZ_CHECK(pbp__control_encode(buf, sizeof buf, &env, &written, &err) == 0,
+		           "re-encoding a stream frame: %s", err.msg);
+		body = fuzz_split_frame(buf, written, &body_len);
+		body = fuzz_dup(body, body_len);
+		if (body == NULL)
+			return;
+		FUZZ_CHECK(fuzz_decode_frame(body, body_len, &g) == 0,
+		           "our own stream frame does not decode");
+		FUZZ_CHECK(g.kind == f->kind && g.stream == f->stream && g.credit == f->credit &&
+		           g.error_code == f->error_code &&
+		           (f->kind == PBP__FRAME_STREAM_CREDIT ||
+		            (g.error_len == strlen(want) &&
+		             (g.error_len == 0 || memcmp(g.error_msg, want, g.error_len) == 0))),
+		           "stream frame changed in a round trip");
+		free((void *)body);
 	} else {
 		/* Any control frame fits the limit in force before the
 		 * handshake, whatever the Goodbye detail. */
@@ -235,7 +315,8 @@ fuzz_roundtrip_frame(const pbp__frame *f)
 			           a->minor == b->minor && a->pid == b->pid &&
 			           a->pointer_bits == b->pointer_bits &&
 			           a->max_frame == b->max_frame &&
-			           a->schema_fingerprint == b->schema_fingerprint,
+			           a->schema_fingerprint == b->schema_fingerprint &&
+			           a->stream_window == b->stream_window,
 			           "Hello fields changed in a round trip");
 		} else if (f->kind == PBP__FRAME_SYNC || f->kind == PBP__FRAME_SYNC_ACK) {
 			FUZZ_CHECK(g.sync_id == f->sync_id, "Sync id %llu -> %llu",

@@ -21,9 +21,12 @@
  *     than PBP__HANDSHAKE_MAX_FRAME;
  *   - pbp__hello_check returns 0 exactly when the magic, the major
  *     version and the fingerprint match and the peer's max_frame is at
- *     least PBP_MIN_MAX_FRAME; then effective_max_frame is
- *     min(ours, peer's), at least PBP_MIN_MAX_FRAME, and the other peer
- *     fields are copied; otherwise it returns PBP_EPROTO with a message;
+ *     least PBP_MIN_MAX_FRAME, and (protocol 1.2) a peer of minor 2 or
+ *     more sends a stream_window of 0 or at least PBP_MIN_STREAM_WINDOW;
+ *     then effective_max_frame is
+ *     min(ours, peer's), at least PBP_MIN_MAX_FRAME, the other peer
+ *     fields are copied (stream_window only from a minor of 2 or more,
+ *     else 0); otherwise it returns PBP_EPROTO with a message;
  *   - a decoded Hello re-encodes (pbp__control_encode) within the
  *     handshake limit and decodes to the same fields; so do the other
  *     kinds (fuzz_roundtrip_frame).
@@ -54,7 +57,8 @@ check_hello(const pbpipe_Hello *h, uint32_t ours, uint64_t fingerprint)
 	memset(&err, 0, sizeof err);
 	rc = pbp__hello_check(h, ours, fingerprint, &peer, &err);
 	ok = h->magic == PBP__MAGIC && h->major == PBP_PROTOCOL_MAJOR &&
-	     h->schema_fingerprint == fingerprint && h->max_frame >= PBP_MIN_MAX_FRAME;
+	     h->schema_fingerprint == fingerprint && h->max_frame >= PBP_MIN_MAX_FRAME &&
+	     (h->minor < 2 || h->stream_window == 0 || h->stream_window >= PBP_MIN_STREAM_WINDOW);
 	FUZZ_CHECK(rc == 0 || rc == PBP_EPROTO, "pbp__hello_check returned %d", rc);
 	FUZZ_CHECK((rc == 0) == (ok != 0),
 	           "rc %d for magic 0x%08x major %u fingerprint %llx (ours %llx) max_frame %u",
@@ -73,7 +77,8 @@ check_hello(const pbpipe_Hello *h, uint32_t ours, uint64_t fingerprint)
 	           "effective limit %u below the minimum", (unsigned)peer.effective_max_frame);
 	FUZZ_CHECK(peer.major == h->major && peer.minor == h->minor && peer.pid == h->pid &&
 	           peer.pointer_bits == h->pointer_bits && peer.max_frame == h->max_frame &&
-	           peer.schema_fingerprint == h->schema_fingerprint,
+	           peer.schema_fingerprint == h->schema_fingerprint &&
+	           peer.stream_window == (h->minor >= 2 ? h->stream_window : 0),
 	           "peer info does not match the Hello");
 }
 

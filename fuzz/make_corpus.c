@@ -110,7 +110,7 @@ hello_env(uint32_t max_frame, uint64_t fingerprint)
 {
 	pbpipe_Envelope env;
 
-	pbp__hello_make(&env, max_frame, fingerprint);
+	pbp__hello_make(&env, max_frame, fingerprint, PBP_DEFAULT_STREAM_WINDOW);
 	env.body.hello.pid = 4242;
 	env.body.hello.pointer_bits = 64;
 	return env;
@@ -160,6 +160,7 @@ reply(bytes *out, uint32_t type, uint64_t id, uint64_t reply_to, uint32_t code,
 	r.reply_to = reply_to;
 	r.error_code = code;
 	r.error_msg = msg;
+	r.stream = 0;
 	h = pbp__message_header_ex(hdr, type, id, &r, payload->n, &body_len);
 	put(out, hdr, h);
 	put_bytes(out, payload);
@@ -774,6 +775,62 @@ envdiff_errmsg(const char *name, size_t n, uint8_t c)
 	free(m.p);
 }
 
+/* Protocol 1.2: the stream bodies as we send them, and their bounds. */
+static void
+envdiff_streams(void)
+{
+	static const pb_size_t tags[] = { pbpipe_Envelope_end_tag, pbpipe_Envelope_credit_tag,
+	                                  pbpipe_Envelope_cancel_tag };
+	static const char *const names[] = { "stream-end", "stream-credit", "stream-cancel" };
+	uint8_t hdr[PBP__MSG_HEADER_MAX], m[4 + 128];
+	pbp__reply r = { 0, 0, NULL, 1 };
+	bytes f = { 0 };
+	uint64_t body;
+	size_t h, i;
+
+	h = pbp__message_header_ex(hdr, pbptest_Type_TEXT, 0, &r, 0, &body);
+	envdiff_seed("stream-open", hdr + 1, h - 1);
+	h = pbp__message_header_ex(hdr, pbptest_Type_TEXT, 9, &r, 0, &body);
+	envdiff_seed("stream-open-with-id", hdr + 1, h - 1);
+	h = pbp__stream_data_header(hdr, 3, 5, &body);
+	put(&f, hdr, h);
+	put(&f, "chunk", 5);
+	envdiff_frame("stream-data", &f);
+	h = pbp__stream_data_header(hdr, 3, 0, &body);
+	envdiff_seed("stream-data-empty", hdr + 1, h - 1);
+	for (i = 0; i < 3; i++) {
+		pbpipe_Envelope env;
+
+		memset(&env, 0, sizeof env);
+		env.which_body = tags[i];
+		if (tags[i] == pbpipe_Envelope_end_tag) {
+			env.body.end.stream = UINT64_MAX;
+			env.body.end.error_code = 7;
+			strcpy(env.body.end.error_message, "disk full");
+		} else if (tags[i] == pbpipe_Envelope_credit_tag) {
+			env.body.credit.stream = 2;
+			env.body.credit.bytes = UINT32_MAX;
+		} else {
+			env.body.cancel.stream = 1;
+			env.body.cancel.error_code = 0xffff0004u;
+			strcpy(env.body.cancel.error_message, "too many streams");
+		}
+		reset(&f);
+		control(&f, &env);
+		envdiff_frame(names[i], &f);
+	}
+	envdiff_wrap("stream-data-chunk-varint", 0x32, "\x08\x01\x10\x05", 4);
+	envdiff_wrap("stream-credit-over-32-bits", 0x42, "\x08\x01\x10\x80\x80\x80\x80\x10", 8);
+	envdiff_wrap("stream-cancel-code-as-len", 0x4a, "\x08\x01\x12\x00", 4);
+	memcpy(m, "\x08\x01\x1a\x7f", 4);
+	memset(m + 4, 'm', 127);
+	envdiff_wrap("stream-end-msg-127", 0x3a, m, 4 + 127);
+	memcpy(m, "\x08\x01\x1a\x80\x01", 5);
+	memset(m + 5, 'm', 127);
+	envdiff_wrap("stream-end-msg-128", 0x3a, m, 5 + 127);
+	free(f.p);
+}
+
 static void
 envdiff_corpus(void)
 {
@@ -895,8 +952,9 @@ envdiff_corpus(void)
 	envdiff_seed("two-bodies-second-bad", "\x1a\x02\x08\x01\x12\x02\x08", 7);
 	envdiff_seed("type-0-then-bad", "\x1a\x00\x38", 3);
 	envdiff_seed("type-0", "\x1a\x02\x10\x01", 4);
-	envdiff_seed("no-body", "\x30\x01", 2);
+	envdiff_seed("no-body", "\x50\x01", 2);
 	envdiff_seed("empty", "", 0);
+	envdiff_streams();
 	free(f.p);
 	free(p.p);
 }

@@ -65,6 +65,7 @@ typedef struct pbp__splice {
 typedef struct pbp__held {
 	uint32_t type;
 	uint64_t id;
+	uint64_t stream;     /* Message.stream: the header of this stream */
 	int sync;            /* a Sync marker; id is the Sync's id */
 	uint8_t *buf;
 	size_t cap, len;
@@ -82,6 +83,48 @@ typedef struct pbp__call {
 	uint8_t *buf;
 	size_t cap, len;
 } pbp__call;
+
+/* Streams (1.2, streams.c).  An incoming stream: opened by the peer. */
+enum { IN_FREE = 0, IN_OPEN, IN_ENDED, IN_DONE };
+
+typedef struct pbp__instream {
+	uint64_t id;
+	int state;           /* IN_*: ENDED once its StreamEnd came, DONE once
+	                        the application has read that end */
+	uint32_t end_code;   /* the StreamEnd's error_code */
+	char end_msg[PBP__ERRMSG_WIRE_MAX + 1]; /* its message, as valid UTF-8 */
+	uint64_t received;   /* chunk bytes received in all */
+	uint64_t allowed;    /* what the peer may send in all: window + grants */
+	uint64_t ungranted;  /* bytes consumed since the last grant */
+	uint8_t *buf;        /* buffered chunk bytes: buf[off..off+len) */
+	size_t cap, off, len;
+	const uint8_t *view; /* a chunk in the receive buffer, handed out next */
+	size_t view_len;
+	uint64_t seq;        /* when it finished (which record to reuse) */
+} pbp__instream;
+
+/* A stream this side opened. */
+typedef struct pbp__outstream {
+	uint64_t id;         /* 0: a free slot */
+	int cancelled;       /* the reader sent StreamCancel */
+	uint32_t code;       /* its error_code and message */
+	char msg[PBP__ERRMSG_WIRE_MAX + 1];
+	uint64_t sent;       /* chunk bytes sent (queued) */
+	uint64_t allowed;    /* the reader's window + its credits */
+	uint64_t seq;        /* when it was cancelled */
+} pbp__outstream;
+
+/* Slots per direction: PBP_MAX_STREAMS live, as many finished (ended
+ * incoming streams whose end stays repeatable, cancelled own ones whose
+ * PBP_ECANCELED stays sticky). */
+#define STREAM_SLOTS (2 * PBP_MAX_STREAMS)
+
+typedef struct pbp__streams {
+	pbp__instream in[STREAM_SLOTS];
+	pbp__outstream out[STREAM_SLOTS];
+	size_t nlive_in, nlive_out;
+	uint64_t seq;
+} pbp__streams;
 
 struct pbp_channel {
 	const pbp__io_ops *io;
@@ -142,6 +185,15 @@ struct pbp_channel {
 	 * duplex mode the sending side. */
 	atomic_int busy_rx, busy_tx;
 	uint32_t owner_pid;  /* the process that made the channel (fork) */
+	/* Streams (streams.c), allocated on first use. */
+	pbp__streams *st;
+	uint32_t st_window;  /* ours, as announced in our Hello (0: none) */
+	uint64_t st_next;    /* the id of the next stream we open */
+	uint64_t st_peer_last; /* the highest id the peer opened */
+	uint64_t st_wait;    /* the incoming stream a read waits for, or 0 */
+	uint64_t st_wait_out; /* the own stream a write waits for, or 0 */
+	uint64_t st_redo;    /* a stream's header put back (inbox full) */
+	uint64_t last_stream; /* pbp_msginfo.stream of the last receive */
 };
 
 /* ---- errors (inline, for channel.c, session.c and stream.c) --------------- */
@@ -337,6 +389,14 @@ int pbp__ch_encode_frame(pbp_channel *ch, uint32_t type, const uint8_t *hdr, siz
  * and returns 1.  0: not spliced (the caller writes them); -1: out of
  * memory (the encode fails). */
 int pbp__ch_splice(pb_ostream_t *stream, const void *data, size_t n);
+/* Queues one frame made of the hlen bytes at hdr followed by n bytes of
+ * data (a stream's chunk): data of SPLICE_MIN bytes or more is spliced,
+ * written from the caller's memory (pbp__ch_own_splices() before the
+ * call returns), unless it lies in the receive buffer.  The frame is
+ * traced whole.  0 or PBP_ENOMEM (in *ch->txe); on failure nothing was
+ * queued. */
+int pbp__ch_queue_data(pbp_channel *ch, const uint8_t *hdr, size_t hlen, const void *data,
+                       size_t n);
 /* Whether spliced output still points at a caller's memory. */
 int pbp__ch_spliced(const pbp_channel *ch);
 /* Copies the spliced output still in a caller's memory into memory the
@@ -405,5 +465,47 @@ int pbp__held_pop(pbp_channel *ch);
 void pbp__inbox_release(pbp_channel *ch);
 /* Frees everything call.c allocated. */
 void pbp__calls_free(pbp_channel *ch);
+
+/* ---- streams.c: stream state, below the receive path ------------------------ */
+
+/* What pbp__streams_frame() returns besides 0 (a stream's header, for the
+ * application), PBP__PROGRESS (data or the end of the stream a read waits
+ * for, credit or a cancel for the one a write waits for) and errors:
+ * handled, nothing to report (so a flood of such frames cannot hold a
+ * call past its deadline: see pbp__ch_next). */
+#define PBP__SKIP 2
+
+/* Handles a frame of the stream protocol: a Message opening a stream, or
+ * StreamData, StreamEnd, StreamCredit, StreamCancel.  Errors (PBP_EPROTO
+ * for a peer breaking the rules, PBP_ENOMEM) are the caller's to make
+ * sticky; described in ch->error. */
+int pbp__streams_frame(pbp_channel *ch, const pbp__frame *f);
+/* The incoming stream with this id (not a free slot), or NULL. */
+pbp__instream *pbp__streams_in(pbp_channel *ch, uint64_t id);
+/* The own stream with this id, or NULL. */
+pbp__outstream *pbp__streams_out(pbp_channel *ch, uint64_t id);
+/* A slot for a new own stream (id set, allowed the peer's window), or
+ * NULL with ch->error set (PBP_ELIMIT, PBP_ENOMEM). */
+pbp__outstream *pbp__streams_new_out(pbp_channel *ch, uint64_t id);
+/* Releases an own stream's slot. */
+void pbp__streams_drop_out(pbp_channel *ch, pbp__outstream *o);
+/* The application consumed n bytes of s: grants credit once it has
+ * consumed half the window since the last grant. */
+void pbp__streams_consumed(pbp_channel *ch, pbp__instream *s, size_t n);
+/* Moves what is left of s's view (a chunk in the receive buffer) into its
+ * own buffer: before a read returns with part of a chunk taken.  0 or
+ * PBP_ENOMEM. */
+int pbp__streams_keep_view(pbp_channel *ch, pbp__instream *s);
+/* The application has seen the end of s: frees its buffer, keeps the
+ * record (the end is repeatable). */
+void pbp__streams_done(pbp_channel *ch, pbp__instream *s);
+/* Releases an incoming stream and, if it is still open, tells the writer
+ * to stop (StreamCancel code, msg), queued and written as far as the pipe
+ * takes it now.  0 or a send error (the slot is released all the same). */
+int pbp__streams_cancel(pbp_channel *ch, pbp__instream *s, uint32_t code, const char *msg);
+/* Queues StreamEnd for an own stream (code 0: clean).  0 or an error. */
+int pbp__streams_queue_end(pbp_channel *ch, uint64_t id, uint32_t code, const char *msg);
+/* Frees all stream state. */
+void pbp__streams_free(pbp_channel *ch);
 
 #endif /* PBP_CHANNEL_IMPL_H */

@@ -29,6 +29,8 @@ pbp_strerror(int code)
 	case PBP_EREMOTE: return "the peer reported an error";
 	case PBP_EUNANSWERED: return "stream ended with calls unanswered";
 	case PBP_ELIMIT: return "limit reached";
+	case PBP_ECANCELED: return "the reader cancelled the stream";
+	case PBP_ENOTSUP: return "the peer does not accept streams";
 	default: return "unknown error";
 	}
 }

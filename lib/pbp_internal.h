@@ -72,7 +72,8 @@ int pbp__frame_length(const uint8_t *p, size_t n, uint32_t *len, size_t *hdrlen)
 size_t pbp__message_header(uint8_t *out, uint32_t type, uint64_t id,
                            size_t payload_len, uint64_t *body_len);
 
-/* The reply fields of a Message (protocol 1.1). */
+/* The reply fields of a Message (protocol 1.1), and the stream it opens
+ * (1.2). */
 typedef struct pbp__reply {
 	uint64_t reply_to;       /* 0: not a reply */
 	uint32_t error_code;     /* 0: a result, not an error */
@@ -81,6 +82,8 @@ typedef struct pbp__reply {
 	                            UTF-8 (U+FFFD for what is not), at most
 	                            PBP__ERRMSG_WIRE_MAX bytes, cut at a
 	                            character boundary */
+	uint64_t stream;         /* Message.stream (1.2): 0, or the id of the
+	                            stream this message opens */
 } pbp__reply;
 
 /* pbp__message_header() with reply fields (r may be NULL). */
@@ -101,7 +104,20 @@ enum pbp__frame_kind {
 	PBP__FRAME_MESSAGE = 3,
 	PBP__FRAME_SYNC = 4,
 	PBP__FRAME_SYNC_ACK = 5,
+	PBP__FRAME_STREAM_DATA = 6,   /* 1.2 */
+	PBP__FRAME_STREAM_END = 7,    /* 1.2 */
+	PBP__FRAME_STREAM_CREDIT = 8, /* 1.2 */
+	PBP__FRAME_STREAM_CANCEL = 9, /* 1.2 */
 };
+
+/* Largest header pbp__stream_data_header() writes: frame length, envelope
+ * tag and length, stream (tag and 10 bytes), chunk tag and length. */
+#define PBP__DATA_HEADER_MAX 28
+/* Writes the frame length prefix and the envelope bytes of a StreamData
+ * frame up to its chunk bytes, which follow.  Returns the header length
+ * and sets *body_len to the envelope length (the frame limit's). */
+size_t pbp__stream_data_header(uint8_t *out, uint64_t stream, size_t chunk_len,
+                               uint64_t *body_len);
 
 /* A decoded envelope.  payload points into the decoded body. */
 typedef struct pbp__frame {
@@ -119,6 +135,14 @@ typedef struct pbp__frame {
 	                            hold NUL bytes */
 	size_t error_len;        /* at most PBP__ERRMSG_WIRE_MAX */
 	uint64_t sync_id;        /* Sync.id or SyncAck.id (1.1) */
+	/* 1.2: Message.stream of a Message; the stream of a StreamData,
+	 * StreamEnd, StreamCredit or StreamCancel. */
+	uint64_t stream;
+	/* StreamData.chunk (in place), StreamCredit.bytes; StreamEnd and
+	 * StreamCancel use error_code, error_msg and error_len. */
+	const uint8_t *chunk;
+	size_t chunk_len;
+	uint32_t credit;
 } pbp__frame;
 
 /* Decodes one envelope body, by the rules of docs/PROTOCOL.md section 3.
@@ -128,7 +152,11 @@ typedef struct pbp__frame {
  * length past the end, a known field of the wrong wire type, a 32-bit
  * field over 32 bits, a string over its bound); it takes precedence over
  * PBP_EPROTO: the body is well-formed, but holds no body field, more than
- * one, or a Message of type 0.  Unknown fields are skipped, so later
+ * one, a Message of type 0, or a Message whose stream (1.2) is nonzero
+ * with a nonzero id or reply_to.  StreamData, StreamEnd, StreamCredit and
+ * StreamCancel (1.2) follow the same rules (their strings at most 127
+ * bytes); stream id 0 in them is the session's to refuse.  Unknown
+ * fields are skipped, so later
  * minor versions can add some.  fuzz/envelope_diff_fuzzer.c checks that
  * this agrees with nanopb's decoding of pbpipe.Envelope plus those
  * rules. */
@@ -203,8 +231,9 @@ int pbp__utf8_valid(const void *s, size_t n);
 
 #define PBP__MAGIC 0x50425050u /* "PBPP" */
 
-/* Fills env with our Hello. */
-void pbp__hello_make(pbpipe_Envelope *env, uint32_t max_frame, uint64_t fingerprint);
+/* Fills env with our Hello (stream_window: Hello.stream_window, 1.2). */
+void pbp__hello_make(pbpipe_Envelope *env, uint32_t max_frame, uint64_t fingerprint,
+                     uint32_t stream_window);
 /* Checks the peer's Hello against ours.  Returns 0 and fills *peer, or
  * PBP_EPROTO with a message naming both values. */
 int pbp__hello_check(const pbpipe_Hello *h, uint32_t our_max_frame,

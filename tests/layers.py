@@ -27,6 +27,7 @@ LAYERS = [
     ("api/call.c", 5),
     ("api/handles.c", 5),
     ("api/child.c", 5),
+    ("api/streams.c", 5),
 ]
 OS_HEADERS = re.compile(
     r'#\s*include\s*<(unistd|poll|fcntl|signal|spawn|pthread|dirent|windows|winternl|'

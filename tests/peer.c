@@ -18,6 +18,10 @@
  *   stubborn      handshake, then ignore end of stream and sleep (exits on SIGTERM)
  *   immortal      like stubborn, and ignores SIGTERM too
  *   flood N       handshake, then at end of stream send N 255-byte Texts, exit 0
+ *   streamsum     handshake; read every stream the parent opens (pbp_stream.h)
+ *                 to its end with views, and answer each with a Text
+ *                 "BYTES FNV1A64-HEX RC" (RC the read's last code); other
+ *                 messages are ignored; exit 0 at end of stream
  * Hostile modes:
  *   oversize      handshake, then declare a frame of 2^31 bytes
  *   lengthonly    handshake, then declare a 100-byte frame, send nothing, wait
@@ -332,6 +336,32 @@ main(int argc, char **argv)
 				die("flood", pbp_channel_errmsg(ch));
 		pbp_channel_free(ch);
 		return 0;
+	}
+	if (strcmp(mode, "streamsum") == 0) {
+		int rc;
+
+		while ((rc = pbp_channel_recv(ch, &mi)) == 0) {
+			unsigned long long h = 14695981039346656037ull, total = 0;
+			uint64_t s = mi.stream;
+			const void *p;
+			char line[96];
+			size_t n, i;
+
+			if (s == 0)
+				continue;
+			while ((rc = pbp_stream_read_view(ch, s, &p, &n)) == 0) {
+				for (i = 0; i < n; i++) {
+					h ^= ((const unsigned char *)p)[i];
+					h *= 1099511628211ull;
+				}
+				total += n;
+			}
+			snprintf(line, sizeof line, "%llu %016llx %d", total, h, rc);
+			send_text(ch, line);
+		}
+		if (rc != PBP_EOF)
+			die("recv", pbp_channel_errmsg(ch));
+		leave(0);
 	}
 	if (strcmp(mode, "log") == 0) {
 		unsigned k = 0;

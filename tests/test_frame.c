@@ -284,7 +284,7 @@ T(malformed_envelopes)
 {
 	static const decode_case cases[] = {
 		{ "empty envelope", "", 0, PBP_EPROTO },
-		{ "only an unknown field", "\x48\x05", 2, PBP_EPROTO },
+		{ "only an unknown field", "\x50\x05", 2, PBP_EPROTO },
 		{ "two bodies", "\x1a\x02\x08\x01\x1a\x02\x08\x02", 8, PBP_EPROTO },
 		{ "type 0", "\x1a\x02\x08\x00", 4, PBP_EPROTO },
 		{ "no type", "\x1a\x00", 2, PBP_EPROTO },
@@ -310,6 +310,110 @@ T(malformed_envelopes)
 			cr_assert_null(strstr(err.msg, "field number 0"), "%s", err.msg);
 		cr_assert_neq(err.msg[0], '\0', "%s", cases[i].what);
 	}
+}
+
+/* Protocol 1.2: the stream bodies and Message.stream, by the same wire
+ * rules as the rest. */
+T(stream_bodies_decode)
+{
+	static const uint8_t data[] = "\x32\x07\x08\x03\x12\x03" "abc";
+	static const uint8_t end[] = "\x3a\x07\x08\x01\x10\x07\x1a\x01x";
+	static const uint8_t credit[] = "\x42\x05\x08\x02\x10\xe8\x07";
+	static const uint8_t cancel[] = "\x4a\x08\x08\x04\x10\x84\x80\xfc\xff\x0f";
+	static const uint8_t open[] = "\x1a\x04\x08\x01\x38\x05";
+	pbp__frame f;
+
+	cr_assert_eq(pbp__frame_decode(data, sizeof data - 1, &f, NULL), 0);
+	cr_assert_eq(f.kind, PBP__FRAME_STREAM_DATA);
+	cr_assert_eq(f.stream, 3);
+	cr_assert_eq(f.chunk_len, 3);
+	cr_assert_eq(f.chunk, data + 6, "the chunk is decoded in place");
+	cr_assert_eq(pbp__frame_decode(end, sizeof end - 1, &f, NULL), 0);
+	cr_assert_eq(f.kind, PBP__FRAME_STREAM_END);
+	cr_assert_eq(f.stream, 1);
+	cr_assert_eq(f.error_code, 7);
+	cr_assert_eq(f.error_len, 1);
+	cr_assert_eq(f.error_msg[0], 'x');
+	cr_assert_eq(pbp__frame_decode(credit, sizeof credit - 1, &f, NULL), 0);
+	cr_assert_eq(f.kind, PBP__FRAME_STREAM_CREDIT);
+	cr_assert_eq(f.stream, 2);
+	cr_assert_eq(f.credit, 1000);
+	cr_assert_eq(pbp__frame_decode(cancel, sizeof cancel - 1, &f, NULL), 0);
+	cr_assert_eq(f.kind, PBP__FRAME_STREAM_CANCEL);
+	cr_assert_eq(f.stream, 4);
+	cr_assert_eq(f.error_code, PBP_REMOTE_TOO_MANY_STREAMS);
+	cr_assert_eq(pbp__frame_decode(open, sizeof open - 1, &f, NULL), 0);
+	cr_assert_eq(f.kind, PBP__FRAME_MESSAGE);
+	cr_assert_eq(f.stream, 5);
+}
+
+T(malformed_stream_bodies)
+{
+	static const decode_case cases[] = {
+		{ "a stream's header with an id", "\x1a\x06\x08\x01\x10\x02\x38\x05", 8, PBP_EPROTO },
+		{ "a stream's header with reply_to", "\x1a\x06\x08\x01\x20\x02\x38\x05", 8,
+		  PBP_EPROTO },
+		{ "chunk as a varint", "\x32\x04\x08\x01\x10\x05", 6, PBP_EDECODE },
+		{ "stream id as bytes", "\x3a\x02\x0a\x00", 4, PBP_EDECODE },
+		{ "credit over 32 bits", "\x42\x08\x08\x01\x10\x80\x80\x80\x80\x10", 10,
+		  PBP_EDECODE },
+		{ "cancel code over 32 bits", "\x4a\x08\x08\x01\x10\x80\x80\x80\x80\x10", 10,
+		  PBP_EDECODE },
+		{ "stream body as a varint", "\x30\x01", 2, PBP_EDECODE },
+		{ "stream id of 11 bytes", "\x32\x0c\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+		  14, PBP_EDECODE },
+		{ "data and a message", "\x32\x02\x08\x01\x1a\x02\x08\x01", 8, PBP_EPROTO },
+		{ "data then a bad end", "\x32\x02\x08\x01\x3a\x01\x08", 7, PBP_EDECODE },
+	};
+	uint8_t big[6 + 128];
+	decode_case c = { "end message of 128 bytes", (const char *)big, sizeof big, PBP_EDECODE };
+	pbp_error err;
+	size_t i;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		check_decode(&cases[i], &err);
+		cr_assert_neq(err.msg[0], '\0', "%s", cases[i].what);
+	}
+	/* StreamEnd{stream: 1, error_message: 128 bytes} is too long; 127 is
+	 * not. */
+	memcpy(big, "\x3a\x83\x01\x1a\x80\x01", 6);
+	memset(big + 6, 'm', sizeof big - 6);
+	c.n = 6 + 128;
+	check_decode(&c, &err);
+	cr_assert_neq(strstr(err.msg, "128 bytes"), NULL, "%s", err.msg);
+	memcpy(big, "\x3a\x81\x01\x1a\x7f", 5);
+	c = (decode_case){ "end message of 127 bytes", (const char *)big, 5 + 127, 0 };
+	check_decode(&c, &err);
+}
+
+T(stream_data_header_round_trips)
+{
+	static const uint64_t ids[] = { 1, 127, 128, UINT64_MAX };
+	static const size_t lens[] = { 0, 1, 127, 128, 300000 };
+	uint8_t *buf = malloc(PBP__DATA_HEADER_MAX + 300000);
+	size_t i, j;
+
+	for (i = 0; i < 4; i++) {
+		for (j = 0; j < 5; j++) {
+			uint64_t body;
+			size_t h = pbp__stream_data_header(buf, ids[i], lens[j], &body), hdr;
+			uint32_t flen;
+			pbp__frame f;
+
+			cr_assert_leq(h, PBP__DATA_HEADER_MAX);
+			memset(buf + h, 'c', lens[j]);
+			cr_assert_eq(pbp__frame_length(buf, h, &flen, &hdr), 1);
+			cr_assert_eq(flen, body);
+			cr_assert_eq(hdr + flen, h + lens[j]);
+			cr_assert_eq(pbp__frame_decode(buf + hdr, flen, &f, NULL), 0);
+			cr_assert_eq(f.kind, PBP__FRAME_STREAM_DATA);
+			cr_assert_eq(f.stream, ids[i]);
+			cr_assert_eq(f.chunk_len, lens[j]);
+			if (lens[j] > 0)
+				cr_assert_eq(f.chunk, buf + h);
+		}
+	}
+	free(buf);
 }
 
 T(unknown_fields_are_skipped)
@@ -429,7 +533,7 @@ T(utf8_copy_never_cuts_a_character)
 static void
 error_reply(const char *m, pbp__frame *f, uint8_t *buf)
 {
-	pbp__reply r = { 7, 42, m };
+	pbp__reply r = { 7, 42, m, 0 };
 	uint64_t body_len;
 	uint32_t len;
 	size_t hdr, h = pbp__message_header_ex(buf, 2, 0, &r, 0, &body_len);

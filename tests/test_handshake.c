@@ -116,7 +116,7 @@ T(other_major_version_fails_other_minor_passes)
 	h.major = PBP_PROTOCOL_MAJOR + 1;
 	h.minor = 7;
 	cr_assert_eq(against_hello(&h, &a, fds), PBP_EPROTO);
-	cr_assert_neq(strstr(pbp_channel_errmsg(a), "ours 1.1, peer's 2.7"), NULL, "%s",
+	cr_assert_neq(strstr(pbp_channel_errmsg(a), "ours 1.2, peer's 2.7"), NULL, "%s",
 	              pbp_channel_errmsg(a));
 	pbp_channel_free(a);
 	close_peer(fds);

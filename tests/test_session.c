@@ -128,7 +128,7 @@ static size_t
 frame_msg(uint8_t *out, uint32_t type, uint64_t id, uint64_t reply_to, const void *payload,
           size_t n)
 {
-	pbp__reply rp = { reply_to, 0, NULL };
+	pbp__reply rp = { reply_to, 0, NULL, 0 };
 	uint64_t body;
 	size_t h = pbp__message_header_ex(out, type, id, &rp, n, &body);
 

@@ -61,6 +61,13 @@ extern "C" {
 #define PBP_REMOTE_NO_HANDLER 0xffff0001u   /**< no handler for the type */
 #define PBP_REMOTE_BAD_REQUEST 0xffff0002u  /**< the request did not decode */
 #define PBP_REMOTE_FAILED 0xffff0003u       /**< a handler returned < 0 */
+#define PBP_REMOTE_TOO_MANY_STREAMS 0xffff0004u /**< StreamCancel: the reader
+                                                     had PBP_MAX_STREAMS
+                                                     incoming streams open */
+#define PBP_REMOTE_STREAM_NOT_ACCEPTED 0xffff0005u /**< StreamCancel from
+                                                        pbp_channel_serve(),
+                                                        which reads no
+                                                        streams */
 
 /**
  * Sends a request of a registered type with a new correlation id.
@@ -178,7 +185,10 @@ typedef struct pbp_handler {
  * beyond 32) cannot be received here: a request carrying one gets a
  * PBP_REMOTE_BAD_REQUEST reply whose message names the field number, and
  * the handler does not run.  A stray reply (to an id this side never
- * used) is skipped.
+ * used) is skipped.  A stream opened to this side (pbp_stream.h) is not
+ * read: its header message goes to no handler, and the stream is
+ * cancelled at once with StreamCancel code PBP_REMOTE_STREAM_NOT_ACCEPTED
+ * ("stream not accepted"); serving goes on.
  * @return 0 at a clean end of stream (or Goodbye); a stream or send error
  *         otherwise; PBP_EINVAL for a handler whose types are not
  *         registered; PBP_ENOMEM.

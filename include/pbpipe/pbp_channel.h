@@ -126,7 +126,7 @@ typedef struct pbp_msgtype {
 #define PBP_MSGTYPE(id, msg) { (id), msg##_fields, sizeof(msg), #msg }
 
 /** Current version of pbp_channel_options. */
-#define PBP_CHANNEL_OPTIONS_VERSION 1
+#define PBP_CHANNEL_OPTIONS_VERSION 2
 
 /**
  * Channel options.  Always start from PBP_CHANNEL_OPTIONS_INIT so that
@@ -158,13 +158,24 @@ typedef struct pbp_channel_options {
 	                                  ignored elsewhere): 0 means
 	                                  PBP_DEFAULT_PIPE_SIZE, < 0 leaves the
 	                                  kernel's size; failure is not an error */
+	/* Since version 2 (a version 1 struct ends above, and gets the
+	 * default): */
+	uint32_t stream_window;      /**< streams (pbp_stream.h): the bytes of
+	                                  each incoming stream buffered before
+	                                  more are granted, sent as
+	                                  Hello.stream_window; 0 means
+	                                  PBP_DEFAULT_STREAM_WINDOW; otherwise
+	                                  within [256, 1 GiB], else
+	                                  PBP_EINVAL.  A PBP_CHANNEL_DUPLEX
+	                                  channel sends 0 (accepts no
+	                                  streams) whatever this says */
 } pbp_channel_options;
 
 /** Initializer for pbp_channel_options: every field at its default. */
 #define PBP_CHANNEL_OPTIONS_INIT                                              \
 	{ PBP_CHANNEL_OPTIONS_VERSION, NULL, 0, 0, 0,                         \
 	  PBP_DEFAULT_HANDSHAKE_TIMEOUT_MS, PBP_NO_DEADLINE, PBP_NO_DEADLINE, \
-	  0, 0, 0 }
+	  0, 0, 0, 0 }
 
 /**
  * Write coalescing: a send queues its frame and returns; queued frames go
@@ -229,6 +240,10 @@ typedef struct pbp_peer_info {
 	int goodbye_received;        /**< 1 once a Goodbye arrived */
 	int goodbye_reason;          /**< its pbp_goodbye_reason */
 	char goodbye_detail[128];    /**< its detail text, NUL-terminated */
+	uint32_t stream_window;      /**< since protocol 1.2: the peer's
+	                                  Hello.stream_window (0: it accepts no
+	                                  streams; always 0 for a 1.0 or 1.1
+	                                  peer) */
 } pbp_peer_info;
 
 /** An application message as received by pbp_channel_recv(). */
@@ -239,6 +254,9 @@ typedef struct pbp_msginfo {
 	                            call on this channel (any pbp_channel_* or
 	                            pbp_call.h call), or its free */
 	size_t size;           /**< payload size in bytes */
+	uint64_t stream;       /**< nonzero: this message is the header of an
+	                            incoming stream with this id, to read with
+	                            pbp_stream_read() (pbp_stream.h) */
 } pbp_msginfo;
 
 /**

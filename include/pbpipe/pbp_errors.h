@@ -71,6 +71,13 @@ enum pbp_errcode {
 	 *  barrier waits) is full.  Nothing was lost or consumed; not sticky:
 	 *  receive held messages or finish calls, then try again. */
 	PBP_ELIMIT = -17,
+	/** Streams (pbp_stream.h): the reader cancelled the stream.  Its code
+	 *  is in pbp_error.remote_code and its message in pbp_error.msg.
+	 *  Sticky for that stream only. */
+	PBP_ECANCELED = -18,
+	/** Streams (pbp_stream.h): the peer does not accept streams (it speaks
+	 *  protocol 1.0 or 1.1, or its Hello.stream_window is 0). */
+	PBP_ENOTSUP = -19,
 };
 
 /** Size of the message buffer in a pbp_error record. */

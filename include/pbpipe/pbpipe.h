@@ -16,7 +16,7 @@
 
 /* Wire protocol version spoken (Hello.major / Hello.minor). */
 #define PBP_PROTOCOL_MAJOR 1
-#define PBP_PROTOCOL_MINOR 1
+#define PBP_PROTOCOL_MINOR 2
 
 #include <pbpipe/pbp_common.h>
 #include <pbpipe/pbp_errors.h>
@@ -24,5 +24,6 @@
 #include <pbpipe/pbp_child.h>
 #include <pbpipe/pbp_call.h>
 #include <pbpipe/pbp_bytes.h>
+#include <pbpipe/pbp_stream.h>
 
 #endif /* PBPIPE_PBPIPE_H */

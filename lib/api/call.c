@@ -81,10 +81,10 @@ wait_for(pbp_channel *ch, int timeout_ms, int (*done)(pbp_channel *, uint64_t), 
 		if ((rc = pbp__ch_rx_ready(ch)) != 0)
 			return rc;
 		rc = pbp__ch_next(ch, &f, deadline);
-		if (rc == 0)
-			rc = pbp__held_push(ch, &f, 0);
-		if (rc == PBP_ELIMIT)
+		if (rc == 0 && (rc = pbp__held_push(ch, &f, 0)) == PBP_ELIMIT) {
+			ch->st_redo = f.stream; /* a stream's header is read again */
 			pbp__reader_unget(&ch->rd); /* refused, not consumed */
+		}
 		if (rc == PBP__PROGRESS || rc == 0)
 			continue;
 		if (rc == PBP_ETIMEDOUT && timeout_ms == 0)
@@ -189,7 +189,7 @@ int
 pbp_channel_call(pbp_channel *ch, uint32_t req_type, const void *req, uint32_t resp_type,
                  void *resp, int timeout_ms)
 {
-	uint64_t id;
+	uint64_t id = 0;
 	int rc;
 
 	if (ch == NULL)
@@ -212,7 +212,7 @@ int
 pbp_channel_reply(pbp_channel *ch, uint64_t request_id, uint32_t type, const void *msg)
 {
 	const pbp_msgtype *t;
-	pbp__reply r = { request_id, 0, NULL };
+	pbp__reply r = { request_id, 0, NULL, 0 };
 	int rc;
 
 	if (ch == NULL)
@@ -233,7 +233,7 @@ static int
 reply_error(pbp_channel *ch, uint64_t request_id, uint32_t request_type, uint32_t code,
             const char *message)
 {
-	pbp__reply r = { request_id, code, message ? message : "" };
+	pbp__reply r = { request_id, code, message ? message : "", 0 };
 
 	if (request_id == 0 || code == 0)
 		return pbp__ch_fail(ch, PBP_EINVAL, "reply_error: request id or code 0");
@@ -476,6 +476,20 @@ pbp_channel_serve(pbp_channel *ch, const pbp_handler *handlers, size_t nhandlers
 			continue;
 		if (rc != 0)
 			break;
+		if (mi.stream != 0) {
+			/* serve() reads no streams: the writer is told at once. */
+			pbp__instream *s = pbp__streams_in(ch, mi.stream);
+
+			rc = s ? pbp__streams_cancel(ch, s, PBP_REMOTE_STREAM_NOT_ACCEPTED,
+			                             "stream not accepted") : 0;
+			/* A peer that opens streams and reads nothing is
+			 * waited for, as replies are. */
+			if (rc == 0 && pbp_channel_pending(ch) > QUEUE_MAX)
+				rc = pbp_channel_flush(ch);
+			if (rc != 0)
+				break;
+			continue;
+		}
 		rc = serve_one(ch, find_handler(handlers, nhandlers, mi.type), &mi, req, resp, size, ref);
 		if (rc != 0)
 			break;

@@ -26,11 +26,18 @@ check_options(const pbp_channel_options *o, pbp_error *err)
 {
 	size_t i, j;
 
-	if (o->version != PBP_CHANNEL_OPTIONS_VERSION)
+	/* A version 1 struct (built against the 1.1 headers) ends before
+	 * stream_window, which is then not read. */
+	if (o->version != PBP_CHANNEL_OPTIONS_VERSION && o->version != 1)
 		return pbp__seterr(err, PBP_EINVAL, 0,
-		                   "pbp_channel_options.version is %u, expected %u "
+		                   "pbp_channel_options.version is %u, expected 1 to %u "
 		                   "(start from PBP_CHANNEL_OPTIONS_INIT)",
 		                   o->version, PBP_CHANNEL_OPTIONS_VERSION);
+	if (o->version >= 2 && o->stream_window != 0 &&
+	    (o->stream_window < PBP_MIN_STREAM_WINDOW || o->stream_window > PBP_MAX_STREAM_WINDOW))
+		return pbp__seterr(err, PBP_EINVAL, 0,
+		                   "stream_window %" PRIu32 " is outside [%u, %u]",
+		                   o->stream_window, PBP_MIN_STREAM_WINDOW, PBP_MAX_STREAM_WINDOW);
 	if (o->max_frame != 0 &&
 	    (o->max_frame < PBP_MIN_MAX_FRAME || o->max_frame > PBP_MAX_MAX_FRAME))
 		return pbp__seterr(err, PBP_EINVAL, 0,
@@ -93,6 +100,12 @@ pbp__channel_new_io(pbp_channel **out, const pbp__io_ops *io, void *ctx,
 	ch->flags = opts->flags;
 	ch->spin_us = opts->spin_us > 0 ? opts->spin_us : 0;
 	ch->next_id = 1;
+	ch->st_next = 1;
+	/* A duplex channel accepts no streams (pbp_stream.h). */
+	ch->st_window = opts->version >= 2 && opts->stream_window != 0 ? opts->stream_window
+	                                                                : PBP_DEFAULT_STREAM_WINDOW;
+	if (opts->flags & PBP_CHANNEL_DUPLEX)
+		ch->st_window = 0;
 	ch->owner_pid = pbp__os_getpid();
 	atomic_init(&ch->busy_rx, 0);
 	atomic_init(&ch->busy_tx, 0);
@@ -189,6 +202,7 @@ pbp_channel_free_keep_fds(pbp_channel *ch)
 		return;
 	pbp__os_close(&ch->trace_fd);
 	pbp__calls_free(ch);
+	pbp__streams_free(ch);
 	if (ch->flags & PBP_CHANNEL_DUPLEX) {
 		pbp__mutex_destroy(&ch->wlock);
 		pbp__mutex_destroy(&ch->ack_lock);
@@ -604,9 +618,12 @@ recv_raw(pbp_channel *ch, pbp_msginfo *out)
 	int rc;
 
 	ch->have_msg = 0;
+	ch->last_stream = 0;
 	/* Messages held while a call or a barrier waited come first. */
 	if (next_held(ch)) {
-		ch->msg = (pbp_msginfo){ ch->cur.type, ch->cur.id, ch->cur.buf, ch->cur.len };
+		ch->msg = (pbp_msginfo){ ch->cur.type, ch->cur.id, ch->cur.buf, ch->cur.len,
+		                         ch->cur.stream };
+		ch->last_stream = ch->cur.stream;
 		ch->have_msg = 1;
 		*out = ch->msg;
 		return 0;
@@ -633,7 +650,8 @@ recv_raw(pbp_channel *ch, pbp_msginfo *out)
 	if (rc != 0)
 		return rc;
 	pbp__ch_succeeded(ch);
-	ch->msg = (pbp_msginfo){ f.type, f.id, f.payload, f.payload_len };
+	ch->msg = (pbp_msginfo){ f.type, f.id, f.payload, f.payload_len, f.stream };
+	ch->last_stream = f.stream;
 	ch->have_msg = 1;
 	*out = ch->msg;
 	return 0;

@@ -536,6 +536,45 @@ pbp__ch_splice(pb_ostream_t *stream, const void *data, size_t n)
 	return 1;
 }
 
+int
+pbp__ch_queue_data(pbp_channel *ch, const uint8_t *hdr, size_t hlen, const void *data,
+                   size_t n)
+{
+	const uint8_t *d = data;
+	/* As in pbp__ch_splice: bytes in the receive buffer (a view written
+	 * back) are copied, since a blocked write may move that buffer. */
+	int splice = n >= SPLICE_MIN &&
+	             !(ch->rd.buf != NULL && d >= ch->rd.buf && d < ch->rd.buf + ch->rd.cap);
+	int rc = pbp__ch_tx_reserve(ch, hlen + (splice ? 0 : n));
+
+	if (rc != 0)
+		return rc;
+	if (splice && ch->nspl == ch->spl_cap) {
+		size_t ncap = ch->spl_cap ? ch->spl_cap * 2 : 4;
+		pbp__splice *ns = realloc(ch->spl, ncap * sizeof *ns);
+
+		if (ns == NULL)
+			return pbp__seterr(ch->txe, PBP_ENOMEM, ENOMEM, "out of memory for a chunk");
+		ch->spl = ns;
+		ch->spl_cap = ncap;
+	}
+	memcpy(ch->wbuf + ch->wlen, hdr, hlen);
+	if (ch->trace_fd != PBP_OS_HANDLE_INVALID) {
+		pbp__piece pieces[2] = { { ch->wbuf + ch->wlen, hlen }, { d, n } };
+
+		pbp__trace_pieces(ch->trace_fd, 'S', pieces, 2);
+	}
+	ch->wlen += hlen;
+	if (splice) {
+		ch->spl[ch->nspl++] = (pbp__splice){ ch->wlen, d, n, 0, NULL };
+	} else {
+		if (n > 0)
+			memcpy(ch->wbuf + ch->wlen, d, n);
+		ch->wlen += n;
+	}
+	return 0;
+}
+
 /* Appends the frame to the trace: the write buffer's part of it with the
  * spliced bytes in their places, as one record. */
 static void

@@ -99,6 +99,7 @@ pbp__held_push(pbp_channel *ch, const pbp__frame *f, uint64_t sync_id)
 	h->sync = f == NULL;
 	h->type = f ? f->type : 0;
 	h->id = f ? f->id : sync_id;
+	h->stream = f ? f->stream : 0;
 	h->len = n;
 	ch->inbox_bytes += n;
 	ch->qlen++;

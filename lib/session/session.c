@@ -135,7 +135,7 @@ handshake(pbp_channel *ch)
 	if (ch->rx_err != 0)
 		return pbp__ch_rx_again(ch);
 	deadline = pbp__deadline(ch->timeout[PBP_TIMEOUT_HANDSHAKE]);
-	pbp__hello_make(&env, ch->max_frame, ch->fingerprint);
+	pbp__hello_make(&env, ch->max_frame, ch->fingerprint, ch->st_window);
 	rc = pbp__ch_queue_control(ch, &env, &ch->error);
 	if (rc == 0)
 		rc = pbp__ch_flush_by(ch, deadline, &ch->error);
@@ -281,9 +281,21 @@ pbp__ch_next(pbp_channel *ch, pbp__frame *f, int64_t deadline)
 			rc = pbp__seterr(&ch->error, PBP_EPROTO, 0, "a second Hello after the handshake");
 		if (rc != 0)
 			return pbp__ch_rx_fail(ch, rc);
-		if (f->kind == PBP__FRAME_MESSAGE && f->reply_to == 0)
+		if (f->kind == PBP__FRAME_MESSAGE && f->reply_to == 0 && f->stream == 0)
 			return 0;
-		if (f->kind == PBP__FRAME_MESSAGE)
+		if (f->kind >= PBP__FRAME_STREAM_DATA ||
+		    (f->kind == PBP__FRAME_MESSAGE && f->stream != 0)) {
+			/* Streams (streams.c): a stream's header goes to the
+			 * application; chunks, ends, credit and cancels are
+			 * noted where they belong. */
+			rc = pbp__streams_frame(ch, f);
+			if (rc == 0)
+				return 0;
+			if (rc < 0)
+				return pbp__ch_rx_fail(ch, rc);
+			if (rc == PBP__SKIP)
+				rc = 0;
+		} else if (f->kind == PBP__FRAME_MESSAGE)
 			rc = pbp__calls_file_reply(ch, f);
 		else if (f->kind == PBP__FRAME_SYNC)
 			rc = got_sync(ch, f->sync_id);

@@ -66,6 +66,10 @@ pbp__frame_length(const uint8_t *p, size_t n, uint32_t *len, size_t *hdrlen)
 #define TAG_MESSAGE_REPLY_TO ((4u << 3) | 0u)  /* Message.reply_to */
 #define TAG_MESSAGE_ERROR_CODE ((5u << 3) | 0u) /* Message.error_code */
 #define TAG_MESSAGE_ERROR_MSG ((6u << 3) | 2u)  /* Message.error_message */
+#define TAG_MESSAGE_STREAM ((7u << 3) | 0u)     /* Message.stream (1.2) */
+#define TAG_ENVELOPE_DATA ((6u << 3) | 2u)      /* Envelope.data (1.2) */
+#define TAG_DATA_STREAM ((1u << 3) | 0u)        /* StreamData.stream */
+#define TAG_DATA_CHUNK ((2u << 3) | 2u)         /* StreamData.chunk */
 
 size_t
 pbp__message_header_ex(uint8_t *out, uint32_t type, uint64_t id, const pbp__reply *r,
@@ -93,6 +97,8 @@ pbp__message_header_ex(uint8_t *out, uint32_t type, uint64_t id, const pbp__repl
 		msg_len += 1 + pbp__varint_size(r->reply_to);
 	if (r && r->error_code != 0)
 		msg_len += 1 + pbp__varint_size(r->error_code);
+	if (r && r->stream != 0)
+		msg_len += 1 + pbp__varint_size(r->stream);
 	if (elen != 0)
 		msg_len += 1 + pbp__varint_size(elen) + elen;
 	if (payload_len != 0)
@@ -125,9 +131,37 @@ pbp__message_header_ex(uint8_t *out, uint32_t type, uint64_t id, const pbp__repl
 		memcpy(p, emsg, elen);
 		p += elen;
 	}
+	if (r && r->stream != 0) {
+		*p++ = TAG_MESSAGE_STREAM;
+		p = pbp__put_varint(p, r->stream);
+	}
 	if (payload_len != 0) {
 		*p++ = TAG_MESSAGE_PAYLOAD;
 		p = pbp__put_varint(p, payload_len);
+	}
+	return (size_t)(p - out);
+}
+
+size_t
+pbp__stream_data_header(uint8_t *out, uint64_t stream, size_t chunk_len, uint64_t *body_len)
+{
+	uint64_t data_len = 1 + pbp__varint_size(stream);
+	uint8_t *p = out;
+
+	/* The chunk goes last, so that it can follow this header directly
+	 * (from the caller's memory); an empty one is omitted, as proto3
+	 * does. */
+	if (chunk_len != 0)
+		data_len += 1 + pbp__varint_size(chunk_len) + chunk_len;
+	*body_len = 1 + pbp__varint_size(data_len) + data_len;
+	p = pbp__put_varint(p, *body_len);
+	*p++ = TAG_ENVELOPE_DATA;
+	p = pbp__put_varint(p, data_len);
+	*p++ = TAG_DATA_STREAM;
+	p = pbp__put_varint(p, stream);
+	if (chunk_len != 0) {
+		*p++ = TAG_DATA_CHUNK;
+		p = pbp__put_varint(p, chunk_len);
 	}
 	return (size_t)(p - out);
 }
@@ -300,7 +334,7 @@ decode_message(const uint8_t *p, const uint8_t *end, pbp__frame *out, pbp_error 
 
 		if ((why = get_key(&p, end, &tag, &wt)) != NULL)
 			break;
-		if (tag == 1 || tag == 2 || tag == 4 || tag == 5) {
+		if (tag == 1 || tag == 2 || tag == 4 || tag == 5 || tag == 7) {
 			if (wt != 0) {
 				why = "wrong wire type";
 				break;
@@ -320,6 +354,8 @@ decode_message(const uint8_t *p, const uint8_t *end, pbp__frame *out, pbp_error 
 				out->id = v;
 			else if (tag == 4)
 				out->reply_to = v;
+			else if (tag == 7)
+				out->stream = v;
 			else
 				out->error_code = (uint32_t)v;
 		} else if (tag == 3 || tag == 6) {
@@ -351,6 +387,72 @@ decode_message(const uint8_t *p, const uint8_t *end, pbp__frame *out, pbp_error 
 	}
 	if (why != NULL)
 		return pbp__seterr(err, PBP_EDECODE, 0, "malformed Message envelope: %s", why);
+	return 0;
+}
+
+/* Decodes a stream body (1.2) from p[0..end), by hand like Message: tag 6
+ * StreamData {stream, bytes chunk}, 7 StreamEnd and 9 StreamCancel
+ * {stream, uint32 error_code, string error_message}, 8 StreamCredit
+ * {stream, uint32 bytes}.  The chunk is located in place. */
+static int
+decode_stream(const uint8_t *p, const uint8_t *end, uint32_t body, pbp__frame *out,
+              pbp_error *err)
+{
+	static const char *const names[] = { "StreamData", "StreamEnd", "StreamCredit",
+	                                     "StreamCancel" };
+	const char *name = names[body - 6], *why = NULL;
+	uint64_t v;
+	uint32_t n;
+
+	while (p < end) {
+		uint32_t tag;
+		unsigned wt, want;
+
+		if ((why = get_key(&p, end, &tag, &wt)) != NULL)
+			break;
+		if (tag > 3 || (tag == 3 && (body == 6 || body == 8))) {
+			if ((why = skip_field(&p, end, wt)) != NULL)
+				break;
+			continue;
+		}
+		want = tag == 1 || (tag == 2 && body != 6) ? 0u : 2u;
+		if (wt != want) {
+			why = "wrong wire type";
+			break;
+		}
+		if (want == 0) {
+			if (get_varint(&p, end, &v) != 0) {
+				why = "bad varint (over 10 bytes or cut short)";
+				break;
+			}
+			if (tag == 2 && v > UINT32_MAX)
+				return pbp__seterr(err, PBP_EDECODE, 0,
+				                   "%s field 2: %" PRIu64 " does not fit 32 bits", name, v);
+			if (tag == 1)
+				out->stream = v;
+			else if (body == 8)
+				out->credit = (uint32_t)v;
+			else
+				out->error_code = (uint32_t)v;
+			continue;
+		}
+		if ((why = get_len(&p, end, &n)) != NULL)
+			break;
+		if (tag == 2) {
+			out->chunk = p;
+			out->chunk_len = n;
+		} else {
+			if (n > PBP__ERRMSG_WIRE_MAX)
+				return pbp__seterr(err, PBP_EDECODE, 0,
+				                   "%s error_message of %" PRIu32 " bytes exceeds %u", name,
+				                   n, PBP__ERRMSG_WIRE_MAX);
+			out->error_msg = (const char *)p;
+			out->error_len = n;
+		}
+		p += n;
+	}
+	if (why != NULL)
+		return pbp__seterr(err, PBP_EDECODE, 0, "malformed %s: %s", name, why);
 	return 0;
 }
 
@@ -402,7 +504,7 @@ pbp__frame_decode(const uint8_t *body, size_t len, pbp__frame *out,
 
 		if ((why = get_key(&p, end, &tag, &wt)) != NULL)
 			return pbp__seterr(err, PBP_EDECODE, 0, "malformed envelope: %s", why);
-		if (tag > 5) {
+		if (tag > 9) {
 			if ((why = skip_field(&p, end, wt)) != NULL)
 				return pbp__seterr(err, PBP_EDECODE, 0,
 				                   "malformed envelope: unknown field %" PRIu32 ": %s",
@@ -424,8 +526,12 @@ pbp__frame_decode(const uint8_t *body, size_t len, pbp__frame *out,
 			into = &scratch;
 			extra = 1;
 		}
-		rc = tag == 3 ? decode_message(p, p + n, into, err)
-		              : decode_control(p, n, tag, into, err);
+		if (tag == 3)
+			rc = decode_message(p, p + n, into, err);
+		else if (tag >= 6)
+			rc = decode_stream(p, p + n, tag, into, err);
+		else
+			rc = decode_control(p, n, tag, into, err);
 		if (rc != 0)
 			return rc;
 		into->kind = (int)tag;
@@ -438,6 +544,10 @@ pbp__frame_decode(const uint8_t *body, size_t len, pbp__frame *out,
 	if (out->kind == PBP__FRAME_MESSAGE && out->type == 0)
 		return pbp__seterr(err, PBP_EPROTO, 0,
 		                   "application message without a type (type 0)");
+	if (out->kind == PBP__FRAME_MESSAGE && out->stream != 0 && (out->id != 0 || out->reply_to != 0))
+		return pbp__seterr(err, PBP_EPROTO, 0,
+		                   "a message opening stream %" PRIu64 " has a%s too",
+		                   out->stream, out->id != 0 ? "n id" : " reply_to");
 	return 0;
 }
 

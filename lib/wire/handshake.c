@@ -13,7 +13,8 @@
 #include "os/os.h"
 
 void
-pbp__hello_make(pbpipe_Envelope *env, uint32_t max_frame, uint64_t fingerprint)
+pbp__hello_make(pbpipe_Envelope *env, uint32_t max_frame, uint64_t fingerprint,
+                uint32_t stream_window)
 {
 	memset(env, 0, sizeof *env);
 	env->which_body = pbpipe_Envelope_hello_tag;
@@ -24,6 +25,7 @@ pbp__hello_make(pbpipe_Envelope *env, uint32_t max_frame, uint64_t fingerprint)
 	env->body.hello.pointer_bits = (uint32_t)(sizeof(void *) * 8);
 	env->body.hello.max_frame = max_frame;
 	env->body.hello.schema_fingerprint = fingerprint;
+	env->body.hello.stream_window = stream_window;
 }
 
 int
@@ -48,6 +50,13 @@ pbp__hello_check(const pbpipe_Hello *h, uint32_t our_max_frame,
 		return pbp__seterr(err, PBP_EPROTO, 0,
 		                   "peer's frame limit %" PRIu32 " is below the minimum %u",
 		                   h->max_frame, PBP_MIN_MAX_FRAME);
+	/* 1.0 and 1.1 peers know no streams: whatever field 8 holds there is
+	 * not a window. */
+	if (h->minor >= 2 && h->stream_window != 0 && h->stream_window < PBP_MIN_STREAM_WINDOW)
+		return pbp__seterr(err, PBP_EPROTO, 0,
+		                   "peer's stream window %" PRIu32 " is below the minimum %u",
+		                   h->stream_window, PBP_MIN_STREAM_WINDOW);
+	peer->stream_window = h->minor >= 2 ? h->stream_window : 0;
 	peer->major = h->major;
 	peer->minor = h->minor;
 	peer->pid = h->pid;
