@@ -289,24 +289,40 @@ _GOODBYE_FIELDS = {1: (0, UINT32_MAX), 2: (2, None)}
 _MESSAGE_FIELDS = {1: (0, UINT32_MAX), 2: (0, None), 3: (2, None)}
 _BODIES = {1: ("Hello", _HELLO_FIELDS), 2: ("Goodbye", _GOODBYE_FIELDS),
            3: ("Message", _MESSAGE_FIELDS)}
+# What a 1.2 peer knows on top (stream_peer.py): Hello.stream_window, the
+# reply fields and Message.stream, the four stream bodies.
+_HELLO_FIELDS_12 = {**_HELLO_FIELDS, 8: (0, UINT32_MAX)}
+_MESSAGE_FIELDS_12 = {**_MESSAGE_FIELDS, 4: (0, None), 5: (0, UINT32_MAX), 6: (2, None),
+                      7: (0, None)}
+_STREAM_END_FIELDS = {1: (0, None), 2: (0, UINT32_MAX), 3: (2, None)}
+_BODIES_12 = {1: ("Hello", _HELLO_FIELDS_12), 2: ("Goodbye", _GOODBYE_FIELDS),
+              3: ("Message", _MESSAGE_FIELDS_12),
+              4: ("Sync", {1: (0, None)}), 5: ("SyncAck", {1: (0, None)}),
+              6: ("StreamData", {1: (0, None), 2: (2, None)}),
+              7: ("StreamEnd", _STREAM_END_FIELDS),
+              8: ("StreamCredit", {1: (0, None), 2: (0, UINT32_MAX)}),
+              9: ("StreamCancel", _STREAM_END_FIELDS)}
+# The strings of at most DETAIL_MAX bytes: (body, field).
+_STRINGS = {(2, 2), (3, 6), (7, 3), (9, 3)}
 
 
-def check_envelope(body):
+def check_envelope(body, minor=0):
     """Applies PROTOCOL.md section 3 to an Envelope body, field by field, in
     wire order as the C decoder does.  Returns (kind, fields): kind is the
-    body's field number (1 hello, 2 goodbye, 3 message), fields maps the
-    body's known field numbers to their last values (ints, or bytes for
-    Goodbye.detail and Message.payload).  Raises DecodeError or
-    ProtocolError."""
+    body's field number (1 hello, 2 goodbye, 3 message; with minor 2 also
+    4..9, the 1.1 and 1.2 bodies), fields maps the body's known field
+    numbers to their last values (ints, or bytes for the length-delimited
+    fields).  Raises DecodeError or ProtocolError."""
+    bodies = _BODIES_12 if minor >= 2 else _BODIES
     kind, fields = 0, {}
     for num, wt, val in _fields(body, "envelope"):
-        if num not in _BODIES:
+        if num not in bodies:
             continue                                # unknown: skipped
         if wt != 2:
             raise DecodeError(f"malformed envelope: field {num} has wire type {wt}")
         if kind:
             raise ProtocolError("envelope holds more than one body")
-        name, known = _BODIES[num]
+        name, known = bodies[num]
         for fnum, fwt, fval in _fields(val, name):
             if fnum not in known:
                 continue                            # unknown: skipped
@@ -316,9 +332,9 @@ def check_envelope(body):
             if top is not None and fval > top:
                 raise DecodeError(f"malformed {name}: field {fnum} value {fval} "
                                   f"does not fit 32 bits")
-            if num == 2 and fnum == 2 and len(fval) > DETAIL_MAX:
-                raise DecodeError(f"malformed Goodbye: detail of {len(fval)} bytes "
-                                  f"(at most {DETAIL_MAX})")
+            if (num, fnum) in _STRINGS and len(fval) > DETAIL_MAX:
+                raise DecodeError(f"malformed {name}: string field {fnum} of {len(fval)} "
+                                  f"bytes (at most {DETAIL_MAX})")
             fields[fnum] = bytes(fval) if fwt == 2 else fval
         if num == 3 and fields.get(1, 0) == 0:
             raise ProtocolError("application message without a type (type 0)")
@@ -332,16 +348,36 @@ def envelope_from_fields(pb, kind, f):
     """The pbpipe.Envelope for check_envelope()'s result.  Goodbye.detail is
     decoded leniently (invalid UTF-8 is replaced, as C does not check it)."""
     if kind == 1:
+        extra = {"stream_window": f[8]} if 8 in f else {}
         return pb.Envelope(hello=pb.Hello(
             magic=f.get(1, 0), major=f.get(2, 0), minor=f.get(3, 0), pid=f.get(4, 0),
-            pointer_bits=f.get(5, 0), max_frame=f.get(6, 0), schema_fingerprint=f.get(7, 0)))
+            pointer_bits=f.get(5, 0), max_frame=f.get(6, 0), schema_fingerprint=f.get(7, 0),
+            **extra))
     if kind == 2:
         reason = f.get(1, 0)
         if reason > 0x7FFFFFFF:                     # an int32 enum on the Python side
             reason -= 1 << 32
         return pb.Envelope(goodbye=pb.Goodbye(
             reason=reason, detail=f.get(2, b"").decode("utf-8", "replace")))
-    return pb.Envelope(message=pb.Message(type=f[1], id=f.get(2, 0), payload=f.get(3, b"")))
+    if kind == 3:
+        extra = {}
+        if 4 in f or 5 in f or 6 in f or 7 in f:    # 1.1 and 1.2 fields (minor >= 2)
+            extra = dict(reply_to=f.get(4, 0), error_code=f.get(5, 0),
+                         error_message=f.get(6, b"").decode("utf-8", "replace"),
+                         stream=f.get(7, 0))
+        return pb.Envelope(message=pb.Message(type=f[1], id=f.get(2, 0),
+                                              payload=f.get(3, b""), **extra))
+    if kind == 4:
+        return pb.Envelope(sync=pb.Sync(id=f.get(1, 0)))
+    if kind == 5:
+        return pb.Envelope(sync_ack=pb.SyncAck(id=f.get(1, 0)))
+    if kind == 6:
+        return pb.Envelope(data=pb.StreamData(stream=f.get(1, 0), chunk=f.get(2, b"")))
+    if kind == 8:
+        return pb.Envelope(credit=pb.StreamCredit(stream=f.get(1, 0), bytes=f.get(2, 0)))
+    cls, field = (pb.StreamEnd, "end") if kind == 7 else (pb.StreamCancel, "cancel")
+    return pb.Envelope(**{field: cls(stream=f.get(1, 0), error_code=f.get(2, 0),
+                                     error_message=f.get(3, b"").decode("utf-8", "replace"))})
 
 
 def cut_utf8(text, limit):
@@ -380,6 +416,7 @@ class Channel:
             if not 1 <= t <= UINT32_MAX:
                 raise UsageError(f"message type {t} is outside 1 .. {UINT32_MAX}")
         self._type_of = {cls: t for t, cls in self.types.items()}
+        self.minor = MINOR                 # the version we speak (stream_peer.py: 2)
         self.limit = FIRST_FRAME_LIMIT     # until the handshake is done
         self.peer_hello = None             # the peer's Hello once accepted
         self.peer_goodbye = None
@@ -428,9 +465,9 @@ class Channel:
         deadline = None if t is None or t < 0 else time.monotonic() + t
         pb = self.pb
         hello = pb.Envelope(hello=pb.Hello(
-            magic=MAGIC, major=MAJOR, minor=MINOR, pid=os.getpid() & UINT32_MAX,
+            magic=MAGIC, major=MAJOR, minor=self.minor, pid=os.getpid() & UINT32_MAX,
             pointer_bits=struct.calcsize("P") * 8, max_frame=self.max_frame,
-            schema_fingerprint=self.fingerprint))
+            schema_fingerprint=self.fingerprint, **self._hello_extra()))
         self._state = "failed"             # until proven otherwise
         sent_exc = None
         try:
@@ -460,6 +497,10 @@ class Channel:
         self.limit = min(self.max_frame, env.hello.max_frame)
         self._state = "open"
         return self.peer_hello
+
+    def _hello_extra(self):
+        """Hello fields of later minor versions (none in 1.0)."""
+        return {}
 
     def _check_hello(self, kind, env):
         if kind == 2:
@@ -627,7 +668,7 @@ class Channel:
                 if len(self._buf) - hdr >= n:
                     body = bytes(self._buf[hdr:hdr + n])
                     del self._buf[:hdr + n]
-                    kind, fields = check_envelope(body)
+                    kind, fields = check_envelope(body, self.minor)
                     return kind, envelope_from_fields(self.pb, kind, fields)
             if self._eof:
                 if not self._buf:
@@ -696,10 +737,12 @@ def _check_handle(s, role, fd, wrong_mode):
                          f"(handles in the wrong order?)")
 
 
-def spawn(path, args=(), *, pass_env=None, **channel_kw):
+def spawn(path, args=(), *, pass_env=None, channel_class=None, **channel_kw):
     """The parent side: starts path with two new pipes, appending the child's
-    write fd and read fd to its argv.  Returns (subprocess.Popen, Channel);
-    the handshake is not done yet.  Every other fd is closed in the child."""
+    write fd and read fd to its argv.  Returns (subprocess.Popen, Channel),
+    or an instance of channel_class (a Channel subclass such as
+    stream_peer.StreamChannel); the handshake is not done yet.  Every other
+    fd is closed in the child."""
     a_r, a_w = os.pipe2(os.O_CLOEXEC)          # child -> parent
     b_r, b_w = os.pipe2(os.O_CLOEXEC)          # parent -> child
     try:
@@ -711,5 +754,5 @@ def spawn(path, args=(), *, pass_env=None, **channel_kw):
         raise
     os.close(a_w)
     os.close(b_r)
-    return proc, Channel(a_r, b_w, **channel_kw)
+    return proc, (channel_class or Channel)(a_r, b_w, **channel_kw)
 
