@@ -217,6 +217,24 @@ step(pbp_channel *ch, int out, int in, int64_t deadline, pbp_error *e)
 	return rc;
 }
 
+/* An empty write buffer that grew large goes back to its initial size
+ * (PBP__BUF_SHRINK_ABOVE; realloc, not free and malloc, for the reason
+ * given at reader_shrink in frame.c).  Frames up to 1 MiB never get here,
+ * so their buffer is kept and reused without allocating. */
+static void
+wbuf_shrink(pbp_channel *ch)
+{
+	uint8_t *nb;
+
+	if (ch->wcap <= BUF_INITIAL + PBP__BUF_SHRINK_ABOVE)
+		return;
+	nb = realloc(ch->wbuf, BUF_INITIAL);
+	if (nb == NULL)
+		return; /* keep the large one */
+	ch->wbuf = nb;
+	ch->wcap = BUF_INITIAL;
+}
+
 /* Whether all output is written.  Once it is, queues the SyncAck owed if
  * any (so at most one is ever in the buffer, behind everything before it)
  * and says no; an error queueing it goes to *rc. */
@@ -226,6 +244,7 @@ flushed(pbp_channel *ch, pbp_error *e, int *rc)
 	if (ch->woff < ch->wlen || ch->spl_head < ch->nspl)
 		return 0;
 	ch->woff = ch->wlen = 0;
+	wbuf_shrink(ch);
 	if ((*rc = queue_ack(ch, e)) != 0)
 		return 1;
 	return ch->wlen == 0;
@@ -450,6 +469,8 @@ pbp__ch_tx_reserve(pbp_channel *ch, size_t n)
 	/* Bounded: n is at most one frame within the limit, and what is
 	 * queued is at most QUEUE_MAX (see make_room). */
 	ncap = ch->wcap * 2 > queued + n ? ch->wcap * 2 : queued + n;
+	if (n > PBP__BUF_SHRINK_ABOVE)
+		ncap = queued + n; /* a large frame: exactly what it needs */
 	nb = realloc(ch->wbuf, ncap);
 	if (nb == NULL)
 		return pbp__seterr(ch->txe, PBP_ENOMEM, ENOMEM,

@@ -453,6 +453,7 @@ pbp__reader_init(pbp__reader *r, uint32_t limit, size_t initial_cap)
 		return PBP_ENOMEM;
 	r->cap = initial_cap;
 	r->max_cap = initial_cap;
+	r->initial_cap = initial_cap;
 	return 0;
 }
 
@@ -484,11 +485,35 @@ frame_need(const pbp__reader *r)
 	return hdr + len;
 }
 
+/* An empty buffer that grew large goes back to its initial size.  realloc
+ * rather than free and malloc: glibc shrinks a block it mmap'd in place
+ * (mremap), so the pages go back to the system, and the next large frame
+ * grows it again without a copy; freeing it instead would raise glibc's
+ * dynamic mmap threshold, after which blocks up to that size come from
+ * the heap and may not return to the system when freed. */
+static void
+reader_shrink(pbp__reader *r)
+{
+	uint8_t *nb;
+
+	if (r->start != r->end || r->cap <= r->initial_cap + PBP__BUF_SHRINK_ABOVE)
+		return;
+	nb = realloc(r->buf, r->initial_cap);
+	if (nb == NULL)
+		return; /* keep the large one: nothing is lost */
+	r->buf = nb;
+	r->cap = r->initial_cap;
+	r->start = r->end = 0;
+}
+
 int
 pbp__reader_space(pbp__reader *r, uint8_t **p, size_t *n)
 {
-	size_t pending = r->end - r->start;
-	size_t frame = frame_need(r);
+	size_t pending, frame;
+
+	reader_shrink(r);
+	pending = r->end - r->start;
+	frame = frame_need(r);
 	size_t bound = r->max_cap > frame ? r->max_cap : frame;
 
 	/* Room for a whole length prefix at least, or a reader made with a
@@ -506,10 +531,13 @@ pbp__reader_space(pbp__reader *r, uint8_t **p, size_t *n)
 	if (r->cap < need && need <= bound) {
 		/* Grow only up to the bound, or to what one frame whose length
 		 * was already checked against the limit needs; doubling keeps
-		 * the growth amortised. */
+		 * the growth amortised.  A large frame gets exactly its size:
+		 * one allocation, and no more address space than it fills. */
 		size_t ncap = r->cap * 2 > need ? r->cap * 2 : need;
 		uint8_t *nb;
 
+		if (frame > PBP__BUF_SHRINK_ABOVE)
+			ncap = need;
 		if (ncap > bound)
 			ncap = bound;
 		nb = realloc(r->buf, ncap);
