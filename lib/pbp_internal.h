@@ -308,6 +308,8 @@ typedef struct pbp__io_ops {
 struct pbp__os_io *pbp__channel_os_io(pbp_channel *ch);
 /* The write buffer's capacity (tests: spliced bytes take no room there). */
 size_t pbp__channel_wbuf_cap(const pbp_channel *ch);
+/* The receive buffer's capacity (tests: it shrinks after a large frame). */
+size_t pbp__channel_rbuf_cap(const pbp_channel *ch);
 
 /* A channel over a custom transport (tests, fuzzers).  The channel does not
  * own ctx; pbp_channel_free() leaves it alone. */

@@ -654,3 +654,9 @@ pbp__channel_wbuf_cap(const pbp_channel *ch)
 {
 	return ch->wcap;
 }
+
+size_t
+pbp__channel_rbuf_cap(const pbp_channel *ch)
+{
+	return ch->rd.cap;
+}
