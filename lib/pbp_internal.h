@@ -158,20 +158,31 @@ typedef struct pbp__reader {
 #define PBP__READER_INITIAL_CAP (64u * 1024u)
 /* A buffer (the frame reader's, the channel's write buffer) that grew
  * more than this beyond its initial size goes back to that size once it
- * is empty, so that one large frame does not pin its memory for ever.  A
- * frame whose length is known and that needs more than this is given
- * exactly its size (no doubling). */
+ * is empty (when: stream.c), so that one large frame does not pin its
+ * memory for ever.  A frame whose length is known and that needs more
+ * than this is given exactly its size (no doubling). */
 #define PBP__BUF_SHRINK_ABOVE (1024u * 1024u)
 
 int pbp__reader_init(pbp__reader *r, uint32_t limit, size_t initial_cap);
 void pbp__reader_free(pbp__reader *r);
-/* Returns space for more input, as much as is free.  May compact, grow
- * (up to max_cap, or what the current frame needs) or, when it is empty,
- * shrink the buffer back to its initial size (PBP__BUF_SHRINK_ABOVE),
- * which invalidates pointers from earlier pbp__reader_next() calls.  *n is
- * 0 only when the buffer is full of whole frames up to max_cap.  Returns 0
- * or PBP_ENOMEM. */
+/* Returns space for more input, as much as is free.  May compact or grow
+ * the buffer (up to max_cap, or what the current frame needs), which
+ * invalidates pointers from earlier pbp__reader_next() calls.  *n is 0 only
+ * when the buffer is full of whole frames up to max_cap.  Returns 0 or
+ * PBP_ENOMEM. */
 int pbp__reader_space(pbp__reader *r, uint8_t **p, size_t *n);
+/* Whether the buffer is empty and grew more than PBP__BUF_SHRINK_ABOVE
+ * beyond its initial size. */
+static inline int
+pbp__reader_idle_large(const pbp__reader *r)
+{
+	return r->start == r->end && r->cap > r->initial_cap + PBP__BUF_SHRINK_ABOVE;
+}
+/* If pbp__reader_idle_large(), gives the buffer back: it returns to its
+ * initial size (invalidating pointers from pbp__reader_next()).  1 if it
+ * did; 0 if there was nothing to do or realloc failed (the buffer is
+ * kept). */
+int pbp__reader_shrink(pbp__reader *r);
 /* Records that n bytes were written at the pointer from pbp__reader_space. */
 void pbp__reader_commit(pbp__reader *r, size_t n);
 /* Copies data in, growing as needed regardless of max_cap (for tests and

@@ -268,11 +268,121 @@ T(reader_grows_exactly_to_a_large_frame)
 	pbp__reader_commit(&r, n);
 	cr_assert_eq(pbp__reader_next(&r, &got, &len), 1);
 	cr_assert_eq(len, LARGE);
-	/* Empty now: the next space gives the memory back. */
-	cr_assert_eq(pbp__reader_space(&r, &p, &n), 0);
+	/* Empty now: it can give the memory back (the engine decides when). */
+	cr_assert(pbp__reader_idle_large(&r));
+	cr_assert_eq(pbp__reader_shrink(&r), 1);
 	cr_assert_eq(r.cap, INITIAL);
+	cr_assert_eq(pbp__reader_shrink(&r), 0);
 	pbp__reader_free(&r);
 	free(body);
+}
+
+/* ---- when the receive buffer goes back ---------------------------------------- */
+
+/* Sends `n` messages of `size` bytes (zero copy), waiting `gap_ms` before
+ * each. */
+typedef struct later {
+	pbp_channel *ch;
+	size_t size;
+	int n, gap_ms;
+	int rc;
+} later;
+
+static void *
+later_thread(void *arg)
+{
+	later *l = arg;
+	uint8_t *buf = pattern(l->size, 21);
+	int i;
+
+	l->rc = 0;
+	for (i = 0; i < l->n && l->rc == 0; i++) {
+		pbpbytes_Put put = pbpbytes_Put_init_zero;
+		pbp_bytes data;
+
+		if (l->gap_ms > 0)
+			usleep((useconds_t)l->gap_ms * 1000);
+		pbp_bytes_out(&put.data, &data, buf, l->size);
+		l->rc = pbp_channel_send(l->ch, pbpbytes_Type_PUT, &put);
+	}
+	free(buf);
+	return NULL;
+}
+
+static size_t
+recv_put(pbp_channel *ch)
+{
+	pbpbytes_Put got = pbpbytes_Put_init_zero;
+	pbp_bytes in;
+	uint32_t type;
+
+	pbp_bytes_view(&got.data, &in);
+	cr_assert_eq(pbp_channel_recv_msg(ch, &type, &got, sizeof got), 0, "%s",
+	             pbp_channel_errmsg(ch));
+	cr_assert(looks_like(in.data, in.size, 21));
+	return in.size;
+}
+
+/* A blocking receive that waits with a large, empty buffer gives it back
+ * after the grace period (100 ms) and waits on: the small message that
+ * comes after 400 ms lands in a 64 KiB buffer. */
+T(blocked_receive_gives_the_buffer_back_after_the_grace_period)
+{
+	pbp_channel *a, *b;
+	later l;
+	pthread_t t;
+
+	pair(&a, &b);
+	move(a, b, LARGE, 0, 20, NULL);
+	l = (later){ a, 100, 1, 400, -1 };
+	t = pbt_spawn_thread(later_thread, &l);
+	cr_assert_eq(recv_put(b), 100);
+	pbt_join(t);
+	cr_assert_eq(l.rc, 0, "%s", pbp_channel_errmsg(a));
+	cr_assert_eq(pbp__channel_rbuf_cap(b), INITIAL, "the receive buffer kept %zu bytes",
+	             pbp__channel_rbuf_cap(b));
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+}
+
+/* Back-to-back large messages keep the buffer (and its mapped pages):
+ * the second one arrives well within the grace period. */
+T(back_to_back_large_messages_keep_the_buffer)
+{
+	pbp_channel *a, *b;
+	later l;
+	pthread_t t;
+
+	if (pbt_valgrind())
+		cr_skip_test("timing: under valgrind 4 MiB may take longer than 100 ms");
+	pair(&a, &b);
+	l = (later){ a, 4 * MIB, 2, 0, -1 };
+	t = pbt_spawn_thread(later_thread, &l);
+	cr_assert_eq(recv_put(b), 4 * MIB);
+	cr_assert_eq(recv_put(b), 4 * MIB);
+	pbt_join(t);
+	cr_assert_eq(l.rc, 0, "%s", pbp_channel_errmsg(a));
+	cr_assert_gt(pbp__channel_rbuf_cap(b), 4 * MIB);
+	/* And a receive that finds nothing gives it back at once. */
+	idle_recv(b);
+	cr_assert_eq(pbp__channel_rbuf_cap(b), INITIAL);
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+}
+
+/* A receive whose deadline passes gives the buffer back too. */
+T(receive_timing_out_gives_the_buffer_back)
+{
+	pbp_channel *a, *b;
+	pbp_msginfo mi;
+
+	pair(&a, &b);
+	move(a, b, LARGE, 0, 22, NULL);
+	cr_assert_eq(pbp_channel_set_timeout(b, PBP_TIMEOUT_RECV, 20), 0);
+	cr_assert_eq(pbp_channel_recv(b, &mi), PBP_ETIMEDOUT, "%s", pbp_channel_errmsg(b));
+	cr_assert_eq(pbp__channel_rbuf_cap(b), INITIAL);
+	pbp_channel_free(a);
+	pbp_channel_free(b);
 }
 
 /* ---- held messages ------------------------------------------------------------ */

@@ -485,35 +485,33 @@ frame_need(const pbp__reader *r)
 	return hdr + len;
 }
 
-/* An empty buffer that grew large goes back to its initial size.  realloc
- * rather than free and malloc: glibc shrinks a block it mmap'd in place
- * (mremap), so the pages go back to the system, and the next large frame
- * grows it again without a copy; freeing it instead would raise glibc's
- * dynamic mmap threshold, after which blocks up to that size come from
- * the heap and may not return to the system when freed. */
-static void
-reader_shrink(pbp__reader *r)
+/* realloc rather than free and malloc: glibc shrinks a block it mmap'd in
+ * place (mremap), so the pages go back to the system, and the next large
+ * frame grows it again without a copy; freeing it instead would raise
+ * glibc's dynamic mmap threshold, after which blocks up to that size come
+ * from the heap and stay resident once freed (docs/performance.md, "Large
+ * messages"). */
+int
+pbp__reader_shrink(pbp__reader *r)
 {
 	uint8_t *nb;
 
-	if (r->start != r->end || r->cap <= r->initial_cap + PBP__BUF_SHRINK_ABOVE)
-		return;
+	if (!pbp__reader_idle_large(r))
+		return 0;
 	nb = realloc(r->buf, r->initial_cap);
 	if (nb == NULL)
-		return; /* keep the large one: nothing is lost */
+		return 0; /* keep the large one: nothing is lost */
 	r->buf = nb;
 	r->cap = r->initial_cap;
 	r->start = r->end = 0;
+	return 1;
 }
 
 int
 pbp__reader_space(pbp__reader *r, uint8_t **p, size_t *n)
 {
-	size_t pending, frame;
-
-	reader_shrink(r);
-	pending = r->end - r->start;
-	frame = frame_need(r);
+	size_t pending = r->end - r->start;
+	size_t frame = frame_need(r);
 	size_t bound = r->max_cap > frame ? r->max_cap : frame;
 
 	/* Room for a whole length prefix at least, or a reader made with a
