@@ -219,8 +219,8 @@ step(pbp_channel *ch, int out, int in, int64_t deadline, pbp_error *e)
 
 /* An empty write buffer that grew large goes back to its initial size
  * (PBP__BUF_SHRINK_ABOVE; realloc, not free and malloc, for the reason
- * given at reader_shrink in frame.c).  Frames up to 1 MiB never get here,
- * so their buffer is kept and reused without allocating. */
+ * given at pbp__reader_shrink in frame.c).  One that grew by up to 1 MiB
+ * is kept, so frames up to 1 MiB reuse it without allocating. */
 static void
 wbuf_shrink(pbp_channel *ch)
 {
@@ -250,24 +250,6 @@ flushed(pbp_channel *ch, pbp_error *e, int *rc)
 	return ch->wlen == 0;
 }
 
-/*
- * The pump: moves bytes in both directions until `until` holds or the
- * deadline passes.
- *
- * UNTIL_FLUSHED (a send, a flush): writes the queued output; first alone
- * and without waiting, then, while the transport is full, also reads what
- * the peer sends (up to the receive buffer's bound: a peer blocked writing
- * to us can then finish and read).  0 once all is written, PBP_ETIMEDOUT
- * (the rest stays queued), or a sticky send error (in e).
- *
- * UNTIL_FRAME (a receive): reads until the frame reader has something to
- * say, writing meanwhile what sends left queued (the peer may wait for it
- * before it answers).  1 with *body and *len a whole frame; PBP_EOF,
- * PBP_ETRUNC, PBP_EPROTO, PBP_EMSGSIZE from the reader (in ch->rd.error),
- * a sticky receive error (in ch->error), PBP_ETIMEDOUT (a partial frame
- * stays buffered), or PBP_ESYS (in e).  A send error met on the way
- * surfaces on the next send.
- */
 /* How long a receive waits with a large, empty receive buffer before it
  * gives the buffer back (pbp__reader_shrink) and waits on.  Large
  * messages that follow each other closely keep it, with its pages mapped:
@@ -288,6 +270,25 @@ rx_grace(pbp_channel *ch, int64_t deadline)
 	return deadline >= 0 && deadline <= g ? deadline : g;
 }
 
+/*
+ * The pump: moves bytes in both directions until `until` holds or the
+ * deadline passes.
+ *
+ * UNTIL_FLUSHED (a send, a flush): writes the queued output; first alone
+ * and without waiting, then, while the transport is full, also reads what
+ * the peer sends (up to the receive buffer's bound: a peer blocked writing
+ * to us can then finish and read).  0 once all is written, PBP_ETIMEDOUT
+ * (the rest stays queued), or a sticky send error (in e).
+ *
+ * UNTIL_FRAME (a receive): reads until the frame reader has something to
+ * say, writing meanwhile what sends left queued (the peer may wait for it
+ * before it answers).  1 with *body and *len a whole frame; PBP_EOF,
+ * PBP_ETRUNC, PBP_EPROTO, PBP_EMSGSIZE from the reader (in ch->rd.error),
+ * a sticky receive error (in ch->error), PBP_ETIMEDOUT (a partial frame
+ * stays buffered), or PBP_ESYS (in e).  A send error met on the way
+ * surfaces on the next send.  While nothing comes, a large and empty
+ * receive buffer is given back (rx_grace).
+ */
 static int
 pump(pbp_channel *ch, int until, int64_t deadline, pbp_error *e, const uint8_t **body,
      size_t *len)
