@@ -894,7 +894,9 @@ bench_lowlat(options *o)
  * raw ones set with F_SETPIPE_SZ, as a raw application can), so the
  * difference is what pbpipe adds.  Along with the speed, the peak
  * resident memory (VmHWM) of both processes over each pbpipe round, and
- * for comparison over each raw one.
+ * for comparison over each raw one; the baselines (before the first
+ * message); and the pbpipe child's resident memory once it has been idle
+ * for 300 ms after the last message.
  *
  * Every large bench is an operation (large_op) run by large_measure(),
  * which alternates rounds, measures memory and prints the line: a
@@ -904,6 +906,8 @@ bench_lowlat(options *o)
 #define LARGE_DEFAULT (256u * 1024u * 1024u)
 #define LARGE_QUICK (8u * 1024u * 1024u)
 #define LARGE_PIPE (1024 * 1024)
+/* How long the pbpipe child is left idle before its memory is read. */
+#define LARGE_IDLE_MS 300
 
 /* What a large operation sends: the caller's bytes and their checksum. */
 typedef struct large_data {
@@ -983,11 +987,11 @@ large_timed(peer *p, large_op op, const large_data *d, double *mbps, long *self_
 static void
 large_measure(options *o, const char *bench, const child_cfg *c, large_op op, size_t size)
 {
-	long base_self = mem_now_kb(0), base_child[2], peak[2][2] = { { 0 } };
+	long base_self = mem_now_kb(0), base_child[2], peak[2][2] = { { 0 } }, idle_child;
 	samples s[2] = { { 0 } };
 	large_data d;
 	uint8_t *buf;
-	char extra[320];
+	char extra[512];
 	peer p[2];
 	int r, raw, reset_ok = 1;
 
@@ -1010,16 +1014,23 @@ large_measure(options *o, const char *bench, const child_cfg *c, large_op op, si
 			peak[raw][0] = ps > peak[raw][0] ? ps : peak[raw][0];
 			peak[raw][1] = pc > peak[raw][1] ? pc : peak[raw][1];
 		}
+	/* The pbpipe child idle, waiting for the next message: its receive
+	 * buffer has gone back once it waited 100 ms (stream.c, rx_grace). */
+	usleep(LARGE_IDLE_MS * 1000);
+	idle_child = mem_now_kb(peer_pid(&p[0]));
 	for (raw = 0; raw < 2; raw++)
 		peer_close(&p[raw]);
 	free(buf);
 	snprintf(extra, sizeof extra,
 	         o->json ? "\"parent_rss_kb\": %ld, \"child_rss_kb\": %ld, \"parent_base_kb\": %ld, "
-	                   "\"child_base_kb\": %ld, \"raw_parent_rss_kb\": %ld, "
-	                   "\"raw_child_rss_kb\": %ld, \"rss_per_round\": %d"
+	                   "\"child_base_kb\": %ld, \"child_idle_kb\": %ld, "
+	                   "\"raw_parent_rss_kb\": %ld, \"raw_child_rss_kb\": %ld, "
+	                   "\"rss_per_round\": %d"
 	                 : "parent_rss_kb=%ld child_rss_kb=%ld parent_base_kb=%ld child_base_kb=%ld "
-	                   "raw_parent_rss_kb=%ld raw_child_rss_kb=%ld rss_per_round=%d",
-	         peak[0][0], peak[0][1], base_self, base_child[0], peak[1][0], peak[1][1], reset_ok);
+	                   "child_idle_kb=%ld raw_parent_rss_kb=%ld raw_child_rss_kb=%ld "
+	                   "rss_per_round=%d",
+	         peak[0][0], peak[0][1], base_self, base_child[0], idle_child, peak[1][0],
+	         peak[1][1], reset_ok);
 	emit(o, bench, size, "MB/s", samples_median(&s[0]), samples_median(&s[1]), extra);
 }
 
