@@ -526,6 +526,7 @@ typedef struct options {
 	int quick;
 	int pin;            /* PIN_* */
 	size_t large_size;  /* --large-size, or 0 for the default */
+	int large_settle_ms; /* --large-settle-ms */
 	int nout;           /* results printed so far */
 } options;
 
@@ -908,6 +909,13 @@ bench_lowlat(options *o)
 #define LARGE_PIPE (1024 * 1024)
 /* How long the pbpipe child is left idle before its memory is read. */
 #define LARGE_IDLE_MS 300
+/* The pause after every round (--large-settle-ms).  Both children give their memory back
+ * after a message: the raw one frees its buffer after its Ack, the pbpipe
+ * one shrinks its receive buffer once it has waited 100 ms for the next
+ * (stream.c, rx_grace).  Unmapping 256 MiB takes tens of milliseconds of
+ * the CPU both pairs share, so without the pause it would land in the
+ * other pair's timed round. */
+#define LARGE_SETTLE_MS 150
 
 /* What a large operation sends: the caller's bytes and their checksum. */
 typedef struct large_data {
@@ -1002,6 +1010,7 @@ large_measure(options *o, const char *bench, const child_cfg *c, large_op op, si
 		peer_open(&p[raw], raw, c);
 		base_child[raw] = mem_now_kb(peer_pid(&p[raw]));
 		(void)op(&p[raw], &d); /* warm-up */
+		usleep((useconds_t)o->large_settle_ms * 1000);
 	}
 	for (r = 0; r < o->rounds; r++)
 		for (raw = 0; raw < 2; raw++) {
@@ -1010,6 +1019,7 @@ large_measure(options *o, const char *bench, const child_cfg *c, large_op op, si
 
 			if (large_timed(&p[raw], op, &d, &mbps, &ps, &pc) != 0)
 				reset_ok = 0;
+			usleep((useconds_t)o->large_settle_ms * 1000);
 			samples_add(&s[raw], mbps);
 			peak[raw][0] = ps > peak[raw][0] ? ps : peak[raw][0];
 			peak[raw][1] = pc > peak[raw][1] ? pc : peak[raw][1];
@@ -1117,9 +1127,10 @@ header(const options *o)
 	fprintf(out, "# pbpipe-bench %s date=%s kernel=%s cpu=\"%s\" nproc=%ld loadavg=\"%s\"\n",
 	        PBP_VERSION_STRING, date, u.release, cpu, sysconf(_SC_NPROCESSORS_ONLN), load);
 	fprintf(out, "# options: only=%s rounds=%d count=%s spin_us=%d quick=%d "
-	        "sigpipe_handled=%d; pipes: pbpipe %d bytes, raw %d (kernel default; set only "
-	        "in bench=pipesize, and 1 MiB for both in large_msg)\n", only, o->rounds,
-	        o->count ? "set" : "default", o->spin_us, o->quick, (all_flags & PBP_CHANNEL_SIGPIPE_HANDLED) != 0, pb, kernel);
+	        "large_settle_ms=%d sigpipe_handled=%d; pipes: pbpipe %d bytes, raw %d (kernel "
+	        "default; set only in bench=pipesize, and 1 MiB for both in large_msg)\n", only,
+	        o->rounds, o->count ? "set" : "default", o->spin_us, o->quick, o->large_settle_ms,
+	        (all_flags & PBP_CHANNEL_SIGPIPE_HANDLED) != 0, pb, kernel);
 	fprintf(out, "# pin=%s:", pin_names[o->pin]);
 	for (i = 0; i < B_COUNT; i++)
 		if (o->only[i])
@@ -1154,12 +1165,14 @@ usage(FILE *f)
 	        "                      (default: lowlat split, spawn none, others same)\n"
 	        "  --large-size N      the message of large_msg, in bytes (default 256 MiB;\n"
 	        "                      8 MiB with --quick)\n"
+	        "  --large-settle-ms N pause after each large_msg round (default %d): 0 sends\n"
+	        "                      back to back, where buffers stay mapped\n"
 	        "  --sigpipe-handled   give every channel PBP_CHANNEL_SIGPIPE_HANDLED (both\n"
 	        "                      processes ignore SIGPIPE)\n"
 	        "  --json              print a JSON array (the header goes to stderr)\n"
 	        "  --quick             small counts and 2 rounds: a smoke test\n"
 	        "  --help              this text\n",
-	        STAMP);
+	        STAMP, LARGE_SETTLE_MS);
 }
 
 static size_t *
@@ -1235,6 +1248,7 @@ parse_options(options *o, int argc, char **argv)
 		{ "pin", required_argument, NULL, 'p' },
 		{ "sigpipe-handled", no_argument, NULL, 'H' },
 		{ "large-size", required_argument, NULL, 'L' },
+		{ "large-settle-ms", required_argument, NULL, 'M' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int ch, i, any = 0;
@@ -1242,6 +1256,7 @@ parse_options(options *o, int argc, char **argv)
 	memset(o, 0, sizeof *o);
 	o->rounds = -1;
 	o->spin_us = 100;
+	o->large_settle_ms = LARGE_SETTLE_MS;
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 's': free(o->sizes); o->sizes = parse_sizes(optarg, &o->nsizes); break;
@@ -1254,6 +1269,7 @@ parse_options(options *o, int argc, char **argv)
 		case 'p': o->pin = parse_pin(optarg); break;
 		case 'H': all_flags |= PBP_CHANNEL_SIGPIPE_HANDLED; break;
 		case 'L': o->large_size = parse_large_size(optarg); break;
+		case 'M': o->large_settle_ms = (int)parse_num(optarg, "--large-settle-ms"); break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(2);
 		}
