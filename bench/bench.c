@@ -510,9 +510,9 @@ stream_round(peer *p, payload *pl, uint64_t count)
 
 /* ---- options and output ------------------------------------------------ */
 
-enum { B_RTT, B_STREAM, B_SPAWN, B_LOWLAT, B_PIPESIZE, B_COUNT };
+enum { B_RTT, B_STREAM, B_SPAWN, B_LOWLAT, B_PIPESIZE, B_LARGE_MSG, B_COUNT };
 static const char *const bench_names[B_COUNT] = {
-	"rtt", "stream", "spawn", "lowlat", "pipesize",
+	"rtt", "stream", "spawn", "lowlat", "pipesize", "large_msg",
 };
 
 typedef struct options {
@@ -525,6 +525,8 @@ typedef struct options {
 	int json;
 	int quick;
 	int pin;            /* PIN_* */
+	size_t large_size;  /* --large-size, or 0 for the default */
+	int large_settle_ms; /* --large-settle-ms */
 	int nout;           /* results printed so far */
 } options;
 
@@ -877,6 +879,181 @@ bench_lowlat(options *o)
 	}
 }
 
+/* ---- large messages ------------------------------------------------------- */
+
+/*
+ * bench=large_msg: one message of 256 MiB (--large-size) from this process
+ * to a child, which checks it and answers with a small Ack, timed from the
+ * send to the Ack, in MB/s.  pbpipe: a bench.Blob sent with pbp_bytes_out
+ * (spliced: written from our memory, never copied into the write buffer)
+ * and received with pbp_bytes_view (in place in the receive buffer).  Raw:
+ * an 8-byte length header and the bytes with write(); the raw child reads
+ * the header, mallocs a buffer of that size, reads the bytes into it and
+ * frees it after the Ack, as a raw-pipe application that does not know
+ * the size in advance would.  Both children do the same work on the data
+ * (large_check: a byte per page) and both pairs of pipes are 1 MiB (the
+ * raw ones set with F_SETPIPE_SZ, as a raw application can), so the
+ * difference is what pbpipe adds.  Along with the speed, the peak
+ * resident memory (VmHWM) of both processes over each pbpipe round, and
+ * for comparison over each raw one; the baselines (before the first
+ * message); and the pbpipe child's resident memory once it has been idle
+ * for 300 ms after the last message.
+ *
+ * Every large bench is an operation (large_op) run by large_measure(),
+ * which alternates rounds, measures memory and prints the line: a
+ * large_stream bench is one more operation and child mode.
+ */
+
+#define LARGE_DEFAULT (256u * 1024u * 1024u)
+#define LARGE_QUICK (8u * 1024u * 1024u)
+#define LARGE_PIPE (1024 * 1024)
+/* How long the pbpipe child is left idle before its memory is read. */
+#define LARGE_IDLE_MS 300
+/* The pause after every round (--large-settle-ms).  Both children give their memory back
+ * after a message: the raw one frees its buffer after its Ack, the pbpipe
+ * one shrinks its receive buffer once it has waited 100 ms for the next
+ * (stream.c, rx_grace).  Unmapping 256 MiB takes tens of milliseconds of
+ * the CPU both pairs share, so without the pause it would land in the
+ * other pair's timed round. */
+#define LARGE_SETTLE_MS 150
+
+/* What a large operation sends: the caller's bytes and their checksum. */
+typedef struct large_data {
+	const uint8_t *buf;
+	size_t size;
+	uint64_t check; /* large_check(buf, size) */
+} large_data;
+
+/* One measured operation against a child: returns the time in ns. */
+typedef uint64_t (*large_op)(peer *p, const large_data *d);
+
+static void
+large_ack_check(uint64_t bytes, uint64_t check, const large_data *d)
+{
+	if (bytes != d->size || check != d->check)
+		die("large: the child got %" PRIu64 " bytes (check %#" PRIx64 "), not the %zu sent"
+		    " (check %#" PRIx64 ")", bytes, check, d->size, d->check);
+}
+
+/* One message and its Ack. */
+static uint64_t
+large_msg_op(peer *p, const large_data *d)
+{
+	uint64_t t0 = now_ns();
+
+	if (p->raw) {
+		uint64_t hdr = d->size, ack[2];
+
+		write_all(p->wfd, &hdr, sizeof hdr, "large: header");
+		write_all(p->wfd, d->buf, d->size, "large");
+		if (read_exact(p->rfd, ack, sizeof ack, "large: ack") != 0)
+			die("large: the raw child closed its pipe");
+		large_ack_check(ack[0], ack[1], d);
+	} else {
+		bench_Blob m = bench_Blob_init_zero;
+		union {
+			bench_Ack ack;
+			bench_Cpu cpu;
+		} r;
+		pbp_bytes b;
+		uint32_t type;
+
+		pbp_bytes_out(&m.data, &b, d->buf, d->size);
+		if (pbp_channel_send(p->ch, bench_Type_BLOB, &m) != 0)
+			pb_die(p, "large: send");
+		if (pbp_channel_recv_msg(p->ch, &type, &r, sizeof r) != 0)
+			pb_die(p, "large: recv ack");
+		if (type != bench_Type_ACK)
+			die("large: message type %" PRIu32 " instead of an Ack", type);
+		large_ack_check(r.ack.bytes, r.ack.check, d);
+	}
+	return now_ns() - t0;
+}
+
+static long
+peer_pid(const peer *p)
+{
+	return p->raw ? (long)p->pid : (long)pbp_child_pid(p->c);
+}
+
+/* Peak resident memory (KiB) of this process and of the child over one
+ * operation: a new peak starts before it.  Returns 0, or -1 when peaks
+ * cannot be reset here (the peaks are then over each process's life). */
+static int
+large_timed(peer *p, large_op op, const large_data *d, double *mbps, long *self_kb,
+            long *child_kb)
+{
+	int ok = mem_peak_reset(0) == 0 && mem_peak_reset(peer_pid(p)) == 0;
+	uint64_t ns = op(p, d);
+
+	*self_kb = mem_peak_kb(0);
+	*child_kb = mem_peak_kb(peer_pid(p));
+	*mbps = (double)d->size / 1e3 / ((double)ns / 1e6);
+	return ok ? 0 : -1;
+}
+
+static void
+large_measure(options *o, const char *bench, const child_cfg *c, large_op op, size_t size)
+{
+	long base_self = mem_now_kb(0), base_child[2], peak[2][2] = { { 0 } }, idle_child;
+	samples s[2] = { { 0 } };
+	large_data d;
+	uint8_t *buf;
+	char extra[512];
+	peer p[2];
+	int r, raw, reset_ok = 1;
+
+	buf = xmalloc(size);
+	pattern_fill(buf, size);
+	d = (large_data){ buf, size, large_check(buf, size) };
+	for (raw = 0; raw < 2; raw++) {
+		peer_open(&p[raw], raw, c);
+		base_child[raw] = mem_now_kb(peer_pid(&p[raw]));
+		(void)op(&p[raw], &d); /* warm-up */
+		usleep((useconds_t)o->large_settle_ms * 1000);
+	}
+	for (r = 0; r < o->rounds; r++)
+		for (raw = 0; raw < 2; raw++) {
+			double mbps;
+			long ps, pc;
+
+			if (large_timed(&p[raw], op, &d, &mbps, &ps, &pc) != 0)
+				reset_ok = 0;
+			usleep((useconds_t)o->large_settle_ms * 1000);
+			samples_add(&s[raw], mbps);
+			peak[raw][0] = ps > peak[raw][0] ? ps : peak[raw][0];
+			peak[raw][1] = pc > peak[raw][1] ? pc : peak[raw][1];
+		}
+	/* The pbpipe child idle, waiting for the next message: its receive
+	 * buffer has gone back once it waited 100 ms (stream.c, rx_grace). */
+	usleep(LARGE_IDLE_MS * 1000);
+	idle_child = mem_now_kb(peer_pid(&p[0]));
+	for (raw = 0; raw < 2; raw++)
+		peer_close(&p[raw]);
+	free(buf);
+	snprintf(extra, sizeof extra,
+	         o->json ? "\"parent_rss_kb\": %ld, \"child_rss_kb\": %ld, \"parent_base_kb\": %ld, "
+	                   "\"child_base_kb\": %ld, \"child_idle_kb\": %ld, "
+	                   "\"raw_parent_rss_kb\": %ld, \"raw_child_rss_kb\": %ld, "
+	                   "\"rss_per_round\": %d"
+	                 : "parent_rss_kb=%ld child_rss_kb=%ld parent_base_kb=%ld child_base_kb=%ld "
+	                   "child_idle_kb=%ld raw_parent_rss_kb=%ld raw_child_rss_kb=%ld "
+	                   "rss_per_round=%d",
+	         peak[0][0], peak[0][1], base_self, base_child[0], idle_child, peak[1][0],
+	         peak[1][1], reset_ok);
+	emit(o, bench, size, "MB/s", samples_median(&s[0]), samples_median(&s[1]), extra);
+}
+
+static void
+bench_large_msg(options *o)
+{
+	size_t size = o->large_size ? o->large_size : o->quick ? LARGE_QUICK : LARGE_DEFAULT;
+	child_cfg c = { .mode = MODE_LARGE, .size = size, .pipe_size = LARGE_PIPE,
+	                .max_frame = size + 4096 };
+
+	large_measure(o, "large_msg", &c, large_msg_op, size);
+}
+
 /* ---- the header ----------------------------------------------------------- */
 
 /* The value of the first line of path that starts with key (after its
@@ -950,9 +1127,10 @@ header(const options *o)
 	fprintf(out, "# pbpipe-bench %s date=%s kernel=%s cpu=\"%s\" nproc=%ld loadavg=\"%s\"\n",
 	        PBP_VERSION_STRING, date, u.release, cpu, sysconf(_SC_NPROCESSORS_ONLN), load);
 	fprintf(out, "# options: only=%s rounds=%d count=%s spin_us=%d quick=%d "
-	        "sigpipe_handled=%d; pipes: pbpipe %d bytes, raw %d (kernel default; set only "
-	        "in bench=pipesize)\n", only, o->rounds, o->count ? "set" : "default", o->spin_us,
-	        o->quick, (all_flags & PBP_CHANNEL_SIGPIPE_HANDLED) != 0, pb, kernel);
+	        "large_settle_ms=%d sigpipe_handled=%d; pipes: pbpipe %d bytes, raw %d (kernel "
+	        "default; set only in bench=pipesize, and 1 MiB for both in large_msg)\n", only,
+	        o->rounds, o->count ? "set" : "default", o->spin_us, o->quick, o->large_settle_ms,
+	        (all_flags & PBP_CHANNEL_SIGPIPE_HANDLED) != 0, pb, kernel);
 	fprintf(out, "# pin=%s:", pin_names[o->pin]);
 	for (i = 0; i < B_COUNT; i++)
 		if (o->only[i])
@@ -974,8 +1152,8 @@ usage(FILE *f)
 	fprintf(f,
 	        "usage: pbpipe-bench [options]\n"
 	        "  Measures pbpipe against raw pipes between this process and a child.\n"
-	        "  --only NAME[,NAME]  benches to run: rtt, stream, spawn, lowlat, pipesize\n"
-	        "                      (default: all)\n"
+	        "  --only NAME[,NAME]  benches to run: rtt, stream, spawn, lowlat, pipesize,\n"
+	        "                      large_msg (default: all)\n"
 	        "  --sizes LIST        comma-separated sizes in bytes for the selected benches\n"
 	        "                      (payloads; pipe sizes for pipesize); each at least %d\n"
 	        "  --count N           per round: round trips (rtt, lowlat), frames (stream,\n"
@@ -985,12 +1163,16 @@ usage(FILE *f)
 	        "  --pin MODE          where parent and child run: same (one CPU), split\n"
 	        "                      (a CPU each), none (the scheduler decides), or auto\n"
 	        "                      (default: lowlat split, spawn none, others same)\n"
+	        "  --large-size N      the message of large_msg, in bytes (default 256 MiB;\n"
+	        "                      8 MiB with --quick)\n"
+	        "  --large-settle-ms N pause after each large_msg round (default %d): 0 sends\n"
+	        "                      back to back, where buffers stay mapped\n"
 	        "  --sigpipe-handled   give every channel PBP_CHANNEL_SIGPIPE_HANDLED (both\n"
 	        "                      processes ignore SIGPIPE)\n"
 	        "  --json              print a JSON array (the header goes to stderr)\n"
 	        "  --quick             small counts and 2 rounds: a smoke test\n"
 	        "  --help              this text\n",
-	        STAMP);
+	        STAMP, LARGE_SETTLE_MS);
 }
 
 static size_t *
@@ -1027,10 +1209,21 @@ parse_only(options *o, const char *s)
 		for (i = 0; i < B_COUNT && strcmp(tok, bench_names[i]) != 0; i++)
 			;
 		if (i == B_COUNT)
-			die("--only: unknown bench '%s' (rtt, stream, spawn, lowlat, pipesize)", tok);
+			die("--only: unknown bench '%s' (rtt, stream, spawn, lowlat, pipesize, "
+			    "large_msg)", tok);
 		o->only[i] = 1;
 	}
 	free(copy);
+}
+
+static size_t
+parse_large_size(const char *s)
+{
+	unsigned long long v = parse_num(s, "--large-size");
+
+	if (v < STAMP || v > PBP_MAX_MAX_FRAME - 4096)
+		die("--large-size: %llu is outside [%d, %u]", v, STAMP, PBP_MAX_MAX_FRAME - 4096);
+	return (size_t)v;
 }
 
 static int
@@ -1054,6 +1247,8 @@ parse_options(options *o, int argc, char **argv)
 		{ "quick", no_argument, NULL, 'q' },         { "help", no_argument, NULL, 'h' },
 		{ "pin", required_argument, NULL, 'p' },
 		{ "sigpipe-handled", no_argument, NULL, 'H' },
+		{ "large-size", required_argument, NULL, 'L' },
+		{ "large-settle-ms", required_argument, NULL, 'M' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int ch, i, any = 0;
@@ -1061,6 +1256,7 @@ parse_options(options *o, int argc, char **argv)
 	memset(o, 0, sizeof *o);
 	o->rounds = -1;
 	o->spin_us = 100;
+	o->large_settle_ms = LARGE_SETTLE_MS;
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 's': free(o->sizes); o->sizes = parse_sizes(optarg, &o->nsizes); break;
@@ -1072,6 +1268,8 @@ parse_options(options *o, int argc, char **argv)
 		case 'q': o->quick = 1; break;
 		case 'p': o->pin = parse_pin(optarg); break;
 		case 'H': all_flags |= PBP_CHANNEL_SIGPIPE_HANDLED; break;
+		case 'L': o->large_size = parse_large_size(optarg); break;
+		case 'M': o->large_settle_ms = (int)parse_num(optarg, "--large-settle-ms"); break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(2);
 		}
@@ -1094,7 +1292,7 @@ int
 main(int argc, char **argv)
 {
 	static void (*const benches[B_COUNT])(options *) = {
-		bench_rtt, bench_stream, bench_spawn, bench_lowlat, bench_pipesize,
+		bench_rtt, bench_stream, bench_spawn, bench_lowlat, bench_pipesize, bench_large_msg,
 	};
 	options o;
 	ssize_t n;

@@ -18,7 +18,7 @@
 extern char self_exe[4096]; /* this program, for re-executing it */
 extern const char *role;    /* prefix of error messages */
 
-enum { MODE_ECHO = 0, MODE_SINK = 1 };
+enum { MODE_ECHO = 0, MODE_SINK = 1, MODE_LARGE = 2 };
 
 /* A child's configuration, passed on its command line as --key value
  * pairs (see argv_build() in bench.c), so that the raw child and the
@@ -55,6 +55,26 @@ void set_nonblock(int fd);
 pbp_channel_options channel_options(const child_cfg *c);
 /* The child roles: main() for "pbpipe-bench --serve ...". */
 int serve(int argc, char **argv);
+/* Dies with the channel's error message, unless rc is 0. */
+void pb_check(pbp_channel *ch, int rc, const char *what);
+
+/* ---- large.c: large messages, and the memory they cost ---------------------- */
+
+/* The work both large-message children do with what arrived, the same
+ * for pbpipe and raw: one byte of every 4 KiB page and the last, mixed
+ * into a checksum (every page is touched once; the data is not copied). */
+uint64_t large_check(const uint8_t *p, size_t n);
+/* The large-message children (MODE_LARGE): receive messages of any size,
+ * check each, acknowledge each.  Both return at end of stream. */
+int large_serve_pbpipe(pbp_channel *ch);
+void large_serve_raw(int wfd, int rfd);
+/* Memory of a process (0: this one) from /proc/PID/status, in KiB:
+ * VmHWM (peak resident) or VmRSS (resident now); -1 where unknown. */
+long mem_peak_kb(long pid);
+long mem_now_kb(long pid);
+/* Starts a new peak: VmHWM becomes VmRSS (/proc/PID/clear_refs, "5";
+ * Linux 4.0 and later).  0, or -1 where that is not possible. */
+int mem_peak_reset(long pid);
 
 /* A stamp names one frame: the batch (round) it belongs to and its index
  * in it.  Batches count from 1, so a stamp is never 0. */

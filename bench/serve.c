@@ -31,6 +31,7 @@ const char *role = "pbpipe-bench";
 static const pbp_msgtype types[] = {
 	PBP_MSGTYPE(bench_Type_ACK, bench_Ack),
 	PBP_MSGTYPE(bench_Type_CPU, bench_Cpu),
+	PBP_MSGTYPE(bench_Type_BLOB, bench_Blob),
 };
 
 /* ---- helpers for both sides ------------------------------------------------ */
@@ -178,8 +179,7 @@ cfg_parse(child_cfg *c, int argc, char **argv)
 	}
 }
 
-/* Dies with the channel's error message, unless rc is 0. */
-static void
+void
 pb_check(pbp_channel *ch, int rc, const char *what)
 {
 	if (rc != 0)
@@ -248,7 +248,7 @@ pb_serve_sink(pbp_channel *ch, const child_cfg *c)
 	int rc;
 
 	for (batch = 1;; batch++) {
-		bench_Ack ack = { c->count, c->count * c->size };
+		bench_Ack ack = { c->count, c->count * c->size, 0 };
 
 		for (i = 0; i < c->count; i++) {
 			rc = pbp_channel_recv(ch, &mi);
@@ -276,7 +276,8 @@ serve_pbpipe(int argc, char **argv, const child_cfg *c)
 	if (pbp_channel_from_argv(&ch, argc, argv, &o, &err) != 0)
 		die("%s", err.msg);
 	pb_check(ch, pbp_channel_handshake(ch), "handshake");
-	rc = c->mode == MODE_SINK ? pb_serve_sink(ch, c) : pb_serve_echo(ch, c);
+	rc = c->mode == MODE_SINK ? pb_serve_sink(ch, c)
+	     : c->mode == MODE_LARGE ? large_serve_pbpipe(ch) : pb_serve_echo(ch, c);
 	if (rc != PBP_EOF)
 		die("recv: %s", pbp_channel_errmsg(ch));
 	pbp_channel_free(ch);
@@ -370,7 +371,9 @@ serve_raw(int argc, char **argv, const child_cfg *c)
 
 	if (c->size < STAMP)
 		die("raw child: --size %" PRIu64 " is below %d", c->size, STAMP);
-	if (c->mode == MODE_SINK)
+	if (c->mode == MODE_LARGE)
+		large_serve_raw(wfd, rfd);
+	else if (c->mode == MODE_SINK)
 		raw_serve_sink(wfd, rfd, c);
 	else
 		raw_serve_echo(wfd, rfd, c);

@@ -463,6 +463,10 @@ int pbp__held_push(pbp_channel *ch, const pbp__frame *f, uint64_t sync_id);
 int pbp__held_pop(pbp_channel *ch);
 /* Frees the large reply decoded last (see pbp__inbox_end). */
 void pbp__inbox_release(pbp_channel *ch);
+/* Before a call waits on the wire: frees the large reply decoded last and
+ * the buffer of a large held message handed out last (the views into
+ * either end with that call), so an idle channel keeps neither. */
+void pbp__inbox_trim(pbp_channel *ch);
 /* Frees everything call.c allocated. */
 void pbp__calls_free(pbp_channel *ch);
 

@@ -179,10 +179,17 @@ typedef struct pbp__reader {
 	int eof;          /* no more bytes will come */
 	int err;          /* sticky error code, or 0 */
 	size_t prev_start, prev_end; /* before the last pbp__reader_next() */
+	size_t initial_cap; /* what pbp__reader_init() allocated */
 	pbp_error error;  /* describes err */
 } pbp__reader;
 
 #define PBP__READER_INITIAL_CAP (64u * 1024u)
+/* A buffer (the frame reader's, the channel's write buffer) that grew
+ * more than this beyond its initial size goes back to that size once it
+ * is empty (when: stream.c), so that one large frame does not pin its
+ * memory for ever.  A frame whose length is known and that needs more
+ * than this is given exactly its size (no doubling). */
+#define PBP__BUF_SHRINK_ABOVE (1024u * 1024u)
 
 int pbp__reader_init(pbp__reader *r, uint32_t limit, size_t initial_cap);
 void pbp__reader_free(pbp__reader *r);
@@ -192,6 +199,18 @@ void pbp__reader_free(pbp__reader *r);
  * when the buffer is full of whole frames up to max_cap.  Returns 0 or
  * PBP_ENOMEM. */
 int pbp__reader_space(pbp__reader *r, uint8_t **p, size_t *n);
+/* Whether the buffer is empty and grew more than PBP__BUF_SHRINK_ABOVE
+ * beyond its initial size. */
+static inline int
+pbp__reader_idle_large(const pbp__reader *r)
+{
+	return r->start == r->end && r->cap > r->initial_cap + PBP__BUF_SHRINK_ABOVE;
+}
+/* If pbp__reader_idle_large(), gives the buffer back: it returns to its
+ * initial size (invalidating pointers from pbp__reader_next()).  1 if it
+ * did; 0 if there was nothing to do or realloc failed (the buffer is
+ * kept). */
+int pbp__reader_shrink(pbp__reader *r);
 /* Records that n bytes were written at the pointer from pbp__reader_space. */
 void pbp__reader_commit(pbp__reader *r, size_t n);
 /* Copies data in, growing as needed regardless of max_cap (for tests and
@@ -329,6 +348,8 @@ typedef struct pbp__io_ops {
 struct pbp__os_io *pbp__channel_os_io(pbp_channel *ch);
 /* The write buffer's capacity (tests: spliced bytes take no room there). */
 size_t pbp__channel_wbuf_cap(const pbp_channel *ch);
+/* The receive buffer's capacity (tests: it shrinks after a large frame). */
+size_t pbp__channel_rbuf_cap(const pbp_channel *ch);
 
 /* A channel over a custom transport (tests, fuzzers).  The channel does not
  * own ctx; pbp_channel_free() leaves it alone. */

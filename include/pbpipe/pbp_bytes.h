@@ -109,6 +109,9 @@ PBP_API void pbp_bytes_view(pb_callback_t *field, pbp_bytes *b);
  * length.  A field longer than cap fails the decode: PBP_EDECODE with
  * "bytes field larger than the buffer given to pbp_bytes_into", b->size
  * the size needed; the channel stays usable (the next receive works).
+ * Memory: the whole frame is in the receive buffer while it is copied, so
+ * a large field costs twice its size at the peak; pbp_bytes_view() reads
+ * it in place, for once its size.
  *
  * @param field  the message's pb_callback_t for the field
  * @param[out] b the field's state, reset here

@@ -346,8 +346,9 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_handshake(pbp_channel *ch);
  *         closed).
  *
  * The frame is encoded whole into the channel's write buffer (which grows
- * to the largest frame sent and is kept), then written, usually with one
- * write().  Blocks until it is written or the send deadline passes; while
+ * to the largest frame sent and is kept, unless it grew more than 1 MiB
+ * past its initial 64 KiB: then it goes back once written), then written,
+ * usually with one write().  Blocks until it is written or the send deadline passes; while
  * the pipe is full it keeps reading incoming frames into the receive buffer
  * (bounded by the frame limit plus 64 KiB), so two peers sending large
  * frames to each other at once do not deadlock.  Releases the message of

@@ -70,7 +70,7 @@ wait_for(pbp_channel *ch, int timeout_ms, int (*done)(pbp_channel *, uint64_t), 
 	int rc;
 
 	ch->have_msg = 0; /* reading may move the receive buffer */
-	pbp__inbox_release(ch); /* and the views into the last reply end */
+	pbp__inbox_trim(ch); /* and the views into the last reply end */
 	/* Coalesced output (the request itself, maybe) must go out first. */
 	if (pbp_channel_pending(ch) > 0 && (rc = pbp__ch_flush(ch, deadline)) != 0) {
 		if (rc == PBP_ETIMEDOUT && timeout_ms == 0)

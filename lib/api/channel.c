@@ -628,6 +628,7 @@ recv_raw(pbp_channel *ch, pbp_msginfo *out)
 		*out = ch->msg;
 		return 0;
 	}
+	pbp__inbox_trim(ch);
 	rc = pbp__ch_rx_ready(ch);
 	if (rc != 0)
 		return rc;

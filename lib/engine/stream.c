@@ -217,6 +217,24 @@ step(pbp_channel *ch, int out, int in, int64_t deadline, pbp_error *e)
 	return rc;
 }
 
+/* An empty write buffer that grew large goes back to its initial size
+ * (PBP__BUF_SHRINK_ABOVE; realloc, not free and malloc, for the reason
+ * given at pbp__reader_shrink in frame.c).  One that grew by up to 1 MiB
+ * is kept, so frames up to 1 MiB reuse it without allocating. */
+static void
+wbuf_shrink(pbp_channel *ch)
+{
+	uint8_t *nb;
+
+	if (ch->wcap <= BUF_INITIAL + PBP__BUF_SHRINK_ABOVE)
+		return;
+	nb = realloc(ch->wbuf, BUF_INITIAL);
+	if (nb == NULL)
+		return; /* keep the large one */
+	ch->wbuf = nb;
+	ch->wcap = BUF_INITIAL;
+}
+
 /* Whether all output is written.  Once it is, queues the SyncAck owed if
  * any (so at most one is ever in the buffer, behind everything before it)
  * and says no; an error queueing it goes to *rc. */
@@ -226,9 +244,30 @@ flushed(pbp_channel *ch, pbp_error *e, int *rc)
 	if (ch->woff < ch->wlen || ch->spl_head < ch->nspl)
 		return 0;
 	ch->woff = ch->wlen = 0;
+	wbuf_shrink(ch);
 	if ((*rc = queue_ack(ch, e)) != 0)
 		return 1;
 	return ch->wlen == 0;
+}
+
+/* How long a receive waits with a large, empty receive buffer before it
+ * gives the buffer back (pbp__reader_shrink) and waits on.  Large
+ * messages that follow each other closely keep it, with its pages mapped:
+ * growing it again costs a page fault per 4 KiB, which halves the speed
+ * of back-to-back 4 to 16 MiB messages (docs/performance.md).  A receive
+ * that returns with nothing (a deadline of 0, or one that passed) gives it
+ * back at once. */
+#define RX_GRACE_MS 100
+
+static int64_t
+rx_grace(pbp_channel *ch, int64_t deadline)
+{
+	int64_t g;
+
+	if (!pbp__reader_idle_large(&ch->rd))
+		return deadline;
+	g = pbp__now_ms() + RX_GRACE_MS;
+	return deadline >= 0 && deadline <= g ? deadline : g;
 }
 
 /*
@@ -247,7 +286,8 @@ flushed(pbp_channel *ch, pbp_error *e, int *rc)
  * PBP_ETRUNC, PBP_EPROTO, PBP_EMSGSIZE from the reader (in ch->rd.error),
  * a sticky receive error (in ch->error), PBP_ETIMEDOUT (a partial frame
  * stays buffered), or PBP_ESYS (in e).  A send error met on the way
- * surfaces on the next send.
+ * surfaces on the next send.  While nothing comes, a large and empty
+ * receive buffer is given back (rx_grace).
  */
 static int
 pump(pbp_channel *ch, int until, int64_t deadline, pbp_error *e, const uint8_t **body,
@@ -256,6 +296,7 @@ pump(pbp_channel *ch, int until, int64_t deadline, pbp_error *e, const uint8_t *
 	int first = until == UNTIL_FLUSHED, rc = 0;
 
 	for (;;) {
+		int64_t wait = deadline;
 		int out, in;
 
 		if (until == UNTIL_FLUSHED) {
@@ -272,10 +313,18 @@ pump(pbp_channel *ch, int until, int64_t deadline, pbp_error *e, const uint8_t *
 				return pbp__ch_rx_again(ch);
 			out = pbp__ch_rx_pushes(ch) && !flushed(ch, e, &rc);
 			in = 1;
+			wait = rx_grace(ch, deadline);
 		}
-		rc = step(ch, out, in, first ? NOW_ONLY : deadline, e);
+		rc = step(ch, out, in, first ? NOW_ONLY : wait, e);
 		if (rc < 0)
 			return rc;
+		if (rc == 0 && until == UNTIL_FRAME && deadline != NOW_ONLY) {
+			/* Nothing came: a large receive buffer goes back (not
+			 * for the look before a spin, which waits on). */
+			(void)pbp__reader_shrink(&ch->rd);
+			if (wait != deadline)
+				continue;
+		}
 		if (rc == 0 && !first)
 			return PBP_ETIMEDOUT;
 		first = 0;
@@ -450,6 +499,8 @@ pbp__ch_tx_reserve(pbp_channel *ch, size_t n)
 	/* Bounded: n is at most one frame within the limit, and what is
 	 * queued is at most QUEUE_MAX (see make_room). */
 	ncap = ch->wcap * 2 > queued + n ? ch->wcap * 2 : queued + n;
+	if (n > PBP__BUF_SHRINK_ABOVE)
+		ncap = queued + n; /* a large frame: exactly what it needs */
 	nb = realloc(ch->wbuf, ncap);
 	if (nb == NULL)
 		return pbp__seterr(ch->txe, PBP_ENOMEM, ENOMEM,
@@ -671,4 +722,10 @@ size_t
 pbp__channel_wbuf_cap(const pbp_channel *ch)
 {
 	return ch->wcap;
+}
+
+size_t
+pbp__channel_rbuf_cap(const pbp_channel *ch)
+{
+	return ch->rd.cap;
 }

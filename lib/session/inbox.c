@@ -219,6 +219,14 @@ pbp__inbox_release(pbp_channel *ch)
 }
 
 void
+pbp__inbox_trim(pbp_channel *ch)
+{
+	trim(&ch->cur.buf, &ch->cur.cap);
+	ch->cur.len = 0;
+	pbp__inbox_release(ch);
+}
+
+void
 pbp__calls_free(pbp_channel *ch)
 {
 	size_t i;

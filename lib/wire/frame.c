@@ -563,6 +563,7 @@ pbp__reader_init(pbp__reader *r, uint32_t limit, size_t initial_cap)
 		return PBP_ENOMEM;
 	r->cap = initial_cap;
 	r->max_cap = initial_cap;
+	r->initial_cap = initial_cap;
 	return 0;
 }
 
@@ -594,6 +595,28 @@ frame_need(const pbp__reader *r)
 	return hdr + len;
 }
 
+/* realloc rather than free and malloc: glibc shrinks a block it mmap'd in
+ * place (mremap), so the pages go back to the system, and the next large
+ * frame grows it again without a copy; freeing it instead would raise
+ * glibc's dynamic mmap threshold, after which blocks up to that size come
+ * from the heap and stay resident once freed (docs/performance.md, "Large
+ * messages"). */
+int
+pbp__reader_shrink(pbp__reader *r)
+{
+	uint8_t *nb;
+
+	if (!pbp__reader_idle_large(r))
+		return 0;
+	nb = realloc(r->buf, r->initial_cap);
+	if (nb == NULL)
+		return 0; /* keep the large one: nothing is lost */
+	r->buf = nb;
+	r->cap = r->initial_cap;
+	r->start = r->end = 0;
+	return 1;
+}
+
 int
 pbp__reader_space(pbp__reader *r, uint8_t **p, size_t *n)
 {
@@ -616,10 +639,13 @@ pbp__reader_space(pbp__reader *r, uint8_t **p, size_t *n)
 	if (r->cap < need && need <= bound) {
 		/* Grow only up to the bound, or to what one frame whose length
 		 * was already checked against the limit needs; doubling keeps
-		 * the growth amortised. */
+		 * the growth amortised.  A large frame gets exactly its size:
+		 * one allocation, and no more address space than it fills. */
 		size_t ncap = r->cap * 2 > need ? r->cap * 2 : need;
 		uint8_t *nb;
 
+		if (frame > PBP__BUF_SHRINK_ABOVE)
+			ncap = need;
 		if (ncap > bound)
 			ncap = bound;
 		nb = realloc(r->buf, ncap);
