@@ -510,9 +510,9 @@ stream_round(peer *p, payload *pl, uint64_t count)
 
 /* ---- options and output ------------------------------------------------ */
 
-enum { B_RTT, B_STREAM, B_SPAWN, B_LOWLAT, B_PIPESIZE, B_LARGE_MSG, B_COUNT };
+enum { B_RTT, B_STREAM, B_SPAWN, B_LOWLAT, B_PIPESIZE, B_LARGE_MSG, B_LARGE_STREAM, B_COUNT };
 static const char *const bench_names[B_COUNT] = {
-	"rtt", "stream", "spawn", "lowlat", "pipesize", "large_msg",
+	"rtt", "stream", "spawn", "lowlat", "pipesize", "large_msg", "large_stream",
 };
 
 typedef struct options {
@@ -526,6 +526,7 @@ typedef struct options {
 	int quick;
 	int pin;            /* PIN_* */
 	size_t large_size;  /* --large-size, or 0 for the default */
+	size_t large_stream_size; /* --large-stream-size, or 0 for the default */
 	int large_settle_ms; /* --large-settle-ms */
 	int nout;           /* results printed so far */
 } options;
@@ -917,11 +918,12 @@ bench_lowlat(options *o)
  * other pair's timed round. */
 #define LARGE_SETTLE_MS 150
 
-/* What a large operation sends: the caller's bytes and their checksum. */
+/* What a large operation sends: size bytes, buf repeated (piece bytes;
+ * all of them for a message), and their checksum. */
 typedef struct large_data {
 	const uint8_t *buf;
-	size_t size;
-	uint64_t check; /* large_check(buf, size) */
+	size_t size, piece;
+	uint64_t check; /* large_check() of a message, stream_check of a stream */
 } large_data;
 
 /* One measured operation against a child: returns the time in ns. */
@@ -993,7 +995,8 @@ large_timed(peer *p, large_op op, const large_data *d, double *mbps, long *self_
 }
 
 static void
-large_measure(options *o, const char *bench, const child_cfg *c, large_op op, size_t size)
+large_measure(options *o, const char *bench, const child_cfg *c, large_op op, size_t size,
+              size_t piece)
 {
 	long base_self = mem_now_kb(0), base_child[2], peak[2][2] = { { 0 } }, idle_child;
 	samples s[2] = { { 0 } };
@@ -1003,9 +1006,20 @@ large_measure(options *o, const char *bench, const child_cfg *c, large_op op, si
 	peer p[2];
 	int r, raw, reset_ok = 1;
 
-	buf = xmalloc(size);
-	pattern_fill(buf, size);
-	d = (large_data){ buf, size, large_check(buf, size) };
+	buf = xmalloc(piece);
+	pattern_fill(buf, piece);
+	d = (large_data){ buf, size, piece, 0 };
+	if (piece == size) {
+		d.check = large_check(buf, size);
+	} else {
+		stream_check sc;
+		size_t off;
+
+		stream_check_init(&sc);
+		for (off = 0; off < size; off += piece)
+			stream_check_add(&sc, buf, size - off < piece ? size - off : piece);
+		d.check = stream_check_end(&sc);
+	}
 	for (raw = 0; raw < 2; raw++) {
 		peer_open(&p[raw], raw, c);
 		base_child[raw] = mem_now_kb(peer_pid(&p[raw]));
@@ -1051,7 +1065,80 @@ bench_large_msg(options *o)
 	child_cfg c = { .mode = MODE_LARGE, .size = size, .pipe_size = LARGE_PIPE,
 	                .max_frame = size + 4096 };
 
-	large_measure(o, "large_msg", &c, large_msg_op, size);
+	large_measure(o, "large_msg", &c, large_msg_op, size, size);
+}
+
+/*
+ * bench=large_stream: a stream of 1 GiB (--large-stream-size) from this
+ * process to a child, which checks it (stream_check: a byte per page, as
+ * large_msg) and answers with one Ack at its end, timed from the open to
+ * the Ack, in MB/s.  The source is a 4 MiB buffer written again and again
+ * (LARGE_STREAM_SOURCE), as from a file read in pieces.  pbpipe:
+ * pbp_stream_open, pbp_stream_write of each 4 MiB (chunks spliced from our
+ * memory), pbp_stream_end; the child reads with pbp_stream_read_view, in
+ * place, granting credit as it goes (the default 1 MiB window).  Raw: a
+ * header, then write() of each 4 MiB; the raw child reads through one
+ * 256 KiB buffer.  Both pairs of pipes are 1 MiB.  Memory as large_msg:
+ * the peaks show what a stream of any length costs each side.
+ */
+#define LARGE_STREAM_DEFAULT (1024u * 1024u * 1024u)
+#define LARGE_STREAM_QUICK (64u * 1024u * 1024u)
+#define LARGE_STREAM_SOURCE (4u * 1024u * 1024u)
+
+static uint64_t
+large_stream_op(peer *p, const large_data *d)
+{
+	uint64_t t0 = now_ns();
+	size_t off, k;
+
+	if (p->raw) {
+		uint64_t hdr = d->size | LARGE_STREAM_BIT, ack[2];
+
+		write_all(p->wfd, &hdr, sizeof hdr, "large stream: header");
+		for (off = 0; off < d->size; off += k) {
+			k = d->size - off < d->piece ? d->size - off : d->piece;
+			write_all(p->wfd, d->buf, k, "large stream");
+		}
+		if (read_exact(p->rfd, ack, sizeof ack, "large stream: ack") != 0)
+			die("large stream: the raw child closed its pipe");
+		large_ack_check(ack[0], ack[1], d);
+	} else {
+		bench_Blob hdr = bench_Blob_init_zero;
+		union {
+			bench_Ack ack;
+			bench_Cpu cpu;
+		} r;
+		uint64_t s;
+		uint32_t type;
+		size_t done;
+
+		if (pbp_stream_open(p->ch, bench_Type_BLOB, &hdr, &s) != 0)
+			pb_die(p, "large stream: open");
+		for (off = 0; off < d->size; off += k) {
+			k = d->size - off < d->piece ? d->size - off : d->piece;
+			if (pbp_stream_write(p->ch, s, d->buf, k, &done) != 0)
+				pb_die(p, "large stream: write");
+		}
+		if (pbp_stream_end(p->ch, s) != 0)
+			pb_die(p, "large stream: end");
+		if (pbp_channel_recv_msg(p->ch, &type, &r, sizeof r) != 0)
+			pb_die(p, "large stream: recv ack");
+		if (type != bench_Type_ACK)
+			die("large stream: message type %" PRIu32 " instead of an Ack", type);
+		large_ack_check(r.ack.bytes, r.ack.check, d);
+	}
+	return now_ns() - t0;
+}
+
+static void
+bench_large_stream(options *o)
+{
+	size_t size = o->large_stream_size ? o->large_stream_size
+	              : o->quick ? LARGE_STREAM_QUICK : LARGE_STREAM_DEFAULT;
+	child_cfg c = { .mode = MODE_LARGE, .size = STAMP, .pipe_size = LARGE_PIPE };
+
+	large_measure(o, "large_stream", &c, large_stream_op, size,
+	              size < LARGE_STREAM_SOURCE ? size : LARGE_STREAM_SOURCE);
 }
 
 /* ---- the header ----------------------------------------------------------- */
@@ -1128,7 +1215,7 @@ header(const options *o)
 	        PBP_VERSION_STRING, date, u.release, cpu, sysconf(_SC_NPROCESSORS_ONLN), load);
 	fprintf(out, "# options: only=%s rounds=%d count=%s spin_us=%d quick=%d "
 	        "large_settle_ms=%d sigpipe_handled=%d; pipes: pbpipe %d bytes, raw %d (kernel "
-	        "default; set only in bench=pipesize, and 1 MiB for both in large_msg)\n", only,
+	        "default; set only in bench=pipesize, and 1 MiB for both in large_msg and large_stream)\n", only,
 	        o->rounds, o->count ? "set" : "default", o->spin_us, o->quick, o->large_settle_ms,
 	        (all_flags & PBP_CHANNEL_SIGPIPE_HANDLED) != 0, pb, kernel);
 	fprintf(out, "# pin=%s:", pin_names[o->pin]);
@@ -1153,7 +1240,7 @@ usage(FILE *f)
 	        "usage: pbpipe-bench [options]\n"
 	        "  Measures pbpipe against raw pipes between this process and a child.\n"
 	        "  --only NAME[,NAME]  benches to run: rtt, stream, spawn, lowlat, pipesize,\n"
-	        "                      large_msg (default: all)\n"
+	        "                      large_msg, large_stream (default: all)\n"
 	        "  --sizes LIST        comma-separated sizes in bytes for the selected benches\n"
 	        "                      (payloads; pipe sizes for pipesize); each at least %d\n"
 	        "  --count N           per round: round trips (rtt, lowlat), frames (stream,\n"
@@ -1165,8 +1252,10 @@ usage(FILE *f)
 	        "                      (default: lowlat split, spawn none, others same)\n"
 	        "  --large-size N      the message of large_msg, in bytes (default 256 MiB;\n"
 	        "                      8 MiB with --quick)\n"
-	        "  --large-settle-ms N pause after each large_msg round (default %d): 0 sends\n"
-	        "                      back to back, where buffers stay mapped\n"
+	        "  --large-stream-size N  the stream of large_stream, in bytes (default 1 GiB;\n"
+	        "                      64 MiB with --quick)\n"
+	        "  --large-settle-ms N pause after each large_msg or large_stream round\n"
+	        "                      (default %d): 0 sends back to back, where buffers stay mapped\n"
 	        "  --sigpipe-handled   give every channel PBP_CHANNEL_SIGPIPE_HANDLED (both\n"
 	        "                      processes ignore SIGPIPE)\n"
 	        "  --json              print a JSON array (the header goes to stderr)\n"
@@ -1210,7 +1299,7 @@ parse_only(options *o, const char *s)
 			;
 		if (i == B_COUNT)
 			die("--only: unknown bench '%s' (rtt, stream, spawn, lowlat, pipesize, "
-			    "large_msg)", tok);
+			    "large_msg, large_stream)", tok);
 		o->only[i] = 1;
 	}
 	free(copy);
@@ -1223,6 +1312,16 @@ parse_large_size(const char *s)
 
 	if (v < STAMP || v > PBP_MAX_MAX_FRAME - 4096)
 		die("--large-size: %llu is outside [%d, %u]", v, STAMP, PBP_MAX_MAX_FRAME - 4096);
+	return (size_t)v;
+}
+
+static size_t
+parse_large_stream_size(const char *s)
+{
+	unsigned long long v = parse_num(s, "--large-stream-size");
+
+	if (v < STAMP || v > (unsigned long long)SIZE_MAX / 2)
+		die("--large-stream-size: %llu is outside [%d, %zu]", v, STAMP, (size_t)SIZE_MAX / 2);
 	return (size_t)v;
 }
 
@@ -1249,6 +1348,7 @@ parse_options(options *o, int argc, char **argv)
 		{ "sigpipe-handled", no_argument, NULL, 'H' },
 		{ "large-size", required_argument, NULL, 'L' },
 		{ "large-settle-ms", required_argument, NULL, 'M' },
+		{ "large-stream-size", required_argument, NULL, 'T' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int ch, i, any = 0;
@@ -1269,6 +1369,7 @@ parse_options(options *o, int argc, char **argv)
 		case 'p': o->pin = parse_pin(optarg); break;
 		case 'H': all_flags |= PBP_CHANNEL_SIGPIPE_HANDLED; break;
 		case 'L': o->large_size = parse_large_size(optarg); break;
+		case 'T': o->large_stream_size = parse_large_stream_size(optarg); break;
 		case 'M': o->large_settle_ms = (int)parse_num(optarg, "--large-settle-ms"); break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(2);
@@ -1293,6 +1394,7 @@ main(int argc, char **argv)
 {
 	static void (*const benches[B_COUNT])(options *) = {
 		bench_rtt, bench_stream, bench_spawn, bench_lowlat, bench_pipesize, bench_large_msg,
+		bench_large_stream,
 	};
 	options o;
 	ssize_t n;

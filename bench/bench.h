@@ -68,6 +68,20 @@ uint64_t large_check(const uint8_t *p, size_t n);
  * check each, acknowledge each.  Both return at end of stream. */
 int large_serve_pbpipe(pbp_channel *ch);
 void large_serve_raw(int wfd, int rfd);
+/* Streams (bench=large_stream): the raw header's flag, and the buffer a
+ * raw child reads a stream through. */
+#define LARGE_STREAM_BIT (1ull << 63)
+#define LARGE_STREAM_PIECE (256u * 1024u)
+/* large_check for a stream: the same bytes (every 4096th and the last)
+ * mixed the same way whatever pieces the stream arrives in, then its
+ * length. */
+typedef struct stream_check {
+	uint64_t h, off;
+	uint8_t last;
+} stream_check;
+void stream_check_init(stream_check *c);
+void stream_check_add(stream_check *c, const uint8_t *p, size_t n);
+uint64_t stream_check_end(const stream_check *c);
 /* Memory of a process (0: this one) from /proc/PID/status, in KiB:
  * VmHWM (peak resident) or VmRSS (resident now); -1 where unknown. */
 long mem_peak_kb(long pid);

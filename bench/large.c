@@ -12,6 +12,17 @@
  *           malloc'd for that message from its header and freed after it:
  *           what a raw-pipe application that does not know sizes in
  *           advance does.
+ *
+ * Streams (bench=large_stream) go through the same children:
+ *
+ *   pbpipe: a Blob that opens a stream (pbp_channel_last_stream()), read
+ *           with pbp_stream_read_view, each piece in place;
+ *   raw:    a header with LARGE_STREAM_BIT set, then the bytes, read
+ *           through one buffer of LARGE_STREAM_PIECE bytes, as a raw
+ *           application copies a stream through a buffer.
+ *
+ * Both check a stream with stream_check (the same bytes as large_check,
+ * however the stream was cut) and acknowledge it once, at its end.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -36,6 +47,53 @@ large_check(const uint8_t *p, size_t n)
 	return h;
 }
 
+void
+stream_check_init(stream_check *c)
+{
+	c->h = 1469598103934665603ull;
+	c->off = 0;
+	c->last = 0;
+}
+
+void
+stream_check_add(stream_check *c, const uint8_t *p, size_t n)
+{
+	/* The bytes at offsets 0, 4096, 8192, ... of the whole stream. */
+	size_t i = (size_t)((4096 - c->off % 4096) % 4096);
+
+	for (; i < n; i += 4096)
+		c->h = (c->h ^ p[i]) * 1099511628211ull;
+	if (n > 0)
+		c->last = p[n - 1];
+	c->off += n;
+}
+
+uint64_t
+stream_check_end(const stream_check *c)
+{
+	return ((c->h ^ c->last) * 1099511628211ull) ^ c->off;
+}
+
+/* Reads stream s to its end; answers its size and check. */
+static void
+large_stream_pbpipe(pbp_channel *ch, uint64_t s)
+{
+	bench_Ack ack = { 1, 0, 0 };
+	stream_check c;
+	const void *p;
+	size_t n;
+	int rc;
+
+	stream_check_init(&c);
+	while ((rc = pbp_stream_read_view(ch, s, &p, &n)) == 0)
+		stream_check_add(&c, p, n);
+	if (rc != PBP_EOF)
+		pb_check(ch, rc, "large: stream read");
+	ack.bytes = c.off;
+	ack.check = stream_check_end(&c);
+	pb_check(ch, pbp_channel_send(ch, bench_Type_ACK, &ack), "large: send Ack");
+}
+
 int
 large_serve_pbpipe(pbp_channel *ch)
 {
@@ -53,10 +111,37 @@ large_serve_pbpipe(pbp_channel *ch)
 		pb_check(ch, rc, "large: recv");
 		if (type != bench_Type_BLOB)
 			die("large: message type %" PRIu32 " instead of a Blob", type);
+		if (pbp_channel_last_stream(ch) != 0) {
+			large_stream_pbpipe(ch, pbp_channel_last_stream(ch));
+			continue;
+		}
 		ack.bytes = in.size;
 		ack.check = large_check(in.data, in.size);
 		pb_check(ch, pbp_channel_send(ch, bench_Type_ACK, &ack), "large: send Ack");
 	}
+}
+
+/* A raw stream of size bytes through one buffer. */
+static void
+large_stream_raw(int wfd, int rfd, uint64_t size)
+{
+	static uint8_t buf[LARGE_STREAM_PIECE];
+	uint64_t ack[2];
+	stream_check c;
+
+	stream_check_init(&c);
+	while (c.off < size) {
+		ssize_t n = read(rfd, buf, size - c.off < sizeof buf ? (size_t)(size - c.off) : sizeof buf);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			die("raw large: end of stream inside a stream");
+		stream_check_add(&c, buf, (size_t)n);
+	}
+	ack[0] = c.off;
+	ack[1] = stream_check_end(&c);
+	write_all(wfd, ack, sizeof ack, "raw large: ack");
 }
 
 void
@@ -65,7 +150,13 @@ large_serve_raw(int wfd, int rfd)
 	uint64_t size, ack[2];
 
 	while (read_exact(rfd, &size, sizeof size, "raw large: header") == 0) {
-		uint8_t *buf = xmalloc((size_t)size);
+		uint8_t *buf;
+
+		if (size & LARGE_STREAM_BIT) {
+			large_stream_raw(wfd, rfd, size & ~LARGE_STREAM_BIT);
+			continue;
+		}
+		buf = xmalloc((size_t)size);
 
 		if (read_exact(rfd, buf, (size_t)size, "raw large") != 0)
 			die("raw large: end of stream inside a message");

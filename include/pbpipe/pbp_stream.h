@@ -26,7 +26,7 @@
  *     // rc: PBP_EOF at the clean end, PBP_EREMOTE when the writer aborted
  *
  * Flow control: the reader announces a window W (pbp_channel_options.
- * stream_window, default 1 MiB) in its Hello; a writer sends at most W
+ * stream_window, default 512 KiB) in its Hello; a writer sends at most W
  * bytes of a stream beyond what the reader has granted since, and the
  * reader grants more (StreamCredit) each time its application has
  * consumed W/2 bytes of it.  So a reader that does not read stops the
@@ -82,8 +82,12 @@ extern "C" {
  *  PBP_REMOTE_TOO_MANY_STREAMS, "too many streams", and its header is not
  *  delivered). */
 #define PBP_MAX_STREAMS 16
-/** Default pbp_channel_options.stream_window: 1 MiB. */
-#define PBP_DEFAULT_STREAM_WINDOW (1024u * 1024u)
+/** Default pbp_channel_options.stream_window: 512 KiB.  Measured
+ *  (docs/performance.md, bench=large_stream): a 1 GiB stream reaches
+ *  0.97-1.05x a raw pipe with it, both processes on one CPU or on two;
+ *  256 KiB stalls across CPUs (0.60x), 1 MiB runs out of cache on one
+ *  CPU (0.89-0.90x). */
+#define PBP_DEFAULT_STREAM_WINDOW (512u * 1024u)
 /** Smallest and largest stream_window an option may set. */
 #define PBP_MIN_STREAM_WINDOW 256u
 #define PBP_MAX_STREAM_WINDOW (1024u * 1024u * 1024u)
