@@ -408,6 +408,37 @@ nested_handler(const void *req, void *resp, pbp_reply_error *e, void *payload)
 
 static store served;
 
+/* Many: status = the elements of items and names, note = their bytes
+ * concatenated, items first (a copy: the views end with the handler). */
+static int
+many_handler(const void *req, void *resp, pbp_reply_error *e, void *payload)
+{
+	const pbpbytes_Many *m = req;
+	pbpbytes_Got *g = resp;
+	const pbp_bytes_list *lists[2] = { pbp_bytes_list_of(&m->items),
+	                                   pbp_bytes_list_of(&m->names) };
+	static char note[4096];
+	static pbp_bytes out;
+	size_t len = 0, i, k;
+
+	(void)e;
+	(void)payload;
+	if (lists[0] == NULL || lists[1] == NULL)
+		return -1;
+	for (k = 0; k < 2; k++)
+		for (i = 0; i < lists[k]->count; i++) {
+			const pbp_bytes *b = &lists[k]->items[i];
+
+			g->status++;
+			if (len + b->size <= sizeof note) {
+				memcpy(note + len, b->data, b->size);
+				len += b->size;
+			}
+		}
+	pbp_bytes_out(&g->note, &out, note, len);
+	return 0;
+}
+
 static void *
 serve_thread(void *arg)
 {
@@ -415,7 +446,7 @@ serve_thread(void *arg)
 		{ pbpbytes_Type_PUT, pbpbytes_Type_GOT, put_handler, &served },
 		{ pbpbytes_Type_GET, pbpbytes_Type_GOT, get_handler, &served },
 		{ pbpbytes_Type_NESTED, pbpbytes_Type_GOT, nested_handler, NULL },
-		{ pbpbytes_Type_MANY, pbpbytes_Type_GOT, nested_handler, NULL },
+		{ pbpbytes_Type_MANY, pbpbytes_Type_GOT, many_handler, NULL },
 	};
 
 	return (void *)(intptr_t)pbp_channel_serve(arg, h, sizeof h / sizeof h[0]);
@@ -488,16 +519,154 @@ T(serve_submessage_with_a_bytes_field)
 	pbp_channel_free(b);
 }
 
-/* Repeated callback fields are still refused, by name. */
-static bool
-one_item(pb_ostream_t *stream, const pb_field_t *field, void *const *arg)
+/* Repeated bytes and strings: a list out, a list of views in. */
+T(repeated_fields_out_and_viewed)
 {
-	(void)arg;
-	return pb_encode_tag_for_field(stream, field) &&
-	       pb_encode_string(stream, (const pb_byte_t *)"x", 1);
+	pbp_channel *a, *b;
+	pbpbytes_Many m = pbpbytes_Many_init_zero;
+	any got;
+	uint8_t *big = pattern(100000, 5);
+	pbp_bytes items[3] = { { .data = big, .size = 100000 }, { .data = NULL, .size = 0 },
+	                       { .data = "xyz", .size = 3 } };
+	pbp_bytes names[1] = { { .data = "n", .size = 1 } };
+	pbp_bytes in[4], inn[4];
+	pbp_bytes_list li, ln, gi, gn;
+	uint32_t type;
+
+	pair(&a, &b);
+	pbp_bytes_list_out(&m.items, &li, items, 3);
+	pbp_bytes_list_out(&m.names, &ln, names, 1);
+	cr_assert_eq(pbp_channel_send(a, pbpbytes_Type_MANY, &m), 0, "%s", pbp_channel_errmsg(a));
+	memset(&got, 0, sizeof got);
+	pbp_bytes_list_view(&got.many.items, &gi, in, 4);
+	pbp_bytes_list_view(&got.many.names, &gn, inn, 4);
+	cr_assert_eq(pbp_channel_recv_msg(b, &type, &got, sizeof got), 0, "%s",
+	             pbp_channel_errmsg(b));
+	cr_assert_eq(gi.count, 3);
+	cr_assert_eq(in[0].size, 100000);
+	cr_assert(is_pattern(in[0].data, 100000, 5));
+	cr_assert(in[1].present);
+	cr_assert_eq(in[1].size, 0);
+	cr_assert_eq(in[2].size, 3);
+	cr_assert_eq(memcmp(in[2].data, "xyz", 3), 0);
+	cr_assert_eq(gn.count, 1);
+	cr_assert_eq(memcmp(inn[0].data, "n", 1), 0);
+	cr_assert_eq(pbp_bytes_list_of(&got.many.items), &gi);
+	cr_assert_null(pbp_bytes_of(&got.many.items));
+	free(big);
+	pbp_channel_free(a);
+	pbp_channel_free(b);
 }
 
-T(serve_refuses_repeated_callback_fields_by_name)
+/* More elements than the array holds: PBP_EDECODE, and the channel goes on. */
+T(repeated_field_larger_than_its_array)
+{
+	pbp_channel *a, *b;
+	pbpbytes_Many m = pbpbytes_Many_init_zero;
+	any got;
+	pbp_bytes items[5] = { { .data = "a", .size = 1 }, { .data = "b", .size = 1 },
+	                       { .data = "c", .size = 1 }, { .data = "d", .size = 1 },
+	                       { .data = "e", .size = 1 } };
+	pbp_bytes in[4];
+	pbp_bytes_list li, gi;
+	uint32_t type;
+	int rc;
+
+	pair(&a, &b);
+	pbp_bytes_list_out(&m.items, &li, items, 5);
+	cr_assert_eq(pbp_channel_send(a, pbpbytes_Type_MANY, &m), 0, "%s", pbp_channel_errmsg(a));
+	pbp_bytes_list_out(&m.items, &li, items, 4);
+	cr_assert_eq(pbp_channel_send(a, pbpbytes_Type_MANY, &m), 0, "%s", pbp_channel_errmsg(a));
+	memset(&got, 0, sizeof got);
+	pbp_bytes_list_view(&got.many.items, &gi, in, 4);
+	rc = pbp_channel_recv_msg(b, &type, &got, sizeof got);
+	cr_assert_eq(rc, PBP_EDECODE, "%d %s", rc, pbp_channel_errmsg(b));
+	cr_assert_neq(strstr(pbp_channel_errmsg(b), "more elements than"), NULL, "%s",
+	              pbp_channel_errmsg(b));
+	cr_assert_eq(gi.count, 5);
+	memset(&got, 0, sizeof got);
+	pbp_bytes_list_view(&got.many.items, &gi, in, 4);
+	cr_assert_eq(pbp_channel_recv_msg(b, &type, &got, sizeof got), 0, "%s",
+	             pbp_channel_errmsg(b));
+	cr_assert_eq(gi.count, 4);
+	cr_assert_eq(memcmp(in[3].data, "d", 1), 0);
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+}
+
+/* serve() hands a handler its request's repeated fields as lists. */
+T(serve_receives_repeated_fields)
+{
+	pbp_channel *a, *b;
+	pbpbytes_Many m = pbpbytes_Many_init_zero;
+	pbpbytes_Got got = pbpbytes_Got_init_zero;
+	pbp_bytes items[2] = { { .data = "hello ", .size = 6 }, { .data = "big ", .size = 4 } };
+	pbp_bytes names[1] = { { .data = "world", .size = 5 } };
+	pbp_bytes_list li, ln;
+	pbp_bytes note;
+	char text[32];
+	pthread_t t;
+	int rc;
+
+	pair(&a, &b);
+	t = pbt_spawn_thread(serve_thread, b);
+	pbp_bytes_list_out(&m.items, &li, items, 2);
+	pbp_bytes_list_out(&m.names, &ln, names, 1);
+	pbp_string_into(&got.note, &note, text, sizeof text);
+	rc = pbp_channel_call(a, pbpbytes_Type_MANY, &m, pbpbytes_Type_GOT, &got, 20000);
+	cr_assert_eq(rc, 0, "%d %s", rc, pbp_channel_errmsg(a));
+	cr_assert_eq(got.status, 3);
+	cr_assert_str_eq(text, "hello big world");
+	pbp_channel_free(a);
+	cr_assert_eq((intptr_t)pbt_join(t), 0);
+	pbp_channel_free(b);
+}
+
+/* Past serve()'s 256 list elements: an error reply, no handler call. */
+T(serve_refuses_more_list_elements_than_it_holds)
+{
+	pbp_channel *a, *b;
+	pbpbytes_Many m = pbpbytes_Many_init_zero;
+	pbpbytes_Got got = pbpbytes_Got_init_zero;
+	pbp_bytes items[129];
+	pbp_bytes_list li;
+	pthread_t t;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < 129; i++)
+		items[i] = (pbp_bytes){ .data = "i", .size = 1 };
+	pair(&a, &b);
+	t = pbt_spawn_thread(serve_thread, b);
+	/* Two lists share 256: 128 each, so 129 items is one too many. */
+	pbp_bytes_list_out(&m.items, &li, items, 129);
+	rc = pbp_channel_call(a, pbpbytes_Type_MANY, &m, pbpbytes_Type_GOT, &got, 20000);
+	cr_assert_eq(rc, PBP_EREMOTE, "%d %s", rc, pbp_channel_errmsg(a));
+	cr_assert_eq(pbp_channel_error(a)->remote_code, PBP_REMOTE_BAD_REQUEST);
+	cr_assert_neq(strstr(pbp_channel_errmsg(a), "more elements than"), NULL, "%s",
+	              pbp_channel_errmsg(a));
+	pbp_bytes_list_out(&m.items, &li, items, 128);
+	rc = pbp_channel_call(a, pbpbytes_Type_MANY, &m, pbpbytes_Type_GOT, &got, 20000);
+	cr_assert_eq(rc, 0, "%d %s", rc, pbp_channel_errmsg(a));
+	cr_assert_eq(got.status, 128);
+	pbp_channel_free(a);
+	cr_assert_eq((intptr_t)pbt_join(t), 0);
+	pbp_channel_free(b);
+}
+
+/* A repeated submessage with a callback field is still refused, by name. */
+static bool
+one_inner(pb_ostream_t *stream, const pb_field_t *field, void *const *arg)
+{
+	pbpbytes_Inner in = pbpbytes_Inner_init_zero;
+
+	(void)arg;
+	in.n = 1;
+	return pb_encode_tag_for_field(stream, field) &&
+	       pb_encode_submessage(stream, pbpbytes_Inner_fields, &in);
+}
+
+T(serve_refuses_repeated_submessages_by_name)
 {
 	pbp_channel *a, *b;
 	pbpbytes_Many m = pbpbytes_Many_init_zero;
@@ -507,11 +676,11 @@ T(serve_refuses_repeated_callback_fields_by_name)
 
 	pair(&a, &b);
 	t = pbt_spawn_thread(serve_thread, b);
-	m.items.funcs.encode = one_item;
+	m.inners.funcs.encode = one_inner;
 	rc = pbp_channel_call(a, pbpbytes_Type_MANY, &m, pbpbytes_Type_GOT, &got, 20000);
 	cr_assert_eq(rc, PBP_EREMOTE, "%d %s", rc, pbp_channel_errmsg(a));
 	cr_assert_eq(pbp_channel_error(a)->remote_code, PBP_REMOTE_BAD_REQUEST);
-	cr_assert_neq(strstr(pbp_channel_errmsg(a), "field 1"), NULL, "%s", pbp_channel_errmsg(a));
+	cr_assert_neq(strstr(pbp_channel_errmsg(a), "field 2"), NULL, "%s", pbp_channel_errmsg(a));
 	pbp_channel_free(a);
 	cr_assert_eq((intptr_t)pbt_join(t), 0);
 	pbp_channel_free(b);
@@ -602,9 +771,10 @@ T(bytes_of_other_callbacks_is_null)
 
 	memset(&cb, 0, sizeof cb);
 	cr_assert_null(pbp_bytes_of(&cb));
-	cb.funcs.encode = one_item;
+	cb.funcs.encode = one_inner;
 	cb.arg = &x;
 	cr_assert_null(pbp_bytes_of(&cb));
+	cr_assert_null(pbp_bytes_list_of(&cb));
 	pbp_bytes_into(&cb, &b, &x, sizeof x);
 	cr_assert_eq(pbp_bytes_of(&cb), &b);
 	cr_assert_eq(pbp_bytes_cstr(NULL, 1, &b), PBP_EINVAL);

@@ -25,8 +25,9 @@
  * pbp_channel_serve() installs views for a request's fields itself; a
  * handler reads them with pbp_bytes_of().
  *
- * Repeated bytes or string fields are not handled here (each element
- * would replace the last): write their callbacks, or bound them.
+ * A repeated bytes or string field takes a pbp_bytes_list instead: an
+ * array of items to send (pbp_bytes_list_out()), or room for the views of
+ * the items received (pbp_bytes_list_view()).
  */
 #ifndef PBPIPE_PBP_BYTES_H
 #define PBPIPE_PBP_BYTES_H
@@ -140,6 +141,65 @@ PBP_API void pbp_string_into(pb_callback_t *field, pbp_bytes *b, char *buf, size
  * @return the pbp_bytes, or NULL when the field has no pbpipe callback.
  */
 PBP_API const pbp_bytes *pbp_bytes_of(const pb_callback_t *field);
+
+/**
+ * A repeated bytes or string field's items, to send or as received.  Read
+ * items and count; leave the other members to pbpipe.
+ */
+typedef struct pbp_bytes_list {
+	pbp_bytes *items;  /**< send: the items (their data and size); after a
+	                        decode: the views, items[0 .. count) */
+	size_t count;      /**< send: how many; after a decode: how many came
+	                        (after a decode that failed for room: cap + 1) */
+	/* private */
+	size_t cap;        /* pbp_bytes_list_view(): room in items */
+	unsigned int mode; /* what was installed */
+} pbp_bytes_list;
+
+/**
+ * Installs pbpipe's encoder on a repeated bytes or string callback field:
+ * one element per item, in order, each with items[i].size bytes at
+ * items[i].data (set only those two members, e.g. `{ .data = p, .size =
+ * n }`).  Large items are sent from the caller's memory, as with
+ * pbp_bytes_out(), up to 16 per frame; the rest are copied.  Call before
+ * the send.
+ *
+ * @param field  the message's pb_callback_t for the field
+ * @param[out] l the field's state; must live until the send returns
+ * @param items  n items (may be NULL when n is 0: no element is sent);
+ *               they and their bytes must stay valid until the send
+ *               returns
+ * @param n      their number
+ */
+PBP_API void pbp_bytes_list_out(pb_callback_t *field, pbp_bytes_list *l, const pbp_bytes *items,
+                                size_t n);
+
+/**
+ * Installs pbpipe's view decoder on a repeated bytes or string callback
+ * field: after the decode, l->items[0 .. l->count) are views of the
+ * elements received, in order, each valid as a pbp_bytes_view() is (until
+ * the next call on this channel).  More than cap elements fail the decode:
+ * PBP_EDECODE with "more elements than the pbp_bytes_list_view array
+ * holds"; the channel stays usable.  Same streams as pbp_bytes_view().
+ *
+ * @param field  the message's pb_callback_t for the field
+ * @param[out] l the field's state, reset here (count 0)
+ * @param items  room for cap views
+ * @param cap    its number of items
+ */
+PBP_API void pbp_bytes_list_view(pb_callback_t *field, pbp_bytes_list *l, pbp_bytes *items,
+                                 size_t cap);
+
+/**
+ * The pbp_bytes_list installed on a field by pbp_bytes_list_out() or
+ * pbp_bytes_list_view(), or by pbp_channel_serve() for a request's
+ * repeated bytes or string field (at most 256 elements in all the
+ * request's repeated fields, shared equally among them; a request with
+ * more gets a PBP_REMOTE_BAD_REQUEST error reply).
+ *
+ * @return the list, or NULL when the field has no pbpipe list callback.
+ */
+PBP_API const pbp_bytes_list *pbp_bytes_list_of(const pb_callback_t *field);
 
 /**
  * Copies a received field into out as a NUL-terminated string.

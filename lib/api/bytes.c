@@ -17,13 +17,12 @@
 
 #include "channel_impl.h"
 
-enum { MODE_OUT = 1, MODE_VIEW, MODE_INTO, MODE_STRING_INTO };
+enum { MODE_OUT = 1, MODE_VIEW, MODE_INTO, MODE_STRING_INTO, MODE_LIST_OUT, MODE_LIST_VIEW };
 
+/* One element: its tag, length and bytes. */
 static bool
-bytes_encode(pb_ostream_t *stream, const pb_field_t *field, void *const *arg)
+encode_one(pb_ostream_t *stream, const pb_field_t *field, const pbp_bytes *b)
 {
-	const pbp_bytes *b = *arg;
-
 	if (!pb_encode_tag_for_field(stream, field) || !pb_encode_varint(stream, b->size))
 		return false;
 	/* Into a channel's frame, large bytes are not copied: the engine
@@ -36,6 +35,25 @@ bytes_encode(pb_ostream_t *stream, const pb_field_t *field, void *const *arg)
 	default:
 		return pb_write(stream, b->data, b->size);
 	}
+}
+
+static bool
+bytes_encode(pb_ostream_t *stream, const pb_field_t *field, void *const *arg)
+{
+	return encode_one(stream, field, *arg);
+}
+
+/* A repeated field's callback writes every element (nanopb calls it once). */
+static bool
+list_encode(pb_ostream_t *stream, const pb_field_t *field, void *const *arg)
+{
+	const pbp_bytes_list *l = *arg;
+	size_t i;
+
+	for (i = 0; i < l->count; i++)
+		if (!encode_one(stream, field, &l->items[i]))
+			return false;
+	return true;
 }
 
 /* The read callback of nanopb's buffer streams (static in pb_decode.c),
@@ -57,6 +75,29 @@ bytes_view(pb_istream_t *stream, const pb_field_t *field, void **arg)
 	(void)field;
 	if (!is_buffer_stream(stream))
 		PB_RETURN_ERROR(stream, "pbp_bytes_view needs a buffer stream");
+	b->data = stream->state;
+	b->size = stream->bytes_left;
+	b->present = 1;
+	return pb_read(stream, NULL, stream->bytes_left);
+}
+
+/* A repeated field's callback is called once per element. */
+static bool
+list_view(pb_istream_t *stream, const pb_field_t *field, void **arg)
+{
+	pbp_bytes_list *l = *arg;
+	pbp_bytes *b;
+
+	(void)field;
+	if (!is_buffer_stream(stream))
+		PB_RETURN_ERROR(stream, "pbp_bytes_list_view needs a buffer stream");
+	if (l->count >= l->cap) {
+		l->count = l->cap + 1;
+		PB_RETURN_ERROR(stream, "more elements than the pbp_bytes_list_view array holds");
+	}
+	b = &l->items[l->count++];
+	memset(b, 0, sizeof *b);
+	b->mode = MODE_VIEW;
 	b->data = stream->state;
 	b->size = stream->bytes_left;
 	b->present = 1;
@@ -132,6 +173,38 @@ pbp_string_into(pb_callback_t *field, pbp_bytes *b, char *buf, size_t cap)
 	b->mode = MODE_STRING_INTO;
 	if (b->cap > 0)
 		buf[0] = '\0';
+}
+
+void
+pbp_bytes_list_out(pb_callback_t *field, pbp_bytes_list *l, const pbp_bytes *items, size_t n)
+{
+	memset(l, 0, sizeof *l);
+	l->mode = MODE_LIST_OUT;
+	l->items = (pbp_bytes *)items; /* only read */
+	l->count = items != NULL ? n : 0;
+	field->funcs.encode = list_encode;
+	field->arg = l;
+}
+
+void
+pbp_bytes_list_view(pb_callback_t *field, pbp_bytes_list *l, pbp_bytes *items, size_t cap)
+{
+	memset(l, 0, sizeof *l);
+	l->mode = MODE_LIST_VIEW;
+	l->items = items;
+	l->cap = items != NULL ? cap : 0;
+	field->funcs.decode = list_view;
+	field->arg = l;
+}
+
+const pbp_bytes_list *
+pbp_bytes_list_of(const pb_callback_t *field)
+{
+	if (field == NULL || field->arg == NULL)
+		return NULL;
+	if (field->funcs.encode == list_encode || field->funcs.decode == list_view)
+		return field->arg;
+	return NULL;
 }
 
 const pbp_bytes *

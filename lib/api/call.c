@@ -343,17 +343,23 @@ can_fail(const pbp_channel *ch)
 /* Requests are decoded before their handler runs.  Each bytes or string
  * field that nanopb leaves to a callback (no max_size) gets a view decoder
  * (pbp_bytes.h) whose pbp_bytes lives here, for the handler to read with
- * pbp_bytes_of().  Other callback fields (repeated, submessages, more than
- * SERVE_MAX_VIEWS) would be skipped without a word: each gets a decoder
- * that refuses it, naming it, so the peer gets an error reply instead of
- * a request that silently lost data. */
+ * pbp_bytes_of(); a repeated one gets a list view (pbp_bytes_list_of()),
+ * the lists sharing SERVE_MAX_ITEMS views equally.  Other callback fields
+ * (submessages, more than SERVE_MAX_VIEWS or SERVE_MAX_LISTS) would be
+ * skipped without a word: each gets a decoder that refuses it, naming it,
+ * so the peer gets an error reply instead of a request that silently lost
+ * data. */
 #define SERVE_MAX_VIEWS 32
+#define SERVE_MAX_LISTS 8
+#define SERVE_MAX_ITEMS 256
 
 typedef struct req_fields {
 	const char *msg_name;
 	uint32_t tag;        /* a field refused, 0: none */
-	size_t nviews;
+	size_t nviews, nlists;
 	pbp_bytes views[SERVE_MAX_VIEWS];
+	pbp_bytes_list lists[SERVE_MAX_LISTS];
+	pbp_bytes items[SERVE_MAX_ITEMS];
 } req_fields;
 
 static bool
@@ -367,10 +373,9 @@ refuse_field(pb_istream_t *stream, const pb_field_t *field, void **arg)
 }
 
 static int
-viewable(pb_type_t type)
+bytes_like(pb_type_t type)
 {
-	return (PB_LTYPE(type) == PB_LTYPE_BYTES || PB_LTYPE(type) == PB_LTYPE_STRING) &&
-	       PB_HTYPE(type) != PB_HTYPE_REPEATED;
+	return PB_LTYPE(type) == PB_LTYPE_BYTES || PB_LTYPE(type) == PB_LTYPE_STRING;
 }
 
 static void
@@ -385,7 +390,12 @@ prepare_callbacks(const pb_msgdesc_t *fields, void *msg, req_fields *r, int dept
 		    fields->field_callback == &pb_default_field_callback) {
 			pb_callback_t *cb = it.pData;
 
-			if (viewable(it.type) && r->nviews < SERVE_MAX_VIEWS) {
+			if (bytes_like(it.type) && PB_HTYPE(it.type) == PB_HTYPE_REPEATED &&
+			    r->nlists < SERVE_MAX_LISTS) {
+				/* Its share of items is set once all are counted. */
+				pbp_bytes_list_view(cb, &r->lists[r->nlists++], r->items, 0);
+			} else if (bytes_like(it.type) && PB_HTYPE(it.type) != PB_HTYPE_REPEATED &&
+			           r->nviews < SERVE_MAX_VIEWS) {
 				pbp_bytes_view(cb, &r->views[r->nviews++]);
 			} else {
 				cb->funcs.decode = refuse_field;
@@ -407,6 +417,7 @@ serve_one(pbp_channel *ch, const pbp_handler *h, const pbp_msginfo *mi, void *re
 	const pbp_msgtype *t;
 	pbp_reply_error e;
 	char why[PBP_ERRMSG_SIZE];
+	size_t i;
 	int r;
 
 	if (h == NULL) {
@@ -419,15 +430,22 @@ serve_one(pbp_channel *ch, const pbp_handler *h, const pbp_msginfo *mi, void *re
 	ref->msg_name = t->name ? t->name : "the request";
 	ref->tag = 0;
 	ref->nviews = 0;
+	ref->nlists = 0;
 	prepare_callbacks(t->fields, req, ref, 0);
+	for (i = 0; i < ref->nlists; i++) {
+		size_t share = SERVE_MAX_ITEMS / ref->nlists;
+
+		ref->lists[i].items = ref->items + i * share;
+		ref->lists[i].cap = share;
+	}
 	if (pbp_channel_decode(ch, t->fields, req) != 0) {
 		if (ref->tag != 0)
 			snprintf(why, sizeof why,
-			         "field %" PRIu32 " of %s has no size bound (a nanopb callback field "
-			         "that is repeated or a submessage), which pbp_channel_serve() cannot "
-			         "receive: give it max_size or max_count in the .options file, or "
-			         "receive it with pbp_channel_recv()",
-			         ref->tag, ref->msg_name);
+			         "field %" PRIu32 " of %s has no size bound (a nanopb callback "
+			         "submessage, or past %d bytes or %d repeated fields), which "
+			         "pbp_channel_serve() cannot receive: bound it in the .options file, or "
+			         "use pbp_channel_recv()",
+			         ref->tag, ref->msg_name, SERVE_MAX_VIEWS, SERVE_MAX_LISTS);
 		else
 			snprintf(why, sizeof why, "%s", pbp_channel_errmsg(ch));
 		return mi->id && can_fail(ch)
