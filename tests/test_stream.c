@@ -440,14 +440,15 @@ T(three_streams_interleaved_with_messages_and_a_call)
 /* A reader that does not read: the write stops after the reader's window
  * and times out by its deadline, having said exactly what went; the
  * reader buffers no more than the window.  Then the reader reads, and
- * the rest goes. */
+ * the rest goes.  The window and its frame fit the smallest pipe (64 KiB,
+ * where the pipe size cannot be set), so the reader can take them in. */
 T(backpressure_stops_the_writer_after_the_window)
 {
 	pbp_channel_options oa = opts(), ob = opts();
 	pbp_channel *a, *b;
 	size_t total = 1 * MIB, done = 0, got = 0, n;
 	uint8_t *data = malloc(total), buf[64 * KIB];
-	const uint32_t W = 64 * KIB;
+	const uint32_t W = 16 * KIB;
 	pbp__instream *in;
 	uint64_t s, rs;
 	int64_t t0, ms;
@@ -1036,28 +1037,33 @@ T(serve_cancels_incoming_streams)
  * in the receive buffer; the writer sent it from the caller's memory. */
 T(read_view_hands_out_chunks_without_a_copy)
 {
+	pbp_channel_options o = opts();
 	pbp_channel *a, *b;
 	size_t total = 200 * KIB, n;
-	uint8_t *data = malloc(total);
+	writer w = { 0 };
 	const void *p;
-	uint64_t s, rs;
+	uint64_t rs;
+	pthread_t t;
 
-	fill(data, total, 8, 0);
-	pbt_pair(&a, &b, NULL, NULL);
-	cr_assert_eq(pbp_stream_open(a, pbptest_Type_TEXT, NULL, &s), 0);
+	pbt_pair(&a, &b, &o, &o);
+	/* One chunk of 200 KiB, more than the smallest pipe: from a thread. */
+	w = (writer){ .ch = a, .total = total, .piece = total, .seed = 8 };
+	t = pbt_spawn_thread(write_thread, &w);
 	rs = recv_header(b);
-	cr_assert_eq(pbp_stream_write(a, s, data, total, NULL), 0);
-	/* Zero copy on the way out: the write buffer never held the chunk. */
-	cr_assert_lt(pbp__channel_wbuf_cap(a), total);
 	cr_assert_eq(pbp_stream_read_view(b, rs, &p, &n), 0, "%s", pbp_channel_errmsg(b));
 	cr_assert_eq(n, total);
 	cr_assert((const uint8_t *)p >= b->rd.buf && (const uint8_t *)p + n <= b->rd.buf + b->rd.cap,
 	          "the view is not in the receive buffer");
 	cr_assert_eq(mismatch(p, n, 8, 0), n);
 	cr_assert_null(pbp__streams_in(b, rs)->buf, "the chunk was copied");
+	cr_assert_eq(pbp_stream_read_view(b, rs, &p, &n), PBP_EOF, "%s", pbp_channel_errmsg(b));
+	pbt_join(t);
+	cr_assert_eq(w.rc, 0, "%s", pbp_channel_errmsg(a));
+	cr_assert_eq(w.end_rc, 0, "%s", pbp_channel_errmsg(a));
+	/* Zero copy on the way out: the write buffer never held the chunk. */
+	cr_assert_lt(pbp__channel_wbuf_cap(a), total);
 	pbp_channel_free(a);
 	pbp_channel_free(b);
-	free(data);
 }
 
 T(too_many_incoming_streams_are_refused)
@@ -1267,11 +1273,12 @@ T(misuse_is_einval_naming_the_id)
  * under ASan: scripts/test). */
 T(free_with_streams_open)
 {
+	pbp_channel_options o = opts();
 	pbp_channel *a, *b;
-	uint8_t data[50 * KIB] = { 1 };
+	uint8_t data[20 * KIB] = { 1 }; /* both fit the smallest pipe */
 	uint64_t s1, s2;
 
-	pbt_pair(&a, &b, NULL, NULL);
+	pbt_pair(&a, &b, &o, &o);
 	cr_assert_eq(pbp_stream_open(a, pbptest_Type_TEXT, NULL, &s1), 0);
 	cr_assert_eq(pbp_stream_open(a, pbptest_Type_TEXT, NULL, &s2), 0);
 	cr_assert_eq(pbp_stream_write(a, s1, data, sizeof data, NULL), 0);
