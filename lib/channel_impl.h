@@ -46,8 +46,9 @@ typedef struct pbp__splice {
 	uint8_t *own;        /* the copy (data points into it), or NULL */
 } pbp__splice;
 
-#define PBP__CHANNEL_FLAGS \
-	(PBP_CHANNEL_COALESCE | PBP_CHANNEL_DUPLEX | PBP_CHANNEL_SIGPIPE_HANDLED)
+#define PBP__CHANNEL_FLAGS                                                  \
+	(PBP_CHANNEL_COALESCE | PBP_CHANNEL_DUPLEX | PBP_CHANNEL_SIGPIPE_HANDLED | \
+	 PBP_CHANNEL_OUTLIVE_PARENT)
 
 /* The inbox (held messages and kept replies together) holds at most this
  * many payload bytes, and always at least one message. */
@@ -142,6 +143,9 @@ struct pbp_channel {
 	 * duplex mode the sending side. */
 	atomic_int busy_rx, busy_tx;
 	uint32_t owner_pid;  /* the process that made the channel (fork) */
+	/* The helper's watch on its parent (pbp_channel_from_handles()), or
+	 * NULL; the handshake checks the start-of-life race with it. */
+	pbp__os_watch *watch;
 };
 
 /* ---- errors (inline, for channel.c, session.c and stream.c) --------------- */
