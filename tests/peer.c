@@ -20,9 +20,10 @@
  *   flood N       handshake, then at end of stream send N 255-byte Texts, exit 0
  *   busy          handshake, serve one message (a call) by sending "busy" and
  *                 sleeping 30 s, then echo it back and echo the rest
- *   forker        handshake, fork a grandchild that closes the channel's fds
+ *   forker [1]    handshake, fork a grandchild that closes the channel's fds
  *                 and sleeps, send its pid as a Text, then echo (exit 0 at
- *                 end of stream, leaving the grandchild running)
+ *                 end of stream, leaving the grandchild running); with 1,
+ *                 sleep instead of echoing (exits on SIGTERM)
  *   spawner MODE  no channel of its own (the handle arguments are ignored):
  *                 pbp_child_spawn `pbptest-peer MODE` (MODE may start with
  *                 "group-": PBP_SPAWN_PROCESS_GROUP), send it a Text, wait
@@ -343,6 +344,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(mode, "forker") == 0) {
 		forker(ch);
+		while (arg != 0) /* stubborn: ignores end of stream */
+			pause();
 		return echo(ch);
 	}
 	if (strcmp(mode, "signal") == 0) {

@@ -22,7 +22,7 @@
  * When the parent is gone the thread sends SIGKILL to its own process:
  * certainly ours.  It blocks every signal (so no application signal is
  * delivered to it), and a pipe, close-on-exec from birth, tells it to
- * stop.  No process-wide state changes: no handler, no disposition.
+ * stop (one byte).  No process-wide state changes: no handler, no disposition.
  */
 #define _GNU_SOURCE
 #include "pbp_config.h"
@@ -51,7 +51,7 @@ struct pbp__os_watch {
 	pid_t ppid;      /* the parent when the watch started */
 	pid_t owner;     /* getpid() of the process that started it */
 	int pidfd;       /* the parent's pidfd, or -1 */
-	int stop[2];     /* written (closed) by pbp__os_watch_stop */
+	int stop[2];     /* a byte on it stops the thread */
 	int running;     /* the thread was started */
 	pthread_t thread;
 };
@@ -180,13 +180,27 @@ pbp__os_watch_stop(pbp__os_watch *w)
 
 	if (w == NULL)
 		return;
-	/* Closing the write end makes the read end readable (end of
-	 * stream): the thread returns.  In a forked copy there is no thread
-	 * (fork copies only the calling one) and its pthread_t means
-	 * nothing: close and free only. */
-	pbp__close(&w->stop[1]);
-	if (w->running && w->owner == getpid())
+	/* One byte makes the read end readable: the thread returns.  A byte,
+	 * not just the close: a process forked from this one holds a copy of
+	 * the write end, so closing ours would never reach end of stream.
+	 * In a forked copy there is no thread (fork copies only the calling
+	 * one) and its pthread_t means nothing: close and free only. */
+	if (w->running && w->owner == getpid()) {
+		ssize_t n;
+
+		do
+			n = write(w->stop[1], "x", 1);
+		while (n < 0 && errno == EINTR);
+		if (n != 1) {
+			/* Cannot happen (one byte into an empty pipe); the
+			 * thread still uses w then, so w stays. */
+			pthread_detach(w->thread);
+			errno = saved;
+			return;
+		}
 		pthread_join(w->thread, NULL);
+	}
+	pbp__close(&w->stop[1]);
 	pbp__close(&w->stop[0]);
 	pbp__close(&w->pidfd);
 	free(w);
