@@ -46,6 +46,7 @@
  *                 ignored, as a helper that logs does.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -254,8 +255,16 @@ forker(pbp_channel *ch)
 	if (gc < 0)
 		die("fork", "failed");
 	if (gc == 0) {
+		/* Nothing of the test's either (a runner may wait for the end
+		 * of our stdout), and gone in a minute if a failed test left
+		 * it behind. */
+		int null = open("/dev/null", O_WRONLY);
+
 		close(pbp_channel_read_fd(ch));
 		close(pbp_channel_write_fd(ch));
+		dup2(null, 1);
+		dup2(null, 2);
+		alarm(60);
 		for (;;)
 			pause();
 	}
