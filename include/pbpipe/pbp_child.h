@@ -233,7 +233,9 @@ PBP_API PBP_WARN_UNUSED int pbp_child_wait(pbp_child *c, int timeout_ms,
  * Sends signal sig to the child, unless it is gone (reaped, by pbpipe or
  * elsewhere: then it does nothing and returns 0, since the pid may belong
  * to someone else now).  Through the child's pidfd where the kernel has
- * them, so a recycled pid is never signalled.
+ * them, so a recycled pid is never signalled.  With PBP_SPAWN_PROCESS_GROUP,
+ * to the child's whole process group (Windows: its Job), only while the
+ * child is not reaped.
  * @return 0, PBP_ESYS, PBP_EINVAL (in a forked copy).
  */
 PBP_API PBP_WARN_UNUSED int pbp_child_kill(pbp_child *c, int sig);
@@ -243,7 +245,10 @@ PBP_API PBP_WARN_UNUSED int pbp_child_kill(pbp_child *c, int sig);
  * channel is open for sending, closes the write side, then waits up to
  * grace_ms for the child to exit, reading and discarding anything it
  * still writes so it cannot block on a full pipe; then sends SIGTERM and
- * waits up to grace_ms more; then SIGKILL, and waits.
+ * waits up to grace_ms more; then SIGKILL, and waits.  With
+ * PBP_SPAWN_PROCESS_GROUP the two signals go to the child's whole group
+ * (Windows: the Job is terminated); a child that exits within the grace
+ * period is reaped and its group is not signalled.
  *
  * @param[out] out  how the child ended (may be NULL; unknown if it was
  *                  reaped elsewhere, and then it is not signalled)
