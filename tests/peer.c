@@ -188,7 +188,7 @@ list_fds(void)
 static void
 info(pbp_channel *ch)
 {
-	char buf[256], cwd[128];
+	char buf[512], cwd[128];
 
 	if (getcwd(cwd, sizeof cwd) == NULL)
 		strcpy(cwd, "?");
