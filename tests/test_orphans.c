@@ -277,6 +277,46 @@ T(outlive_parent_flag_keeps_the_helper_alive)
 	assert_no_children();
 }
 
+static void *
+spawn_echo_thread(void *arg)
+{
+	static pbp_channel_options co;
+	pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
+	const char *argv[] = { PBPTEST_PEER, "echo", NULL };
+	pbp_error err;
+
+	co = pbt_options();
+	so.channel = &co;
+	if (pbp_child_spawn((pbp_child **)arg, PBPTEST_PEER, argv, &so, &err) != 0)
+		*(pbp_child **)arg = NULL;
+	return NULL;
+}
+
+/* The watch is on the parent process, not on the thread that spawned the
+ * helper (which PR_SET_PDEATHSIG would be): that thread may end. */
+T(helper_outlives_the_thread_that_spawned_it)
+{
+	pbptest_Text t = { "after the thread" };
+	pbp_exit_status st;
+	pbp_child *c = NULL;
+	char got[256];
+	uint32_t type;
+	pbt_any in;
+
+	pbt_join(pbt_spawn_thread(spawn_echo_thread, &c));
+	cr_assert_not_null(c, "spawn from a thread failed");
+	nap_ms(300);
+	cr_assert_eq(pbp_child_wait(c, 0, &st), PBP_ETIMEDOUT, "the helper died with the thread");
+	cr_assert_eq(pbp_channel_send(pbp_child_channel(c), pbptest_Type_TEXT, &t), 0);
+	cr_assert_eq(pbp_channel_recv_msg(pbp_child_channel(c), &type, &in, sizeof in), 0, "%s",
+	             pbp_channel_errmsg(pbp_child_channel(c)));
+	snprintf(got, sizeof got, "%s", in.text.text);
+	cr_assert_str_eq(got, "after the thread");
+	cr_assert_eq(pbp_child_close(c, pbt_scale(5000), &st), 0);
+	cr_assert(st.exited && st.code == 0, "the helper %s", st.exited ? "exited non-zero" : "was killed");
+	pbp_child_free(c);
+}
+
 /* The spawner died before the helper armed its watch: the helper's
  * PBPIPE_PARENT_PID names its peer (this process), but its parent at
  * arming is a reaper.  An intermediate forks the helper and exits; the
