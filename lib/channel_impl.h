@@ -46,8 +46,9 @@ typedef struct pbp__splice {
 	uint8_t *own;        /* the copy (data points into it), or NULL */
 } pbp__splice;
 
-#define PBP__CHANNEL_FLAGS \
-	(PBP_CHANNEL_COALESCE | PBP_CHANNEL_DUPLEX | PBP_CHANNEL_SIGPIPE_HANDLED)
+#define PBP__CHANNEL_FLAGS                                                  \
+	(PBP_CHANNEL_COALESCE | PBP_CHANNEL_DUPLEX | PBP_CHANNEL_SIGPIPE_HANDLED | \
+	 PBP_CHANNEL_OUTLIVE_PARENT)
 
 /* The inbox (held messages and kept replies together) holds at most this
  * many payload bytes, and always at least one message. */
@@ -194,6 +195,9 @@ struct pbp_channel {
 	uint64_t st_wait_out; /* the own stream a write waits for, or 0 */
 	uint64_t st_redo;    /* a stream's header put back (inbox full) */
 	uint64_t last_stream; /* pbp_msginfo.stream of the last receive */
+	/* The helper's watch on its parent (pbp_channel_from_handles()), or
+	 * NULL; the handshake checks the start-of-life race with it. */
+	pbp__os_watch *watch;
 };
 
 /* ---- errors (inline, for channel.c, session.c and stream.c) --------------- */

@@ -258,6 +258,10 @@ void pbp__hello_make(pbpipe_Envelope *env, uint32_t max_frame, uint64_t fingerpr
 int pbp__hello_check(const pbpipe_Hello *h, uint32_t our_max_frame,
                      uint64_t our_fingerprint, pbp_peer_info *peer,
                      pbp_error *err);
+/* 1 if the helper's parent died before its watch was armed: env is
+ * PBPIPE_PARENT_PID (or NULL), hello_pid the peer's, recorded_ppid our
+ * parent when the watch was armed (0: unknown).  See handshake.c. */
+int pbp__parent_gone_early(const char *env, uint32_t hello_pid, uint32_t recorded_ppid);
 
 /* ---- trace.c ------------------------------------------------------------- */
 
@@ -280,6 +284,9 @@ void pbp__trace_pieces(pbp_os_handle h, int dir, const struct pbp__piece *frame,
 /* pbp_channel_goodbye() with a deadline for the write. */
 int pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail,
                             int64_t deadline);
+/* Helper side: arms the watch on the parent (api/handles.c), unless the
+ * channel has PBP_CHANNEL_OUTLIVE_PARENT.  0 or an error in err. */
+int pbp__channel_watch_parent(pbp_channel *ch, pbp_error *err);
 
 /* ---- the clock (os.h) ------------------------------------------------------ */
 

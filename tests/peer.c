@@ -22,6 +22,19 @@
  *                 to its end with views, and answer each with a Text
  *                 "BYTES FNV1A64-HEX RC" (RC the read's last code); other
  *                 messages are ignored; exit 0 at end of stream
+ *   busy          handshake, serve one message (a call) by sending "busy" and
+ *                 sleeping 30 s, then echo it back and echo the rest
+ *   forker [1]    handshake, fork a grandchild that closes the channel's fds
+ *                 and sleeps, send its pid as a Text, then echo (exit 0 at
+ *                 end of stream, leaving the grandchild running); with 1,
+ *                 sleep instead of echoing (exits on SIGTERM)
+ *   spawner MODE  no channel of its own (the handle arguments are ignored):
+ *                 pbp_child_spawn `pbptest-peer MODE` (MODE may start with
+ *                 "group-": PBP_SPAWN_PROCESS_GROUP), send it a Text, wait
+ *                 for its first answer, print its pid and a newline to
+ *                 stdout, then wait for a second answer for ever
+ * A mode "outlive-M" is mode M with PBP_CHANNEL_OUTLIVE_PARENT: the helper
+ * does not die with its parent.
  * Hostile modes:
  *   oversize      handshake, then declare a frame of 2^31 bytes
  *   lengthonly    handshake, then declare a 100-byte frame, send nothing, wait
@@ -37,6 +50,7 @@
  *                 ignored, as a helper that logs does.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,6 +73,10 @@
 static const pbp_msgtype types[] = {
 	PBP_MSGTYPE(pbptest_Type_TEXT, pbptest_Text),
 };
+
+/* The fds open at exec, as the info mode reports them: taken before the
+ * channel opens any of its own (the parent watch's pipe and pidfd). */
+static char fds_at_exec[160];
 
 static pbp_channel_options
 options(void)
@@ -151,29 +169,110 @@ log_burst(int n, const char *fmt, ...)
 }
 
 static void
-info(pbp_channel *ch)
+list_fds(void)
 {
-	char buf[256], cwd[128];
 	size_t n = 0;
 	struct dirent *d;
 	DIR *dir = opendir("/proc/self/fd");
 	int self = dirfd(dir);
-
-	n += (size_t)snprintf(buf + n, sizeof buf - n, "fds=");
 	struct rlimit rl;
 
+	n += (size_t)snprintf(fds_at_exec + n, sizeof fds_at_exec - n, "fds=");
 	/* valgrind keeps its own fds above the limit it reports: skip those. */
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
 		rl.rlim_cur = RLIM_INFINITY;
 	while ((d = readdir(dir)) != NULL)
 		if (d->d_name[0] != '.' && atoi(d->d_name) != self &&
-		    (rlim_t)atoi(d->d_name) < rl.rlim_cur)
-			n += (size_t)snprintf(buf + n, sizeof buf - n, "%s,", d->d_name);
+		    (rlim_t)atoi(d->d_name) < rl.rlim_cur && n < sizeof fds_at_exec)
+			n += (size_t)snprintf(fds_at_exec + n, sizeof fds_at_exec - n, "%s,",
+			                      d->d_name);
 	closedir(dir);
+}
+
+static void
+info(pbp_channel *ch)
+{
+	char buf[512], cwd[128];
+
 	if (getcwd(cwd, sizeof cwd) == NULL)
 		strcpy(cwd, "?");
-	snprintf(buf + n, sizeof buf - n, ";cwd=%s;env=%s", cwd,
+	snprintf(buf, sizeof buf, "%s;cwd=%s;env=%s", fds_at_exec, cwd,
 	         getenv("PBPTEST_VAR") ? getenv("PBPTEST_VAR") : "(unset)");
+	send_text(ch, buf);
+}
+
+static void
+recv_or_die(pbp_channel *ch, pbp_msginfo *mi)
+{
+	if (pbp_channel_recv(ch, mi) != 0)
+		die("recv", pbp_channel_errmsg(ch));
+}
+
+/* Mode spawner: a parent inside a call, for the tests of issue 16. */
+static int
+spawner(const char *path, const char *mode)
+{
+	pbp_channel_options o = options();
+	pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
+	const char *av[] = { path, NULL, NULL };
+	pbp_child *c;
+	pbp_msginfo mi;
+	pbp_error err;
+
+	if (strncmp(mode, "group-", 6) == 0) {
+		so.flags |= PBP_SPAWN_PROCESS_GROUP;
+		mode += 6;
+	}
+	av[1] = mode;
+	so.channel = &o;
+	if (pbp_child_spawn(&c, path, av, &so, &err) != 0)
+		die("spawn", err.msg);
+	the_ch = NULL;
+	send_text(pbp_child_channel(c), "serve this");
+	recv_or_die(pbp_child_channel(c), &mi);
+	printf("%d\n", (int)pbp_child_pid(c));
+	fflush(stdout);
+	recv_or_die(pbp_child_channel(c), &mi);
+	pbp_child_free(c);
+	return 0;
+}
+
+static void
+busy(pbp_channel *ch)
+{
+	pbp_msginfo mi;
+	unsigned left = 30;
+
+	recv_or_die(ch, &mi);
+	send_text(ch, "busy");
+	while (left > 0)
+		left = sleep(left);
+	send_text(ch, "done");
+}
+
+static void
+forker(pbp_channel *ch)
+{
+	char buf[32];
+	pid_t gc = fork();
+
+	if (gc < 0)
+		die("fork", "failed");
+	if (gc == 0) {
+		/* Nothing of the test's either (a runner may wait for the end
+		 * of our stdout), and gone in a minute if a failed test left
+		 * it behind. */
+		int null = open("/dev/null", O_WRONLY);
+
+		close(pbp_channel_read_fd(ch));
+		close(pbp_channel_write_fd(ch));
+		dup2(null, 1);
+		dup2(null, 2);
+		alarm(60);
+		for (;;)
+			pause();
+	}
+	snprintf(buf, sizeof buf, "%d", (int)gc);
 	send_text(ch, buf);
 }
 
@@ -191,6 +290,18 @@ main(int argc, char **argv)
 		die("usage", "pbptest-peer MODE [ARG] WRITE_HANDLE READ_HANDLE");
 	if (strcmp(mode, "early") == 0)
 		return arg;
+	if (strcmp(mode, "spawner") == 0)
+		return spawner(argv[0], argv[2]);
+	if (strncmp(mode, "outlive-", 8) == 0) {
+		o.flags |= PBP_CHANNEL_OUTLIVE_PARENT;
+		mode += 8;
+	}
+	/* The log and stderr tests count every byte of our stderr, and
+	 * valgrind writes its warning about the watch's pidfd_open (a system
+	 * call it does not know) there: no watch in those modes. */
+	if (strcmp(mode, "log") == 0 || strcmp(mode, "stderr") == 0)
+		o.flags |= PBP_CHANNEL_OUTLIVE_PARENT;
+	list_fds();
 	if (pbp_channel_from_argv(&ch, argc, argv, &o, &err) != 0)
 		die("handles", err.msg);
 	the_ch = ch;
@@ -245,6 +356,16 @@ main(int argc, char **argv)
 		return echo(ch);
 	if (strcmp(mode, "exit") == 0)
 		leave(arg);
+	if (strcmp(mode, "busy") == 0) {
+		busy(ch);
+		return echo(ch);
+	}
+	if (strcmp(mode, "forker") == 0) {
+		forker(ch);
+		while (arg != 0) /* stubborn: ignores end of stream */
+			pause();
+		return echo(ch);
+	}
 	if (strcmp(mode, "signal") == 0) {
 		raise(arg);
 		return 5;
@@ -265,7 +386,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(mode, "orphan") == 0) {
 		pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
-		const char *av[] = { argv[0], "echo", NULL };
+		/* The grandchild outlives us, and sees end of stream. */
+		const char *av[] = { argv[0], "outlive-echo", NULL };
 		pbp_child *gc;
 		char buf[32];
 

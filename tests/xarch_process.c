@@ -2,7 +2,8 @@
  * xarch-process: the child's lifecycle, checked without Criterion, so that
  * trees without it (musl, 32-bit) test the platform layer of lib/os/posix/proc.c
  * too: the fds a child inherits, exit statuses and signal names, waiting
- * with a deadline, kill and close, and reaping.  Usage:
+ * with a deadline, kill and close, reaping, and (Linux) that a helper busy
+ * in a call dies with its parent (issue 16; lib/os/posix/watch.c).  Usage:
  *
  *     xarch-process PEER
  *
@@ -22,7 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include <pbpipe/pbpipe.h>
 
@@ -321,6 +326,94 @@ cycles_leave_no_fd_and_no_zombie(void)
 	return 1;
 }
 
+#if defined(__linux__) && defined(PR_SET_CHILD_SUBREAPER)
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Starts `PEER spawner busy` (a parent that spawns PEER busy and starts
+ * a call) with its stdout on a pipe; returns the helper's pid, or 0. */
+static pid_t
+start_parent(pid_t *parent)
+{
+	char line[64];
+	size_t got = 0;
+	ssize_t n;
+	int p[2];
+
+	if (pipe(p) != 0 || fcntl(p[0], F_SETFD, FD_CLOEXEC) != 0 ||
+	    fcntl(p[1], F_SETFD, FD_CLOEXEC) != 0)
+		return (pid_t)failed("pipe: %s", strerror(errno));
+	if ((*parent = fork()) == 0) {
+		if (dup2(p[1], 1) >= 0)
+			execl(peer, peer, "spawner", "busy", "x", "x", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	while (*parent > 0 && got + 1 < sizeof line &&
+	       (n = read(p[0], line + got, sizeof line - 1 - got)) > 0) {
+		got += (size_t)n;
+		if (memchr(line, '\n', got) != NULL)
+			break;
+	}
+	close(p[0]);
+	line[got] = '\0';
+	if (*parent <= 0 || atoi(line) <= 0)
+		return (pid_t)failed("the parent printed no helper pid: '%s'", line);
+	return (pid_t)atoi(line);
+}
+
+/* The helper is reparented to us (a child subreaper): reap it within 1 s
+ * of its parent's SIGKILL.  Every pid signalled is our unreaped child. */
+static int
+busy_helper_dies_within_1s_of_its_parent(void)
+{
+	pid_t parent = 0, helper, r = 0;
+	int raw = 0, ok = 1;
+	long t0;
+
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+		return failed("prctl(PR_SET_CHILD_SUBREAPER): %s", strerror(errno));
+	if ((helper = start_parent(&parent)) > 0) {
+		kill(parent, SIGKILL);
+		waitpid(parent, NULL, 0);
+		t0 = now_ms();
+		while ((r = waitpid(helper, &raw, WNOHANG)) == 0 && now_ms() - t0 < 1000) {
+			struct timespec ms = { 0, 1000000 };
+
+			nanosleep(&ms, NULL);
+		}
+		if (r != helper) {
+			ok = failed("the helper (pid %d) outlived its parent by 1 s", (int)helper);
+			kill(helper, SIGKILL);
+			waitpid(helper, NULL, 0);
+		} else if (!WIFSIGNALED(raw) || WTERMSIG(raw) != SIGKILL) {
+			ok = failed("the helper ended with status %#x, expected SIGKILL", raw);
+		}
+	} else {
+		ok = 0;
+		if (parent > 0) {
+			kill(parent, SIGKILL);
+			waitpid(parent, NULL, 0);
+		}
+	}
+	prctl(PR_SET_CHILD_SUBREAPER, 0);
+	return ok;
+}
+#else
+static int
+busy_helper_dies_within_1s_of_its_parent(void)
+{
+	printf("xarch-process: (no child subreaper here: the parent-death check only spawns)\n");
+	return 1;
+}
+#endif
+
 int
 main(int argc, char **argv)
 {
@@ -337,6 +430,7 @@ main(int argc, char **argv)
 		CHECK(wait_has_a_deadline_and_kill_ends_the_child),
 		CHECK(close_escalates_to_sigkill),
 		CHECK(cycles_leave_no_fd_and_no_zombie),
+		CHECK(busy_helper_dies_within_1s_of_its_parent),
 #undef CHECK
 	};
 	unsigned passed = 0, nfailed = 0;

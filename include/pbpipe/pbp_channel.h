@@ -205,6 +205,26 @@ typedef struct pbp_channel_options {
  */
 #define PBP_CHANNEL_SIGPIPE_HANDLED 0x4u
 
+/**
+ * Helper side: let this helper outlive its parent.  Without this flag,
+ * pbp_channel_from_handles() and pbp_channel_from_argv() (pbp_child.h)
+ * start a thread that watches the process that started the helper and
+ * ends the helper with SIGKILL once that parent is gone, however it died
+ * (SIGKILL included), within about 100 ms (at once on Linux >= 5.3,
+ * through a pidfd of the parent; elsewhere getppid() is looked at every
+ * 100 ms).  So a helper busy inside a long call, reading nothing, is no
+ * orphan.  The thread blocks every signal and is stopped and joined by
+ * pbp_channel_free() and pbp_channel_close(); it changes nothing
+ * process-wide.  It watches the helper's direct parent: a wrapper started
+ * in between (sh -c, ssh, env) is watched in the spawner's place.
+ * With this flag there is no thread and no start-of-life check (see
+ * pbp_channel_handshake()).  pbp_channel_from_fds() and
+ * pbp_channel_from_os_handles() never watch, with or without it.
+ * Windows: no thread either way: the Job object pbp_child_spawn() puts
+ * the helper in kills it with its parent, flag or not (docs/windows.md).
+ */
+#define PBP_CHANNEL_OUTLIVE_PARENT 0x8u
+
 /** Pipe capacity pbpipe asks for by default (F_SETPIPE_SZ): 1 MiB.
  *  Measured (docs/performance.md): 64 KiB frames stream 4x faster across
  *  CPUs through 256 KiB or 1 MiB pipes than through the kernel's 64 KiB,
@@ -325,6 +345,16 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_from_fds(pbp_channel **out, int read_fd,
  *         PBP_EDECODE (the first frame is not valid protobuf);
  *         PBP_EMSGSIZE (the first frame is larger than any Hello may be,
  *         1024 bytes); PBP_EPIPE, PBP_ESYS.  Every error is sticky.
+ *
+ * A helper whose parent died before it could watch it (a channel from
+ * pbp_channel_from_handles() without PBP_CHANNEL_OUTLIVE_PARENT): when
+ * the environment's PBPIPE_PARENT_PID, which pbp_child_spawn() sets,
+ * names the peer's pid (the peer is the process that spawned us) but
+ * that pid was not our parent when the watch was armed, the spawner was
+ * already gone then, and the handshake fails with PBP_EPIPE ("the parent
+ * process is gone: ...").  A stale variable, inherited by a process
+ * started by other means, names someone else than its peer and changes
+ * nothing.  POSIX only (Windows has no such window).
  *
  * Blocks for at most the handshake deadline.  Calling it twice is
  * PBP_EINVAL.

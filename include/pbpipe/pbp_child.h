@@ -37,6 +37,12 @@
  * The rest of this file describes POSIX where it names fds, pids, pidfds
  * and signals; docs/windows.md has the Windows details.
  *
+ * The environment: the child gets the application's (pbp_spawn_options.envp)
+ * or ours, plus on POSIX PBPIPE_PARENT_PID=<the parent's pid> (replacing any such
+ * entry; our own environment is not changed).  The child side uses it to
+ * tell whether its parent died before it could watch it: see
+ * PBP_CHANNEL_OUTLIVE_PARENT (pbp_channel.h) and pbp_channel_handshake().
+ *
  * Child side:
  *
  *     int main(int argc, char **argv) {
@@ -108,6 +114,26 @@ typedef struct pbp_child pbp_child;
 /** Skip the handshake in pbp_child_spawn(); call pbp_channel_handshake()
  *  on pbp_child_channel() yourself. */
 #define PBP_SPAWN_NO_HANDSHAKE 0x1u
+
+/**
+ * Take the helper's whole process tree when killing it.  POSIX: the
+ * child starts in a new process group that it leads (pgid == its pid;
+ * posix_spawnattr_setpgroup), and pbp_child_kill(), the SIGTERM and
+ * SIGKILL of pbp_child_close()'s escalation and pbp_child_free()'s
+ * SIGKILL go to the whole group (kill(-pgid, sig)), then to the child
+ * itself through its pidfd.  The group is signalled only while the child
+ * is certainly not reaped (waitid with WNOWAIT; a zombie counts): until
+ * then no process can take its pid, nor therefore the group's id.  Once
+ * it is reaped nothing is signalled, and what it left running in the
+ * group stays.  Processes that leave the group (setsid, setpgid, a
+ * daemon's double fork) are not reached; a child in its own group no
+ * longer gets the terminal's Ctrl-C (SIGINT goes to the foreground group
+ * only).  Windows: pbp_child_kill() and the escalation terminate the
+ * Job object the child runs in (TerminateJobObject, exit code 128 +
+ * sig), which holds everything it started; without a job (see
+ * docs/windows.md) only the child.
+ */
+#define PBP_SPAWN_PROCESS_GROUP 0x2u
 
 /** What the child's stdout or stderr is connected to. */
 enum pbp_stdio {
@@ -207,7 +233,9 @@ PBP_API PBP_WARN_UNUSED int pbp_child_wait(pbp_child *c, int timeout_ms,
  * Sends signal sig to the child, unless it is gone (reaped, by pbpipe or
  * elsewhere: then it does nothing and returns 0, since the pid may belong
  * to someone else now).  Through the child's pidfd where the kernel has
- * them, so a recycled pid is never signalled.
+ * them, so a recycled pid is never signalled.  With PBP_SPAWN_PROCESS_GROUP,
+ * to the child's whole process group (Windows: its Job), only while the
+ * child is not reaped.
  * @return 0, PBP_ESYS, PBP_EINVAL (in a forked copy).
  */
 PBP_API PBP_WARN_UNUSED int pbp_child_kill(pbp_child *c, int sig);
@@ -217,7 +245,10 @@ PBP_API PBP_WARN_UNUSED int pbp_child_kill(pbp_child *c, int sig);
  * channel is open for sending, closes the write side, then waits up to
  * grace_ms for the child to exit, reading and discarding anything it
  * still writes so it cannot block on a full pipe; then sends SIGTERM and
- * waits up to grace_ms more; then SIGKILL, and waits.
+ * waits up to grace_ms more; then SIGKILL, and waits.  With
+ * PBP_SPAWN_PROCESS_GROUP the two signals go to the child's whole group
+ * (Windows: the Job is terminated); a child that exits within the grace
+ * period is reaped and its group is not signalled.
  *
  * @param[out] out  how the child ended (may be NULL; unknown if it was
  *                  reaped elsewhere, and then it is not signalled)
@@ -320,8 +351,15 @@ PBP_API const char *pbp_exit_status_str(const pbp_exit_status *st, char *buf,
  * in the right direction.  The same number twice is accepted for a socket
  * only.  No I/O happens; call pbp_channel_handshake() next.
  *
+ * Unless opts->flags has PBP_CHANNEL_OUTLIVE_PARENT, also starts the
+ * thread that watches this process's parent and ends this process with
+ * SIGKILL once the parent is gone (pbp_channel.h); pbp_channel_free() or
+ * pbp_channel_close() stops it.  POSIX only: on Windows the Job object
+ * does it.
+ *
  * @return 0; PBP_EINVAL (a bad handle: the message quotes the string and
- *         says what is wrong with it); PBP_ESYS; PBP_ENOMEM.
+ *         says what is wrong with it); PBP_ESYS (also: the watch thread
+ *         could not start); PBP_ENOMEM.
  * Ownership: as pbp_channel_from_fds().
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_from_handles(pbp_channel **out,

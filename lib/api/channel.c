@@ -195,11 +195,22 @@ pbp_channel_from_fds(pbp_channel **out, int read_fd, int write_fd,
 }
 #endif
 
+int
+pbp__channel_watch_parent(pbp_channel *ch, pbp_error *err)
+{
+	if (ch->flags & PBP_CHANNEL_OUTLIVE_PARENT)
+		return 0;
+	return pbp__os_watch_start(&ch->watch, err);
+}
+
 void
 pbp_channel_free_keep_fds(pbp_channel *ch)
 {
 	if (ch == NULL)
 		return;
+	/* First: the watch thread is the only other thread this channel
+	 * owns, stopped and joined here on every path (free, close). */
+	pbp__os_watch_stop(ch->watch);
 	pbp__os_close(&ch->trace_fd);
 	pbp__calls_free(ch);
 	pbp__streams_free(ch);

@@ -380,6 +380,7 @@ spawn_req(pbp__spawn_req *rq, const char *path, const char *const *argv,
 	rq->cwd = o->cwd;
 	rq->stdout_mode = o->stdout_mode;
 	rq->stderr_mode = o->stderr_mode;
+	rq->new_group = (o->flags & PBP_SPAWN_PROCESS_GROUP) != 0;
 	/* As pbp_channel_from_os_handles() will ask of the channel's pipes. */
 	rq->pipe_size = PBP_DEFAULT_PIPE_SIZE;
 	if (co != NULL && co->pipe_size != 0)

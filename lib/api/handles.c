@@ -121,7 +121,16 @@ pbp_channel_from_handles(pbp_channel **out, const char *write_handle,
 		                   "write handle %s and read handle %s are the same pipe or FIFO "
 		                   "(inode %llu): the channel would read back what it writes",
 		                   qw, qr, (unsigned long long)w.id[1]);
-	return pbp_channel_from_os_handles(out, rh, wh, opts, err);
+	if ((rc = pbp_channel_from_os_handles(out, rh, wh, opts, err)) != 0)
+		return rc;
+	/* The helper side: watch the parent, so that a helper busy inside a
+	 * call is gone as soon as its parent is (issue 16).  On failure the
+	 * handles go back to the caller, as from pbp_channel_from_fds(). */
+	if ((rc = pbp__channel_watch_parent(*out, err)) != 0) {
+		pbp_channel_free_keep_fds(*out);
+		*out = NULL;
+	}
+	return rc;
 }
 
 int

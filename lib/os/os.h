@@ -153,6 +153,32 @@ int pbp__os_file_append_open(const char *path, pbp_os_handle *h, pbp_error *err)
 typedef struct pbp__piece { const void *p; size_t n; } pbp__piece;
 void pbp__os_file_append(pbp_os_handle h, const pbp__piece *pieces, int n);
 
+/* ---- the helper's watch on its parent --------------------------------------- */
+
+/* A helper's watch on the process that started it (issue 16): a thread
+ * that ends this process with SIGKILL once its parent is gone, armed by
+ * pbp_channel_from_handles()/_from_argv().  Opaque; the platform's own. */
+typedef struct pbp__os_watch pbp__os_watch;
+
+/* Starts watching the parent: records its pid now (getppid()) and starts
+ * the watch thread, all fds close-on-exec and every signal blocked in the
+ * thread.  POSIX: a pidfd of the parent waited on with poll() (Linux >=
+ * 5.3), else getppid() looked at every 100 ms; Windows: nothing to start,
+ * the Job object of pbp_child_spawn() ends the helper (win32/watch.c).
+ * 0 with *out; PBP_ESYS, PBP_ENOMEM with err. */
+int pbp__os_watch_start(pbp__os_watch **out, pbp_error *err);
+/* The parent's pid recorded when the watch started; 0 if unknown (no
+ * parent visible, or Windows). */
+uint32_t pbp__os_watch_ppid(const pbp__os_watch *w);
+/* Stops the thread and joins it, closes its fds and frees.  In a process
+ * forked from the one that started it (where the thread does not exist)
+ * only closes and frees.  NULL is a no-op; preserves errno. */
+void pbp__os_watch_stop(pbp__os_watch *w);
+
+/* The name of the environment variable by which pbp_child_spawn() tells
+ * the child its parent's pid (see wire/handshake.c). */
+#define PBP__PARENT_PID_ENV "PBPIPE_PARENT_PID"
+
 /* ---- processes ------------------------------------------------------------ */
 
 /* A spawned child process: its pid and handle (pidfd, process handle,
@@ -170,6 +196,10 @@ typedef struct pbp__spawn_req {
 	int stderr_mode;          /* enum pbp_stdio */
 	int pipe_size;            /* as for pbp__os_io_open (POSIX: unused
 	                             here; the channel's io_open asks) */
+	int new_group;            /* PBP_SPAWN_PROCESS_GROUP: POSIX, a new
+	                             process group led by the child, which
+	                             pbp__proc_kill then signals whole;
+	                             Windows, kill terminates the Job */
 } pbp__spawn_req;
 
 /*
@@ -178,7 +208,10 @@ typedef struct pbp__spawn_req {
  * writes to, then the one it reads from), its two pipe ends the only
  * handles it inherits beyond its stdio, and closes the parent's copies of
  * the child's ends on every path.  Windows: the child is put in a Job
- * object that kills it when the parent is gone.
+ * object that kills it when the parent is gone.  POSIX: the child's
+ * environment (rq->envp, or ours) gets PBP__PARENT_PID_ENV=<our pid>,
+ * replacing any it had; our own environment is never changed (Windows
+ * needs no such variable: see win32/watch.c).
  *
  * 0 with *out, and the parent's ends *rd (the child's output), *wr and
  * *errrd (PBP_OS_HANDLE_INVALID without capture), all close-on-exec /
@@ -213,8 +246,12 @@ int pbp__proc_wait(pbp__proc *p, pbp__os_aux *aux, pbp__os_io *discard, int64_t 
  * pbp_child_kill() documents); Windows: terminates it with exit code
  * 128 + sig (there are no signals there).  Does nothing and returns 0 if
  * the child is already known to be gone (a pid that may name another
- * process now is never signalled).  0, PBP_EINVAL (bad sig), PBP_ESYS,
- * with the message in err ("signal 9 to child pid 123: ...").
+ * process now is never signalled).  With rq->new_group, POSIX signals
+ * the child's whole process group, but only while the child (its leader)
+ * is certainly not reaped, a zombie included, so its pgid cannot have
+ * been reused; Windows terminates the Job, which holds the tree.  0,
+ * PBP_EINVAL (bad sig), PBP_ESYS, with the message in err ("signal 9 to
+ * child pid 123: ...").
  */
 int pbp__proc_kill(pbp__proc *p, int sig, pbp_error *err);
 /* The signals pbp_child_close() escalates with: SIGTERM and SIGKILL, or

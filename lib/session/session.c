@@ -7,6 +7,7 @@
  * a channel ended.
  */
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "channel_impl.h"
@@ -169,6 +170,13 @@ handshake(pbp_channel *ch)
 	else if (rc == 0)
 		rc = pbp__hello_check(&f.hello, ch->max_frame, ch->fingerprint, &ch->peer,
 		                      &ch->error);
+	if (rc == 0 && ch->watch != NULL &&
+	    pbp__parent_gone_early(getenv(PBP__PARENT_PID_ENV), ch->peer.pid,
+	                           pbp__os_watch_ppid(ch->watch)))
+		rc = pbp__seterr(&ch->error, PBP_EPIPE, 0,
+		                 "the parent process is gone: pid %u spawned this helper but died "
+		                 "before the helper could watch it (its parent is now pid %u)",
+		                 (unsigned)ch->peer.pid, (unsigned)pbp__os_watch_ppid(ch->watch));
 	if (rc != 0)
 		goto failed;
 	/* Both sides compute the same minimum and hold each other to it.

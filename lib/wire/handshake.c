@@ -66,3 +66,41 @@ pbp__hello_check(const pbpipe_Hello *h, uint32_t our_max_frame,
 	peer->effective_max_frame = h->max_frame < our_max_frame ? h->max_frame : our_max_frame;
 	return 0;
 }
+
+/*
+ * The start-of-life race of the parent watch (issue 16): a parent that
+ * died before the helper armed its watch leaves the helper with a reaper
+ * for a parent, and the watch would watch the reaper.  pbp_child_spawn()
+ * writes its pid into the child's environment; once the Hello names the
+ * peer, the two tell what happened:
+ *
+ *   - the variable names the Hello's pid: the peer is the process that
+ *     spawned us through pbpipe.  If that is not the parent recorded when
+ *     the watch was armed, the spawner was gone by then: fail.
+ *   - the variable names someone else (a grandchild started by other
+ *     means inherits a stale one), or is missing or not a plain decimal
+ *     pid: no verdict, the watch watches our direct parent.
+ *
+ * No parent visible (recorded 0: another pid namespace, or Windows,
+ * where the Job object leaves no such window) gives no verdict.  A
+ * wrapper that forks rather than execs between the spawner and us
+ * (sh -c 'a; b') looks like the race and fails: such a wrapper should
+ * exec, or drop the variable (env -u PBPIPE_PARENT_PID), or the helper
+ * use PBP_CHANNEL_OUTLIVE_PARENT (README, "When the parent dies").
+ * Returns 1 when the parent is gone.
+ */
+int
+pbp__parent_gone_early(const char *env, uint32_t hello_pid, uint32_t recorded_ppid)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	if (env == NULL || env[0] == '\0' || recorded_ppid == 0 || hello_pid == 0)
+		return 0;
+	for (i = 0; env[i] != '\0'; i++) {
+		if (env[i] < '0' || env[i] > '9' || i >= 10)
+			return 0;
+		v = v * 10 + (uint64_t)(env[i] - '0');
+	}
+	return v == hello_pid && v != recorded_ppid;
+}

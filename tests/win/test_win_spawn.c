@@ -317,6 +317,44 @@ Helper(middle)
 	return 0;
 }
 
+/* Sleeps a minute: a grandchild started by hand, not through pbpipe. */
+Helper(sleeper)
+{
+	(void)argc;
+	(void)argv;
+	Sleep(60000);
+	return 0;
+}
+
+/* Handshakes, starts `self --helper=sleeper` with plain CreateProcessW
+ * (so it lands in our Job), sends its pid as a Text, then sleeps. */
+Helper(forker)
+{
+	pbp_channel *ch = helper_channel(argc, argv);
+	WCHAR self[MAX_PATH], cmd[MAX_PATH * 3 + 64];
+	char narrow[MAX_PATH * 3 + 64];
+	STARTUPINFOW si;
+	PROCESS_INFORMATION pi;
+	pbptest_Text t;
+
+	if (GetModuleFileNameW(NULL, self, MAX_PATH) == 0)
+		return 80;
+	snprintf(narrow, sizeof narrow, "\"%s\" --helper=sleeper", pbt_win_self());
+	if (!MultiByteToWideChar(CP_UTF8, 0, narrow, -1, cmd, (int)(sizeof cmd / sizeof cmd[0])))
+		return 81;
+	memset(&si, 0, sizeof si);
+	si.cb = sizeof si;
+	if (!CreateProcessW(self, cmd, NULL, NULL, FALSE, 0, NULL, NULL, &si, &pi))
+		return 82;
+	CloseHandle(pi.hThread);
+	CloseHandle(pi.hProcess);
+	snprintf(t.text, sizeof t.text, "%lu", (unsigned long)pi.dwProcessId);
+	if (pbp_channel_send(ch, pbptest_Type_TEXT, &t) != 0)
+		return 83;
+	Sleep(60000);
+	return 0;
+}
+
 /* ---- the parent side --------------------------------------------------- */
 
 static pbp_child *
@@ -703,6 +741,63 @@ T(killing_the_parent_kills_the_helper)
 	CloseHandle(helper);
 	CloseHandle(pi.hProcess);
 	CloseHandle(rd);
+}
+
+/* Spawns the forker role (with flags) and opens the grandchild it
+ * started. */
+static pbp_child *
+spawn_forker(unsigned int flags, HANDLE *gc)
+{
+	pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
+	pbp_child *c;
+	uint32_t type;
+	pbt_any in;
+	unsigned long pid;
+
+	so.flags = flags;
+	c = spawn_role("forker", NULL, &so);
+	cr_assert_eq(pbp_channel_recv_msg(pbp_child_channel(c), &type, &in, sizeof in), 0, "%s",
+	             pbp_channel_errmsg(pbp_child_channel(c)));
+	pid = strtoul(in.text.text, NULL, 10);
+	cr_assert_gt(pid, 0);
+	*gc = OpenProcess(SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION, FALSE, (DWORD)pid);
+	cr_assert_not_null(*gc, "OpenProcess(%lu): %lu", pid, GetLastError());
+	return c;
+}
+
+T(process_group_flag_kills_the_grandchild_through_the_job)
+{
+	pbp_exit_status st;
+	DWORD code = 0;
+	HANDLE gc;
+	pbp_child *c = spawn_forker(PBP_SPAWN_PROCESS_GROUP, &gc);
+
+	cr_assert_eq(WaitForSingleObject(gc, 100), WAIT_TIMEOUT, "the grandchild died early");
+	cr_assert_eq(pbp_child_kill(c, 9), 0, "%s", pbp_child_error(c)->msg);
+	cr_assert_eq(pbp_child_wait(c, 5000, &st), 0, "%s", pbp_child_error(c)->msg);
+	cr_assert((st.exited && st.code == 137) || st.signal == 9, "%s", status_str(&st));
+	/* Before the job's handle is closed (pbp_child_free): the kill did it. */
+	cr_assert_eq(WaitForSingleObject(gc, 5000), WAIT_OBJECT_0,
+	             "the grandchild outlived pbp_child_kill with PBP_SPAWN_PROCESS_GROUP");
+	cr_assert(GetExitCodeProcess(gc, &code));
+	cr_assert_eq(code, 137, "the grandchild's exit code");
+	CloseHandle(gc);
+	pbp_child_free(c);
+}
+
+T(without_the_flag_kill_spares_the_grandchild_until_free)
+{
+	pbp_exit_status st;
+	HANDLE gc;
+	pbp_child *c = spawn_forker(0, &gc);
+
+	cr_assert_eq(pbp_child_kill(c, 9), 0, "%s", pbp_child_error(c)->msg);
+	cr_assert_eq(pbp_child_wait(c, 5000, &st), 0, "%s", pbp_child_error(c)->msg);
+	cr_assert_eq(WaitForSingleObject(gc, 300), WAIT_TIMEOUT, "the grandchild died with the child");
+	/* Freeing closes the job, which kills what is left in it. */
+	pbp_child_free(c);
+	cr_assert_eq(WaitForSingleObject(gc, 5000), WAIT_OBJECT_0, "the job left the grandchild");
+	CloseHandle(gc);
 }
 
 T(captured_stderr_tail_in_the_report)

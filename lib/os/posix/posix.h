@@ -33,4 +33,10 @@ void pbp__os_io_set_aux_fd(pbp__os_io *io, int fd, int (*drain)(void *), void *a
  * what a wait polls before calling pbp__os_aux_drain (aux.c). */
 int pbp__os_aux_fd(const pbp__os_aux *a);
 
+/* The child's environment (env.c): envp (NULL: ours) without any
+ * PBPIPE_PARENT_PID, plus PBPIPE_PARENT_PID=<getpid()> written into entry
+ * (size bytes; 40 are enough).  A new array to free(); its strings are
+ * envp's and entry.  NULL when out of memory. */
+char **pbp__env_with_parent(char *const *envp, char *entry, size_t size);
+
 #endif /* PBP_OS_POSIX_H */

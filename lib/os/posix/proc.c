@@ -43,8 +43,6 @@
 
 #include "posix.h"
 
-extern char **environ;
-
 /* The fds the child gets: fixed, so its argv is predictable, and just
  * above stdin/stdout/stderr. */
 #define CHILD_WRITE_FD 3
@@ -57,6 +55,7 @@ struct pbp__proc {
 	int pidfd;        /* -1 where pidfd_open is unavailable */
 	int procfd;       /* without a pidfd: /proc/<pid>, see still_ours() */
 	int waitid_pidfd; /* waitid(P_PIDFD) works (Linux >= 5.4) */
+	int group;        /* leads a process group of its own (pgid == pid) */
 	int reaped;       /* gone: reaped by us, or found reaped elsewhere
 	                     (then status.unknown); never signalled again */
 	pbp_exit_status status;
@@ -312,6 +311,45 @@ signal_child(pbp__proc *p, int sig)
 	return kill(p->pid, sig) == 0 || errno == ESRCH ? 0 : errno;
 }
 
+/* PBP_SPAWN_PROCESS_GROUP: sig to the child's whole group, pgid == its
+ * pid.  A pid cannot be reused while its process exists, a zombie
+ * included, and neither then can the group id: so kill(-pid) only while
+ * the child is certainly not reaped.  waitid with WNOWAIT looks without
+ * reaping (through the pidfd where there is one, so it cannot mistake
+ * another child of ours that took a recycled pid); a zombie is still
+ * there.  Then the child itself through signal_child (its pidfd), in case
+ * it left the group.  A reaper elsewhere in the application (waitpid(-1))
+ * can still take the child between the look and the kill, as for kill()
+ * without a pidfd (pbp_child.h). */
+static int
+signal_group(pbp__proc *p, int sig)
+{
+	siginfo_t si;
+	int rc;
+
+	if (p->reaped)
+		return 0;
+	memset(&si, 0, sizeof si);
+	rc = -1;
+	errno = EINVAL;
+#if PBP_HAVE_WAITID_P_PIDFD
+	if (p->pidfd >= 0 && p->waitid_pidfd)
+		rc = waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG | WNOWAIT);
+#endif
+	if (rc != 0 && errno == EINVAL) /* no pidfd, or a kernel before 5.4 */
+		rc = still_ours(p) ? waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG | WNOWAIT)
+		                   : (errno = ECHILD, -1);
+	if (rc != 0 && errno != EINTR) {
+		if (errno != ECHILD)
+			return errno;
+		reaped_elsewhere(p);
+		return 0;
+	}
+	if (rc == 0 && kill(-p->pid, sig) != 0 && errno != ESRCH && errno != EPERM)
+		return errno;
+	return signal_child(p, sig);
+}
+
 /* ---- waiting, signals -------------------------------------------------------- */
 
 /* Reads and discards one bufferful from fd, which poll() said is readable
@@ -501,20 +539,31 @@ start(pbp__proc *p, const char *path, char *const *argv, int child_w, int child_
 		rc = posix_spawnattr_setsigmask(&attr, &none);
 	if (rc == 0)
 		rc = posix_spawnattr_setsigdefault(&attr, &all);
+	/* PBP_SPAWN_PROCESS_GROUP: a new group, led by the child (pgid 0:
+	 * its own pid), that pbp__proc_kill can signal whole. */
+	if (rc == 0 && o->new_group)
+		rc = posix_spawnattr_setpgroup(&attr, 0);
 	if (rc == 0)
-		rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+		rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+		                                         (o->new_group ? POSIX_SPAWN_SETPGROUP : 0));
 	if (rc != 0) {
 		rc = pbp__seterr(err, PBP_ESYS, rc, "preparing posix_spawn: %s", strerror(rc));
 	} else {
-		char *const *envp = o->envp != NULL ? o->envp : environ;
+		char entry[48], **envp = pbp__env_with_parent(o->envp, entry, sizeof entry);
 
+		if (envp == NULL) {
+			rc = pbp__seterr(err, PBP_ENOMEM, ENOMEM, "out of memory spawning '%s'", path);
+			goto done;
+		}
 		rc = strchr(path, '/') != NULL
 			? posix_spawn(&p->pid, path, &fa, &attr, argv, envp)
 			: posix_spawnp(&p->pid, path, &fa, &attr, argv, envp);
+		free(envp);
 		if (rc != 0)
 			rc = pbp__seterr(err, PBP_EEXEC, rc, "cannot execute '%s': %s", path,
 			                 strerror(rc));
 	}
+done:
 	posix_spawnattr_destroy(&attr);
 	posix_spawn_file_actions_destroy(&fa);
 	return rc;
@@ -591,6 +640,7 @@ pbp__proc_spawn(pbp__proc **out, const pbp__spawn_req *rq, pbp_os_handle *rd,
 	p->pid = -1;
 	p->owner = getpid();
 	p->waitid_pidfd = PBP_HAVE_WAITID_P_PIDFD;
+	p->group = rq->new_group != 0;
 	if ((rc = make_pipes(to_child, from_child, errp, capture, err)) != 0)
 		goto fail;
 	rc = start(p, rq->path, av, from_child[1], to_child[0], errp[1], rq, err);
@@ -683,7 +733,7 @@ pbp__proc_wait(pbp__proc *p, pbp__os_aux *aux, pbp__os_io *discard, int64_t dead
 int
 pbp__proc_kill(pbp__proc *p, int sig, pbp_error *err)
 {
-	int rc = signal_child(p, sig);
+	int rc = p->group ? signal_group(p, sig) : signal_child(p, sig);
 
 	if (rc != 0)
 		return pbp__seterr(err, PBP_ESYS, rc, "signal %d to child pid %d: %s", sig,

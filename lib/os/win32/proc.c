@@ -36,6 +36,7 @@ struct pbp__proc {
 	HANDLE process;
 	HANDLE job;      /* NULL if the child could not be put in one */
 	DWORD pid;
+	int group;       /* PBP_SPAWN_PROCESS_GROUP: kill terminates the job */
 	int reaped;      /* its exit code is in status */
 	pbp_exit_status status;
 };
@@ -309,6 +310,7 @@ pbp__proc_spawn(pbp__proc **out, const pbp__spawn_req *rq, pbp_os_handle *rd,
 		return pbp__seterr(err, PBP_ENOMEM, ENOMEM, "out of memory");
 	memset(&l, 0, sizeof l);
 	memset(&pi, 0, sizeof pi);
+	p->group = rq->new_group != 0;
 	rc = prepare(&l, rq, srv, err);
 	if (rc == 0)
 		rc = start(&l, rq->path, &pi, err);
@@ -421,7 +423,11 @@ pbp__proc_kill(pbp__proc *p, int sig, pbp_error *err)
 	if (sig == 0 || p->reaped || WaitForSingleObject(p->process, 0) == WAIT_OBJECT_0)
 		return 0;
 	/* No signals on Windows: the exit code says which one was meant, as
-	 * a POSIX shell reports a death by signal (128 + sig). */
+	 * a POSIX shell reports a death by signal (128 + sig).  The job holds
+	 * the child and everything it started (PBP_SPAWN_PROCESS_GROUP); it
+	 * is ours alone, and cannot outlive our handle to it. */
+	if (p->group && p->job != NULL && TerminateJobObject(p->job, 128u + (unsigned)sig))
+		return 0;
 	if (TerminateProcess(p->process, 128u + (unsigned)sig))
 		return 0;
 	e = GetLastError();
