@@ -317,56 +317,108 @@ T(helper_outlives_the_thread_that_spawned_it)
 	pbp_child_free(c);
 }
 
+/* Writes pid in decimal at p, NUL-terminated.  Async-signal-safe. */
+static void
+put_pid(char *p, pid_t pid)
+{
+	char d[16];
+	int n = 0;
+
+	do {
+		d[n++] = (char)('0' + pid % 10);
+		pid /= 10;
+	} while (pid > 0 && n < (int)sizeof d);
+	while (n > 0)
+		*p++ = d[--n];
+	*p = '\0';
+}
+
 /* The spawner died before the helper armed its watch: the helper's
- * PBPIPE_PARENT_PID names its peer (this process), but its parent at
- * arming is a reaper.  An intermediate forks the helper and exits; the
- * helper waits until it is reparented, then execs. */
+ * PBPIPE_PARENT_PID names the spawner, whose Hello it reads, but its
+ * parent at arming is a reaper and the spawner is gone.  An intermediate
+ * (the spawner) forks the helper, writes its Hello and exits; the helper
+ * waits until it is reparented, then execs. */
 T(parent_gone_before_the_watch_fails_the_helpers_handshake)
 {
 	pbp_channel_options o = pbt_options();
-	int a[2], b[2], e[2], raw, rc, flag = 0;
-	char entry[48], msg[1024], **envp = env_naming(entry, sizeof entry, getpid());
-	pbp_channel *ch;
-	pbp_msginfo mi;
-	pbp_error err;
+	int a[2], b[2], e[2], raw, flag = 0;
+	char entry[48], msg[1024], **envp = env_naming(entry, sizeof entry, 1);
+	static uint8_t hello[PBP__HANDSHAKE_MAX_FRAME];
+	pbpipe_Envelope env;
+	size_t n = 0;
 	pid_t mid;
 
 #if defined(__linux__) && defined(PR_GET_CHILD_SUBREAPER)
 	cr_assert_eq(prctl(PR_GET_CHILD_SUBREAPER, &flag), 0);
 #endif
 	cr_assert_eq(flag, 0, "this test needs the helper reparented to someone else");
+	pbp__hello_make(&env, o.max_frame ? o.max_frame : PBP_DEFAULT_MAX_FRAME,
+	                o.schema_fingerprint, PBP_DEFAULT_STREAM_WINDOW);
 	cr_assert_eq(pipe2(a, O_CLOEXEC), 0);
 	cr_assert_eq(pipe2(b, O_CLOEXEC), 0);
 	cr_assert_eq(pipe2(e, O_CLOEXEC), 0);
 	mid = fork();
 	cr_assert_geq(mid, 0);
 	if (mid == 0) {
-		pid_t self = getpid(), g = fork();
+		pid_t self = getpid(), g;
 
-		if (g != 0)
-			_exit(g < 0 ? 1 : 0);
-		while (getppid() == self)
-			nap_ms(1);
-		exec_echo_peer(b[1], a[0], e[1], envp);
+		put_pid(entry + 18, self); /* PBPIPE_PARENT_PID=<the spawner> */
+		g = fork();
+		if (g < 0)
+			_exit(1);
+		if (g == 0) {
+			while (getppid() == self)
+				nap_ms(1);
+			exec_echo_peer(b[1], a[0], e[1], envp);
+		}
+		env.body.hello.pid = (uint32_t)self;
+		if (pbp__control_encode(hello, sizeof hello, &env, &n, NULL) != 0 ||
+		    write(a[1], hello, n) != (ssize_t)n)
+			_exit(1);
+		_exit(0);
 	}
 	close(a[0]);
+	close(a[1]);
 	close(b[1]);
 	close(e[1]);
 	cr_assert(reap_by(mid, 5000, &raw) && WIFEXITED(raw) && WEXITSTATUS(raw) == 0);
-	o.recv_timeout_ms = pbt_scale(5000);
-	o.handshake_timeout_ms = pbt_scale(5000);
-	cr_assert_eq(pbp_channel_from_fds(&ch, b[0], a[1], &o, &err), 0, "%s", err.msg);
-	/* Our side may complete (the helper's Hello came before its check). */
-	rc = pbp_channel_handshake(ch);
-	if (rc == 0)
-		rc = pbp_channel_recv(ch, &mi);
-	cr_assert_neq(rc, 0, "the helper went on talking although its parent was gone");
-	cr_assert_neq(rc, PBP_ETIMEDOUT, "%s", pbp_channel_errmsg(ch));
+	/* mid is reaped: its pid is gone.  The helper reads its Hello (our
+	 * b[0] stays open so that its own Hello can be written). */
 	read_for(e[0], msg, sizeof msg, pbt_scale(5000), 0);
 	close(e[0]);
-	pbp_channel_free(ch);
+	close(b[0]);
 	cr_assert(strstr(msg, "handshake: the parent process is gone") != NULL,
 	          "the helper said: '%s'", msg);
+}
+
+/* A wrapper that forks rather than execs between the spawner and the
+ * helper (sh -c 'helper; exit'): the helper's parent is the wrapper, not
+ * the spawner its PBPIPE_PARENT_PID names, but the spawner is alive, so
+ * this is not the start-of-life race: the helper talks. */
+T(a_forking_wrapper_is_not_the_race)
+{
+	pbp_channel_options co = pbt_options();
+	pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
+	const char *argv[] = { "sh", "-c", "\"$0\" echo \"$@\"; exit $?", PBPTEST_PEER, NULL };
+	pbptest_Text t = { "through a wrapper" };
+	pbp_exit_status st;
+	pbp_child *c;
+	pbp_error err;
+	uint32_t type;
+	pbt_any in;
+	char got[256];
+
+	co.recv_timeout_ms = pbt_scale(5000);
+	so.channel = &co;
+	cr_assert_eq(pbp_child_spawn(&c, "/bin/sh", argv, &so, &err), 0, "%s", err.msg);
+	cr_assert_eq(pbp_channel_send(pbp_child_channel(c), pbptest_Type_TEXT, &t), 0);
+	cr_assert_eq(pbp_channel_recv_msg(pbp_child_channel(c), &type, &in, sizeof in), 0, "%s",
+	             pbp_channel_errmsg(pbp_child_channel(c)));
+	snprintf(got, sizeof got, "%s", in.text.text);
+	cr_assert_str_eq(got, "through a wrapper");
+	cr_assert_eq(pbp_child_close(c, pbt_scale(5000), &st), 0);
+	cr_assert(st.exited && st.code == 0, "the helper %s", st.exited ? "exited non-zero" : "was killed");
+	pbp_child_free(c);
 }
 
 /* A process started by other means inherits PBPIPE_PARENT_PID naming

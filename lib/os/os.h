@@ -167,6 +167,10 @@ typedef struct pbp__os_watch pbp__os_watch;
  * the Job object of pbp_child_spawn() ends the helper (win32/watch.c).
  * 0 with *out; PBP_ESYS, PBP_ENOMEM with err. */
 int pbp__os_watch_start(pbp__os_watch **out, pbp_error *err);
+/* 1 if no process has this pid any more (or it has exited and is not yet
+ * reaped), 0 if one does or nothing can be told.  Sends no signal: a
+ * pidfd where there is one, else kill(pid, 0); Windows: 0. */
+int pbp__os_pid_gone(uint32_t pid);
 /* The parent's pid recorded when the watch started; 0 if unknown (no
  * parent visible, or Windows). */
 uint32_t pbp__os_watch_ppid(const pbp__os_watch *w);

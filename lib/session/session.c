@@ -170,9 +170,13 @@ handshake(pbp_channel *ch)
 	else if (rc == 0)
 		rc = pbp__hello_check(&f.hello, ch->max_frame, ch->fingerprint, &ch->peer,
 		                      &ch->error);
+	/* The spawner named in the environment is not our parent: it died
+	 * before the watch was armed, or a wrapper that forks stands between
+	 * (sh -c 'helper; ...'), and then it is still there. */
 	if (rc == 0 && ch->watch != NULL &&
 	    pbp__parent_gone_early(getenv(PBP__PARENT_PID_ENV), ch->peer.pid,
-	                           pbp__os_watch_ppid(ch->watch)))
+	                           pbp__os_watch_ppid(ch->watch)) &&
+	    pbp__os_pid_gone(ch->peer.pid))
 		rc = pbp__seterr(&ch->error, PBP_EPIPE, 0,
 		                 "the parent process is gone: pid %u spawned this helper but died "
 		                 "before the helper could watch it (its parent is now pid %u)",

@@ -76,18 +76,19 @@ pbp__hello_check(const pbpipe_Hello *h, uint32_t our_max_frame,
  *
  *   - the variable names the Hello's pid: the peer is the process that
  *     spawned us through pbpipe.  If that is not the parent recorded when
- *     the watch was armed, the spawner was gone by then: fail.
+ *     the watch was armed, either the spawner was gone by then, or a
+ *     wrapper that forks rather than execs stands between (sh -c
+ *     'helper; more'): 1 here, and the session fails the handshake only
+ *     when that pid is gone too (os.h, pbp__os_pid_gone).
  *   - the variable names someone else (a grandchild started by other
  *     means inherits a stale one), or is missing or not a plain decimal
  *     pid: no verdict, the watch watches our direct parent.
  *
  * No parent visible (recorded 0: another pid namespace, or Windows,
- * where the Job object leaves no such window) gives no verdict.  A
- * wrapper that forks rather than execs between the spawner and us
- * (sh -c 'a; b') looks like the race and fails: such a wrapper should
- * exec, or drop the variable (env -u PBPIPE_PARENT_PID), or the helper
- * use PBP_CHANNEL_OUTLIVE_PARENT (README, "When the parent dies").
- * Returns 1 when the parent is gone.
+ * where the Job object leaves no such window) gives no verdict.  Behind a
+ * forking wrapper the watch watches the wrapper, not the spawner (README,
+ * "When the parent dies").  Returns 1 when the spawner is not our
+ * parent.
  */
 int
 pbp__parent_gone_early(const char *env, uint32_t hello_pid, uint32_t recorded_ppid)

@@ -167,6 +167,32 @@ fail:
 	return rc;
 }
 
+int
+pbp__os_pid_gone(uint32_t pid)
+{
+	struct pollfd pfd;
+	int fd, gone;
+
+	if (pid == 0 || pid > (uint32_t)INT_MAX)
+		return 0;
+	fd = open_pidfd((pid_t)pid);
+	if (fd >= 0) {
+		/* A pidfd is readable once its process has exited (a zombie
+		 * not yet reaped has a pid, but is gone). */
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		gone = poll(&pfd, 1, 0) == 1;
+		pbp__close(&fd);
+		return gone;
+	}
+	if (errno == ESRCH)
+		return 1;
+	/* No pidfd: signal 0 delivers nothing; it only asks whether the pid
+	 * exists (a zombie then counts as alive: no verdict). */
+	return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
 uint32_t
 pbp__os_watch_ppid(const pbp__os_watch *w)
 {

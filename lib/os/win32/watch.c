@@ -36,6 +36,13 @@ pbp__os_watch_start(pbp__os_watch **out, pbp_error *err)
 	return 0;
 }
 
+int
+pbp__os_pid_gone(uint32_t pid)
+{
+	(void)pid; /* never asked: no start-of-life race on Windows */
+	return 0;
+}
+
 uint32_t
 pbp__os_watch_ppid(const pbp__os_watch *w)
 {
