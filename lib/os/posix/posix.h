@@ -20,6 +20,10 @@ void pbp__fd_pipe_size(int fd, int size);
  * the platform has it (PBP_HAVE_PIPE2), else pipe() then FD_CLOEXEC (see
  * io.c for that fallback's window).  0, or PBP_ESYS with fds untouched. */
 int pbp__pipe_cloexec(int fds[2], pbp_error *err);
+/* pidfd_open(pid, 0) (watch.c): the libc wrapper, else the system call by
+ * number; -1 with errno ENOSYS where neither was built in.  Every pidfd
+ * is close-on-exec. */
+int pbp__pidfd_open(pid_t pid);
 /* Closes *fd unless it is -1, then sets it to -1.  Never retries after
  * EINTR (the fd is gone on Linux).  Preserves errno.  Returns 0, or the
  * errno close() reported. */

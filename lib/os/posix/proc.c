@@ -76,10 +76,8 @@ struct pbp__proc {
 static int
 open_pidfd(pid_t pid)
 {
-#if HAVE_PIDFDS && PBP_HAVE_PIDFD_OPEN
-	return pidfd_open(pid, 0);
-#elif HAVE_PIDFDS
-	return (int)syscall(SYS_pidfd_open, pid, 0);
+#if HAVE_PIDFDS
+	return pbp__pidfd_open(pid);
 #else
 	(void)pid;
 	errno = ENOSYS;

@@ -56,8 +56,8 @@ struct pbp__os_watch {
 	pthread_t thread;
 };
 
-static int
-open_pidfd(pid_t pid)
+int
+pbp__pidfd_open(pid_t pid)
 {
 #if PBP_HAVE_PIDFD_OPEN
 	return pidfd_open(pid, 0);
@@ -150,7 +150,7 @@ pbp__os_watch_start(pbp__os_watch **out, pbp_error *err)
 	 * already gone), ENOSYS, EPERM (seccomp): the thread polls
 	 * getppid(), which then sees the change at once. */
 	if (w->ppid > 0)
-		w->pidfd = open_pidfd(w->ppid);
+		w->pidfd = pbp__pidfd_open(w->ppid);
 	if ((rc = start_thread(w)) != 0) {
 		rc = pbp__seterr(err, PBP_ESYS, rc, "starting the thread that watches the parent: %s",
 		                 strerror(rc));
@@ -175,7 +175,7 @@ pbp__os_pid_gone(uint32_t pid)
 
 	if (pid == 0 || pid > (uint32_t)INT_MAX)
 		return 0;
-	fd = open_pidfd((pid_t)pid);
+	fd = pbp__pidfd_open((pid_t)pid);
 	if (fd >= 0) {
 		/* A pidfd is readable once its process has exited (a zombie
 		 * not yet reaped has a pid, but is gone). */
