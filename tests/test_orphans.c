@@ -317,78 +317,51 @@ T(helper_outlives_the_thread_that_spawned_it)
 	pbp_child_free(c);
 }
 
-/* Writes pid in decimal at p, NUL-terminated.  Async-signal-safe. */
-static void
-put_pid(char *p, pid_t pid)
-{
-	char d[16];
-	int n = 0;
-
-	do {
-		d[n++] = (char)('0' + pid % 10);
-		pid /= 10;
-	} while (pid > 0 && n < (int)sizeof d);
-	while (n > 0)
-		*p++ = d[--n];
-	*p = '\0';
-}
-
 /* The spawner died before the helper armed its watch: the helper's
- * PBPIPE_PARENT_PID names the spawner, whose Hello it reads, but its
- * parent at arming is a reaper and the spawner is gone.  An intermediate
- * (the spawner) forks the helper, writes its Hello and exits; the helper
- * waits until it is reparented, then execs. */
+ * PBPIPE_PARENT_PID and the Hello it reads name the spawner, which is not
+ * its parent and is gone.  Staged without waiting for a reparenting: the
+ * spawner is a process of ours already reaped (its pid names nobody), and
+ * its Hello is written here; the helper's parent is this process. */
 T(parent_gone_before_the_watch_fails_the_helpers_handshake)
 {
 	pbp_channel_options o = pbt_options();
-	int a[2], b[2], e[2], raw, flag = 0;
-	char entry[48], msg[1024], **envp = env_naming(entry, sizeof entry, 1);
+	int a[2], b[2], e[2], raw;
+	char entry[48], msg[1024], **envp;
 	static uint8_t hello[PBP__HANDSHAKE_MAX_FRAME];
 	pbpipe_Envelope env;
 	size_t n = 0;
-	pid_t mid;
+	pid_t gone, g;
 
-#if defined(__linux__) && defined(PR_GET_CHILD_SUBREAPER)
-	cr_assert_eq(prctl(PR_GET_CHILD_SUBREAPER, &flag), 0);
-#endif
-	cr_assert_eq(flag, 0, "this test needs the helper reparented to someone else");
+	gone = fork();
+	cr_assert_geq(gone, 0);
+	if (gone == 0)
+		_exit(0);
+	cr_assert(reap_by(gone, 5000, &raw));
+	envp = env_naming(entry, sizeof entry, gone);
 	pbp__hello_make(&env, o.max_frame ? o.max_frame : PBP_DEFAULT_MAX_FRAME,
 	                o.schema_fingerprint, PBP_DEFAULT_STREAM_WINDOW);
+	env.body.hello.pid = (uint32_t)gone;
+	cr_assert_eq(pbp__control_encode(hello, sizeof hello, &env, &n, NULL), 0);
 	cr_assert_eq(pipe2(a, O_CLOEXEC), 0);
 	cr_assert_eq(pipe2(b, O_CLOEXEC), 0);
 	cr_assert_eq(pipe2(e, O_CLOEXEC), 0);
-	mid = fork();
-	cr_assert_geq(mid, 0);
-	if (mid == 0) {
-		pid_t self = getpid(), g;
-
-		put_pid(entry + 18, self); /* PBPIPE_PARENT_PID=<the spawner> */
-		g = fork();
-		if (g < 0)
-			_exit(1);
-		if (g == 0) {
-			while (getppid() == self)
-				nap_ms(1);
-			exec_echo_peer(b[1], a[0], e[1], envp);
-		}
-		env.body.hello.pid = (uint32_t)self;
-		if (pbp__control_encode(hello, sizeof hello, &env, &n, NULL) != 0 ||
-		    write(a[1], hello, n) != (ssize_t)n)
-			_exit(1);
-		_exit(0);
-	}
+	g = fork();
+	cr_assert_geq(g, 0);
+	if (g == 0)
+		exec_echo_peer(b[1], a[0], e[1], envp);
 	close(a[0]);
-	close(a[1]);
 	close(b[1]);
 	close(e[1]);
-	cr_assert(reap_by(mid, 5000, &raw) && WIFEXITED(raw) && WEXITSTATUS(raw) == 0);
-	/* mid is reaped: its pid is gone.  The helper reads its Hello (our
-	 * b[0] stays open so that its own Hello can be written). */
+	cr_assert_eq(write(a[1], hello, n), (ssize_t)n);
+	/* Up to the helper's end (b[0] stays open: its Hello goes out). */
 	read_for(e[0], msg, sizeof msg, pbt_scale(5000), 0);
 	close(e[0]);
+	close(a[1]);
 	close(b[0]);
+	cr_assert(reap_by(g, pbt_scale(5000), &raw), "the helper did not end");
 	cr_assert(strstr(msg, "handshake: the parent process is gone") != NULL,
 	          "the helper said: '%s'", msg);
+	cr_assert(WIFEXITED(raw) && WEXITSTATUS(raw) != 0, "status %#x", raw);
 }
 
 /* A wrapper that forks rather than execs between the spawner and the
