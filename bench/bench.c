@@ -937,6 +937,32 @@ large_ack_check(uint64_t bytes, uint64_t check, const large_data *d)
 		    " (check %#" PRIx64 ")", bytes, check, d->size, d->check);
 }
 
+/* The child's Ack of a large message or stream: what it got must be what
+ * was sent. */
+static void
+large_ack(peer *p, const large_data *d)
+{
+	if (p->raw) {
+		uint64_t ack[2];
+
+		if (read_exact(p->rfd, ack, sizeof ack, "large: ack") != 0)
+			die("large: the raw child closed its pipe");
+		large_ack_check(ack[0], ack[1], d);
+	} else {
+		union {
+			bench_Ack ack;
+			bench_Cpu cpu;
+		} r;
+		uint32_t type;
+
+		if (pbp_channel_recv_msg(p->ch, &type, &r, sizeof r) != 0)
+			pb_die(p, "large: recv ack");
+		if (type != bench_Type_ACK)
+			die("large: message type %" PRIu32 " instead of an Ack", type);
+		large_ack_check(r.ack.bytes, r.ack.check, d);
+	}
+}
+
 /* One message and its Ack. */
 static uint64_t
 large_msg_op(peer *p, const large_data *d)
@@ -944,31 +970,19 @@ large_msg_op(peer *p, const large_data *d)
 	uint64_t t0 = now_ns();
 
 	if (p->raw) {
-		uint64_t hdr = d->size, ack[2];
+		uint64_t hdr = d->size;
 
 		write_all(p->wfd, &hdr, sizeof hdr, "large: header");
 		write_all(p->wfd, d->buf, d->size, "large");
-		if (read_exact(p->rfd, ack, sizeof ack, "large: ack") != 0)
-			die("large: the raw child closed its pipe");
-		large_ack_check(ack[0], ack[1], d);
 	} else {
 		bench_Blob m = bench_Blob_init_zero;
-		union {
-			bench_Ack ack;
-			bench_Cpu cpu;
-		} r;
 		pbp_bytes b;
-		uint32_t type;
 
 		pbp_bytes_out(&m.data, &b, d->buf, d->size);
 		if (pbp_channel_send(p->ch, bench_Type_BLOB, &m) != 0)
 			pb_die(p, "large: send");
-		if (pbp_channel_recv_msg(p->ch, &type, &r, sizeof r) != 0)
-			pb_die(p, "large: recv ack");
-		if (type != bench_Type_ACK)
-			die("large: message type %" PRIu32 " instead of an Ack", type);
-		large_ack_check(r.ack.bytes, r.ack.check, d);
 	}
+	large_ack(p, d);
 	return now_ns() - t0;
 }
 
@@ -1092,24 +1106,16 @@ large_stream_op(peer *p, const large_data *d)
 	size_t off, k;
 
 	if (p->raw) {
-		uint64_t hdr = d->size | LARGE_STREAM_BIT, ack[2];
+		uint64_t hdr = d->size | LARGE_STREAM_BIT;
 
 		write_all(p->wfd, &hdr, sizeof hdr, "large stream: header");
 		for (off = 0; off < d->size; off += k) {
 			k = d->size - off < d->piece ? d->size - off : d->piece;
 			write_all(p->wfd, d->buf, k, "large stream");
 		}
-		if (read_exact(p->rfd, ack, sizeof ack, "large stream: ack") != 0)
-			die("large stream: the raw child closed its pipe");
-		large_ack_check(ack[0], ack[1], d);
 	} else {
 		bench_Blob hdr = bench_Blob_init_zero;
-		union {
-			bench_Ack ack;
-			bench_Cpu cpu;
-		} r;
 		uint64_t s;
-		uint32_t type;
 		size_t done;
 
 		if (pbp_stream_open(p->ch, bench_Type_BLOB, &hdr, &s) != 0)
@@ -1121,12 +1127,8 @@ large_stream_op(peer *p, const large_data *d)
 		}
 		if (pbp_stream_end(p->ch, s) != 0)
 			pb_die(p, "large stream: end");
-		if (pbp_channel_recv_msg(p->ch, &type, &r, sizeof r) != 0)
-			pb_die(p, "large stream: recv ack");
-		if (type != bench_Type_ACK)
-			die("large stream: message type %" PRIu32 " instead of an Ack", type);
-		large_ack_check(r.ack.bytes, r.ack.check, d);
 	}
+	large_ack(p, d);
 	return now_ns() - t0;
 }
 
