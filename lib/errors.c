@@ -31,6 +31,8 @@ pbp_strerror(int code)
 	case PBP_ELIMIT: return "limit reached";
 	case PBP_ECANCELED: return "the reader cancelled the stream";
 	case PBP_ENOTSUP: return "the peer does not accept streams";
+	case PBP_ELOST: return "the helper died with the call in flight";
+	case PBP_EDOWN: return "every helper of the pool is down";
 	default: return "unknown error";
 	}
 }

@@ -150,6 +150,28 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_reply_error(pbp_channel *ch, uint64_t re
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_sync(pbp_channel *ch, int timeout_ms);
 
+/**
+ * The barrier in two steps, for event loops and health pings: sends the
+ * barrier and returns without waiting for its answer.  A barrier started
+ * earlier and not yet answered is given up (its answer, if it comes, is
+ * ignored).
+ * @return 0 (the barrier is sent or queued); PBP_EINVAL (duplex, or the
+ *         peer speaks protocol 1.0); send and stream errors.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_sync_start(pbp_channel *ch);
+
+/**
+ * Waits up to timeout_ms (0: only reads what is there) for the answer to
+ * the barrier pbp_channel_sync_start() sent.  Messages that arrive
+ * meanwhile are held for pbp_channel_recv(), replies filed with their
+ * calls.
+ * @return 0 (answered: the barrier is over); PBP_EAGAIN (timeout_ms 0 and
+ *         no answer yet) or PBP_ETIMEDOUT (it stays pending: call again
+ *         or start another); PBP_EINVAL (no barrier pending); PBP_ELIMIT;
+ *         PBP_EUNANSWERED; stream errors.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_sync_finish(pbp_channel *ch, int timeout_ms);
+
 /** What a handler fills to answer with an error instead of a result. */
 typedef struct pbp_reply_error {
 	uint32_t code;      /**< nonzero; defaults to the handler's return value */

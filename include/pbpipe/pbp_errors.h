@@ -78,6 +78,12 @@ enum pbp_errcode {
 	/** Streams (pbp_stream.h): the peer does not accept streams (it speaks
 	 *  protocol 1.0 or 1.1, or its Hello.stream_window is 0). */
 	PBP_ENOTSUP = -19,
+	/** Pools (pbp_pool.h): the helper died while the call was in flight
+	 *  and the call was not retried; it may or may not have run. */
+	PBP_ELOST = -20,
+	/** Pools (pbp_pool.h): every helper of the pool is down for good (the
+	 *  crash-loop cap was reached), so no helper will take the call. */
+	PBP_EDOWN = -21,
 };
 
 /** Size of the message buffer in a pbp_error record. */

@@ -25,5 +25,6 @@
 #include <pbpipe/pbp_call.h>
 #include <pbpipe/pbp_bytes.h>
 #include <pbpipe/pbp_stream.h>
+#include <pbpipe/pbp_pool.h>
 
 #endif /* PBPIPE_PBPIPE_H */

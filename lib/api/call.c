@@ -264,8 +264,9 @@ sync_done(pbp_channel *ch, uint64_t unused)
 	return ch->sync_acked;
 }
 
+/* Sends a new barrier; sync_id names it until it is answered or given up. */
 static int
-barrier(pbp_channel *ch, int timeout_ms)
+barrier_start(pbp_channel *ch, int timeout_ms)
 {
 	int rc;
 
@@ -281,9 +282,19 @@ barrier(pbp_channel *ch, int timeout_ms)
 	ch->sync_acked = 0;
 	ch->have_msg = 0; /* a blocked send reads into the receive buffer */
 	rc = pbp__ch_send_sync(ch, ch->sync_id, pbp__deadline(timeout_ms));
-	if (rc == PBP_ETIMEDOUT)
-		rc = pbp__seterr(&ch->error, timeout_ms == 0 ? PBP_EAGAIN : PBP_ETIMEDOUT, 0,
+	if (rc == PBP_ETIMEDOUT && timeout_ms != 0)
+		rc = pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
 		                 "the barrier could not be sent within %d ms", timeout_ms);
+	return rc;
+}
+
+static int
+barrier(pbp_channel *ch, int timeout_ms)
+{
+	int rc = barrier_start(ch, timeout_ms);
+
+	if (rc == PBP_ETIMEDOUT && timeout_ms == 0)
+		rc = pbp__seterr(&ch->error, PBP_EAGAIN, 0, "the barrier could not be sent at once");
 	if (rc == 0)
 		rc = wait_for(ch, timeout_ms, sync_done, 0);
 	ch->sync_id = 0;
@@ -297,6 +308,39 @@ pbp_channel_sync(pbp_channel *ch, int timeout_ms)
 		return PBP_EINVAL;
 	PBP__ENTER(ch, 0);
 	return CALL_LEAVE(ch, barrier(ch, timeout_ms));
+}
+
+int
+pbp_channel_sync_start(pbp_channel *ch)
+{
+	int rc;
+
+	if (ch == NULL)
+		return PBP_EINVAL;
+	PBP__ENTER(ch, 0);
+	/* Sent without waiting: what the pipe does not take stays queued and
+	 * goes out with the next flush, send or receive. */
+	rc = barrier_start(ch, 0);
+	if (rc == PBP_ETIMEDOUT)
+		rc = 0;
+	if (rc != 0)
+		ch->sync_id = 0;
+	return CALL_LEAVE(ch, rc);
+}
+
+int
+pbp_channel_sync_finish(pbp_channel *ch, int timeout_ms)
+{
+	int rc;
+
+	if (ch == NULL)
+		return PBP_EINVAL;
+	PBP__ENTER(ch, 0);
+	if (ch->sync_id == 0)
+		rc = pbp__ch_fail(ch, PBP_EINVAL, "sync_finish: no barrier is pending");
+	else if ((rc = wait_for(ch, timeout_ms, sync_done, 0)) == 0)
+		ch->sync_id = 0;
+	return CALL_LEAVE(ch, rc);
 }
 
 /* ---- the serving loop --------------------------------------------------------- */

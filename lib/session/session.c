@@ -232,9 +232,10 @@ static int
 stream_ended(pbp_channel *ch)
 {
 	size_t n = ch->nwaiting;
+	int barrier = ch->sync_id != 0 && !ch->sync_acked;
 	char how[PBP_ERRMSG_SIZE];
 
-	if (n == 0 && ch->sync_id == 0)
+	if (n == 0 && !barrier)
 		return pbp__ch_rx_fail(ch, PBP_EOF);
 	memcpy(how, ch->error.msg, sizeof how);
 	if (n == 0)
@@ -243,7 +244,7 @@ stream_ended(pbp_channel *ch)
 	else
 		pbp__seterr(&ch->error, PBP_EUNANSWERED, 0,
 		            "%zu call%s went unanswered%s: %.200s", n, n == 1 ? "" : "s",
-		            ch->sync_id ? " (and the barrier)" : "", how);
+		            barrier ? " (and the barrier)" : "", how);
 	return pbp__ch_rx_fail(ch, PBP_EUNANSWERED);
 }
 
