@@ -14,6 +14,8 @@
 #   xarch_32_parent_32_child  the 32-bit xarch  -> the 32-bit children
 #   demo_64_parent_32_child   pbpipe-parent --child <the 32-bit pbpipe-child>
 #   legacy_host               legacy-host -> the 32-bit-only legacy-helper
+#   pool_64_32_mix            pbpipe-pool with a 64-bit and a 32-bit
+#                             pbpipe-child in one pool, helpers killed
 #
 # xarch's children are pbptest-peer and pbpipe-child (see xarch.c).
 # xarch_native needs no PBP_M32.
@@ -89,6 +91,23 @@ if(PBP_BUILD_TESTS)
                        "^child: end of stream \\(parent said goodbye\\)"
                        "^parent: child exited with status 0$"
                        -- $<TARGET_FILE:pbpipe-parent> --child ${PBP_M32_DIR}/bin/pbpipe-child)
+    endif()
+    if(TARGET pbpipe-pool)
+      # One pool of 4 slots, 64- and 32-bit pbpipe-child in turn, 20,000
+      # concurrent calls, a random helper killed every 40 ms: no call
+      # lost, and the ELF class of every slot's running helper, read at
+      # the start and after each restart, must show both widths.
+      list(APPEND _pbp_xtests pool_64_32_mix)
+      add_test(NAME pool_64_32_mix
+               COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/expect-output.sh
+                       "^pool: slot [0-9]+ restarted as pid [0-9]+"
+                       "^pool: 20000 calls ok, 0 lost, 0 failed, .* \\([1-9][0-9]* kills\\)"
+                       "^pool: helper widths seen: 64-bit 32-bit$"
+                       "^pool: all checks passed$"
+                       -- $<TARGET_FILE:pbpipe-pool> --helpers 4 --calls 20000 --window 16
+                          --kill-every-ms 40 --expect-widths
+                          --child $<TARGET_FILE:pbpipe-child>
+                          --child ${PBP_M32_DIR}/bin/pbpipe-child)
     endif()
     if(TARGET legacy-host)
       list(APPEND _pbp_xtests legacy_host)
