@@ -353,6 +353,13 @@ typedef struct pbp__io_ops {
 /* The platform transport under a channel made by pbp_channel_from_fds()
  * or pbp_channel_from_os_handles() (os.h); NULL over a custom transport. */
 struct pbp__os_io *pbp__channel_os_io(pbp_channel *ch);
+/* 1 once either direction of the channel has failed or ended for good
+ * (a sticky error, end of stream included). */
+int pbp__channel_failed(const pbp_channel *ch);
+/* pbp_channel_call_start() with a request already encoded (the pool's
+ * retries send the same bytes). */
+int pbp__channel_call_start_raw(pbp_channel *ch, uint32_t type, const void *payload,
+                                size_t len, uint64_t *id);
 /* The write buffer's capacity (tests: spliced bytes take no room there). */
 size_t pbp__channel_wbuf_cap(const pbp_channel *ch);
 /* The receive buffer's capacity (tests: it shrinks after a large frame). */

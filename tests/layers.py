@@ -28,6 +28,7 @@ LAYERS = [
     ("api/handles.c", 5),
     ("api/child.c", 5),
     ("api/streams.c", 5),
+    ("pool/", 6),
 ]
 OS_HEADERS = re.compile(
     r'#\s*include\s*<(unistd|poll|fcntl|signal|spawn|pthread|dirent|windows|winternl|'

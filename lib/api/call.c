@@ -20,12 +20,33 @@
 /* Leaves a public call (all of them use the receive side's flag). */
 #define CALL_LEAVE(ch, rc) (pbp__ch_leave((ch), 0), (rc))
 
+/* Sends a request (encoded from req with t, or the len bytes at raw). */
+static int
+call_send(pbp_channel *ch, uint32_t req_type, const pbp_msgtype *t, const void *req,
+          size_t len, uint64_t *id)
+{
+	pbp__call *c;
+	int rc;
+
+	c = pbp__inbox_slot(ch);
+	if (c == NULL)
+		return ch->error.code;
+	if (ch->next_id == 0)
+		ch->next_id = 1; /* 0 means "no id" on the wire */
+	c->id = ch->next_id++;
+	rc = pbp__ch_send(ch, req_type, c->id, NULL, t ? t->fields : NULL, req, t ? 0 : len);
+	if (rc != 0)
+		return rc; /* the slot stays free */
+	c->state = CALL_WAITING;
+	ch->nwaiting++;
+	*id = c->id;
+	return 0;
+}
+
 static int
 call_start(pbp_channel *ch, uint32_t req_type, const void *req, uint64_t *id)
 {
 	const pbp_msgtype *t;
-	pbp__call *c;
-	int rc;
 
 	if (req == NULL || id == NULL)
 		return pbp__ch_fail(ch, PBP_EINVAL, "call_start: NULL argument");
@@ -35,19 +56,21 @@ call_start(pbp_channel *ch, uint32_t req_type, const void *req, uint64_t *id)
 	if (t == NULL)
 		return pbp__seterr(&ch->error, PBP_ETYPE, 0,
 		                   "call: no descriptor registered for message type %" PRIu32, req_type);
-	c = pbp__inbox_slot(ch);
-	if (c == NULL)
-		return ch->error.code;
-	if (ch->next_id == 0)
-		ch->next_id = 1; /* 0 means "no id" on the wire */
-	c->id = ch->next_id++;
-	rc = pbp__ch_send(ch, req_type, c->id, NULL, t->fields, req, 0);
-	if (rc != 0)
-		return rc; /* the slot stays free */
-	c->state = CALL_WAITING;
-	ch->nwaiting++;
-	*id = c->id;
-	return 0;
+	return call_send(ch, req_type, t, req, 0, id);
+}
+
+int
+pbp__channel_call_start_raw(pbp_channel *ch, uint32_t type, const void *payload, size_t len,
+                            uint64_t *id)
+{
+	int rc;
+
+	PBP__ENTER(ch, 0);
+	if (ch->flags & PBP_CHANNEL_DUPLEX)
+		rc = pbp__ch_fail(ch, PBP_EINVAL, "calls are not available on a duplex channel");
+	else
+		rc = call_send(ch, type, NULL, payload, len, id);
+	return CALL_LEAVE(ch, rc);
 }
 
 int

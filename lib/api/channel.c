@@ -490,6 +490,12 @@ send_done(pbp_channel *ch)
 }
 
 int
+pbp__channel_failed(const pbp_channel *ch)
+{
+	return ch->rx_err != 0 || ch->tx_err != 0;
+}
+
+int
 pbp__ch_send(pbp_channel *ch, uint32_t type, uint64_t id, const pbp__reply *r,
              const pb_msgdesc_t *fields, const void *msg, size_t size)
 {

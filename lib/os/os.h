@@ -115,6 +115,14 @@ int pbp__os_io_free(pbp__os_io *io, int close_handles);
 pbp_os_handle pbp__os_io_read_handle(const pbp__os_io *io);
 pbp_os_handle pbp__os_io_write_handle(const pbp__os_io *io);
 extern const pbp__io_ops pbp__os_io_ops;
+/* Waits until one of the n transports can make progress: ios[i] has input
+ * (or its end, or an error) to read, or, where want_write[i], room to
+ * write; or until timeout_ms passes (< 0: none).  NULL entries are
+ * skipped.  Drains their aux inputs meanwhile.  Sets ready[i] nonzero
+ * for each one ready, 0 for the others.  Returns how many are ready (0 at
+ * the timeout), or -errno (a system error number). */
+int pbp__os_io_wait_any(struct pbp__os_io *const *ios, const int *want_write, size_t n,
+                        int timeout_ms, int *ready);
 
 /* ---- an auxiliary input: a child's captured stderr ------------------------ */
 

@@ -336,3 +336,76 @@ fd_close_write_op(void *ctx)
 }
 
 const pbp__io_ops pbp__os_io_ops = { fd_xfer, fd_close_write_op };
+
+/* Most transports one wait_any watches: a pool's helpers. */
+#define WAIT_ANY_MAX 256
+
+int
+pbp__os_io_wait_any(pbp__os_io *const *ios, const int *want_write, size_t n, int timeout_ms,
+                    int *ready)
+{
+	struct pollfd pfd[3 * WAIT_ANY_MAX];
+	size_t owner[3 * WAIT_ANY_MAX];
+	int64_t deadline = timeout_ms < 0 ? -1 : pbp__now_ms() + timeout_ms;
+	nfds_t k = 0, j;
+	size_t i;
+	int nready;
+
+	if (n > WAIT_ANY_MAX)
+		return -EINVAL;
+	for (;;) {
+		int timeout = -1, rc;
+
+		k = 0;
+		for (i = 0; i < n; i++) {
+			int auxfd;
+
+			ready[i] = 0;
+			if (ios[i] == NULL)
+				continue;
+			pfd[k].fd = ios[i]->f.rfd;
+			pfd[k].events = POLLIN;
+			owner[k++] = i;
+			if (want_write[i]) {
+				pfd[k].fd = ios[i]->f.wfd;
+				pfd[k].events = POLLOUT;
+				owner[k++] = i;
+			}
+			auxfd = __atomic_load_n(&ios[i]->f.auxfd, __ATOMIC_ACQUIRE);
+			if (auxfd >= 0) {
+				pfd[k].fd = auxfd;
+				pfd[k].events = POLLIN | POLLPRI; /* marks an aux entry */
+				owner[k++] = i;
+			}
+		}
+		if (deadline >= 0) {
+			int64_t left = deadline - pbp__now_ms();
+
+			timeout = left <= 0 ? 0 : left > 1000000000 ? 1000000000 : (int)left;
+		}
+		rc = poll(pfd, k, timeout);
+		if (rc < 0 && errno != EINTR)
+			return -errno;
+		if (rc == 0 && timeout == 0)
+			return 0;
+		if (rc <= 0)
+			continue;
+		nready = 0;
+		for (j = 0; j < k; j++) {
+			pbp__fds *f = &ios[owner[j]]->f;
+
+			if (pfd[j].revents == 0)
+				continue;
+			if (pfd[j].events == (POLLIN | POLLPRI)) {
+				if (!f->aux_drain(f->aux_arg))
+					__atomic_store_n(&f->auxfd, -1, __ATOMIC_RELEASE);
+				continue;
+			}
+			if (!ready[owner[j]])
+				nready++;
+			ready[owner[j]] = 1;
+		}
+		if (nready > 0)
+			return nready;
+	}
+}

@@ -499,3 +499,60 @@ pbp__win_io_discard(pbp__os_io *io)
 			return s->ev;
 	}
 }
+
+/* ---- waiting for any of several transports ----------------------------------- */
+
+/* Ready to read: staged bytes, an end or error already seen, a read in
+ * flight that completed, or bytes in the pipe (PeekNamedPipe; its failure
+ * means the end or an error, which the next read reports). */
+static int
+read_ready(pbp__os_io *io)
+{
+	side *s = &io->r;
+	DWORD avail = 0;
+
+	if (s->len > s->off || s->end || s->err)
+		return 1;
+	if (s->pending)
+		return WaitForSingleObject(s->ev, 0) == WAIT_OBJECT_0;
+	return !PeekNamedPipe(s->h, NULL, 0, NULL, &avail, NULL) || avail > 0;
+}
+
+static int
+write_ready(pbp__os_io *io)
+{
+	side *s = &io->w;
+
+	return !s->pending || s->err || WaitForSingleObject(s->ev, 0) == WAIT_OBJECT_0;
+}
+
+/* Anonymous pipes have no readiness event to wait on while no read is in
+ * flight, so this looks at each transport every millisecond. */
+int
+pbp__os_io_wait_any(pbp__os_io *const *ios, const int *want_write, size_t n, int timeout_ms,
+                    int *ready)
+{
+	int64_t deadline = timeout_ms < 0 ? -1 : pbp__now_ms() + timeout_ms;
+	size_t i;
+
+	for (;;) {
+		int nready = 0;
+
+		for (i = 0; i < n; i++) {
+			ready[i] = 0;
+			if (ios[i] == NULL)
+				continue;
+			if (ios[i]->aux != NULL)
+				(void)pbp__win_aux_pump(ios[i]->aux);
+			if (read_ready(ios[i]) || (want_write[i] && write_ready(ios[i]))) {
+				ready[i] = 1;
+				nready++;
+			}
+		}
+		if (nready > 0)
+			return nready;
+		if (deadline >= 0 && pbp__now_ms() >= deadline)
+			return 0;
+		Sleep(1);
+	}
+}
