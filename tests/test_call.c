@@ -256,6 +256,42 @@ T(sync_returns_once_the_peer_processed_everything_before_it)
 	pbp_channel_free(b);
 }
 
+T(sync_in_two_steps_answers_once_the_peer_reads)
+{
+	pbp_channel *a, *b;
+	pbp_msginfo mi;
+
+	pbt_pair(&a, &b, NULL, NULL);
+	cr_assert_eq(pbp_channel_sync_finish(a, 0), PBP_EINVAL, "no barrier pending yet");
+	cr_assert_eq(pbp_channel_sync_start(a), 0, "%s", pbp_channel_errmsg(a));
+	cr_assert_eq(pbp_channel_sync_finish(a, 0), PBP_EAGAIN, "answered before b read");
+	/* b's receive answers the barrier (it holds nothing) and finds no message. */
+	cr_assert_eq(pbp_channel_set_timeout(b, PBP_TIMEOUT_RECV, 0), 0);
+	cr_assert_eq(pbp_channel_recv(b, &mi), PBP_EAGAIN);
+	cr_assert_eq(pbp_channel_sync_finish(a, 5000), 0, "%s", pbp_channel_errmsg(a));
+	cr_assert_eq(pbp_channel_sync_finish(a, 0), PBP_EINVAL, "the barrier is over");
+	/* An answered barrier is not "unanswered" at the end of the stream. */
+	cr_assert_eq(pbp_channel_close_write(b), 0);
+	cr_assert_eq(pbp_channel_set_timeout(a, PBP_TIMEOUT_RECV, 5000), 0);
+	cr_assert_eq(pbp_channel_recv(a, &mi), PBP_EOF, "%s", pbp_channel_errmsg(a));
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+}
+
+T(sync_started_and_unanswered_at_end_of_stream_is_unanswered)
+{
+	pbp_channel *a, *b;
+
+	pbt_pair(&a, &b, NULL, NULL);
+	cr_assert_eq(pbp_channel_sync_start(a), 0, "%s", pbp_channel_errmsg(a));
+	cr_assert_eq(pbp_channel_close_write(b), 0);
+	cr_assert_eq(pbp_channel_sync_finish(a, 5000), PBP_EUNANSWERED, "%s",
+	             pbp_channel_errmsg(a));
+	cr_assert(strstr(pbp_channel_errmsg(a), "barrier") != NULL, "%s", pbp_channel_errmsg(a));
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+}
+
 T(sync_deadline_when_the_peer_does_not_read)
 {
 	pbp_channel *a, *b;
