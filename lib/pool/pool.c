@@ -366,8 +366,11 @@ dispatch(pbp_pool *p)
 	}
 }
 
-/* Reads what slot s's helper sent: the reply to its call, a ping's answer,
- * one-way messages (dropped).  Handles its death. */
+/* Reads what slot s's helper sent: one-way messages (dropped; replies
+ * and a ping's answer met on the way are filed by the channel), a ping's
+ * answer, the reply to its call.  The call comes last, so that when its
+ * wait stops early (the reply is there) what follows stays in the pipe,
+ * and its fd readable.  Handles the helper's death. */
 static void
 pump(pbp_pool *p, pbp__slot *s)
 {
@@ -378,45 +381,36 @@ pump(pbp_pool *p, pbp__slot *s)
 		return;
 	if (pbp_channel_pending(s->ch) > 0)
 		ignore(pbp_channel_flush(s->ch));
-	for (;;) {
-		if (s->cur != NULL) {
-			pbp__pcall *c = s->cur;
-			const pbp_msgtype *t = find_type(p, c->resp_type);
-			void *resp = c->blocking != NULL ? c->blocking->resp : p->scratch;
-
-			if (t != NULL && resp == p->scratch)
-				memset(p->scratch, 0, t->size);
-			rc = pbp_channel_call_finish(s->ch, c->cid, c->resp_type, resp, 0);
-			if (rc == PBP_ELIMIT) {
-				/* Held one-way messages fill the inbox: drop them. */
-				while (pbp_channel_recv(s->ch, &mi) == 0)
-					p->st.dropped++;
-				continue;
-			}
-			if (rc == PBP_EAGAIN || (rc == PBP_EPROTO && !pbp__channel_failed(s->ch))) {
-				if (rc == PBP_EAGAIN)
-					break;
-				continue; /* a stray reply: skipped */
-			}
-			if (pbp__channel_failed(s->ch))
-				break;
-			s->cur = NULL;
-			p->ninflight--;
-			s->alive_at = pbp__now_ms();
-			end_call(p, c, rc, resp, pbp_channel_error(s->ch));
-		}
-		break;
-	}
-	if (s->ping && !pbp__channel_failed(s->ch)) {
-		rc = pbp_channel_sync_finish(s->ch, 0);
-		if (rc == 0) {
-			s->ping = 0;
-			s->alive_at = pbp__now_ms();
-			p->st.pings++;
-		}
-	}
-	while (!pbp__channel_failed(s->ch) && (rc = pbp_channel_recv(s->ch, &mi)) == 0)
+	while (!pbp__channel_failed(s->ch) && pbp_channel_recv(s->ch, &mi) == 0)
 		p->st.dropped++;
+	if (s->ping && !pbp__channel_failed(s->ch) && pbp_channel_sync_finish(s->ch, 0) == 0) {
+		s->ping = 0;
+		s->alive_at = pbp__now_ms();
+		p->st.pings++;
+	}
+	while (s->cur != NULL && !pbp__channel_failed(s->ch)) {
+		pbp__pcall *c = s->cur;
+		const pbp_msgtype *t = find_type(p, c->resp_type);
+		void *resp = c->blocking != NULL ? c->blocking->resp : p->scratch;
+
+		if (t != NULL && resp == p->scratch)
+			memset(p->scratch, 0, t->size);
+		rc = pbp_channel_call_finish(s->ch, c->cid, c->resp_type, resp, 0);
+		if (rc == PBP_ELIMIT) {
+			/* Held one-way messages fill the inbox: drop them. */
+			while (pbp_channel_recv(s->ch, &mi) == 0)
+				p->st.dropped++;
+			continue;
+		}
+		if (rc == PBP_EPROTO && !pbp__channel_failed(s->ch))
+			continue; /* a stray reply: skipped */
+		if (rc == PBP_EAGAIN || pbp__channel_failed(s->ch))
+			break;
+		s->cur = NULL;
+		p->ninflight--;
+		s->alive_at = pbp__now_ms();
+		end_call(p, c, rc, resp, pbp_channel_error(s->ch));
+	}
 	if (pbp__channel_failed(s->ch))
 		slot_died(p, s, 0, 0, pbp_channel_errmsg(s->ch));
 }
