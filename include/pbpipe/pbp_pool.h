@@ -86,9 +86,9 @@
  * dropped (counted in pbp_pool_stats.dropped).  Streams are not available
  * through a pool.  A pool is not thread-safe: use it from one thread at a
  * time.  Callbacks (done, on_event) run inside pool calls; they may start
- * new asynchronous calls (pbp_pool_call_async()) and read the pool's
- * state, but must not call pbp_pool_call(), pbp_pool_run() or
- * pbp_pool_free().
+ * new asynchronous calls (pbp_pool_call_async(); refused with PBP_EINVAL
+ * while pbp_pool_free() ends the calls) and read the pool's state, but
+ * must not call pbp_pool_call(), pbp_pool_run() or pbp_pool_free().
  */
 #ifndef PBPIPE_PBP_POOL_H
 #define PBPIPE_PBP_POOL_H

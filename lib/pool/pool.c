@@ -290,6 +290,7 @@ static int
 slot_spawn(pbp_pool *p, pbp__slot *s, pbp_error *err)
 {
 	pbp_spawn_options so = p->spawn;
+	pbp_peer_info peer;
 	int rc;
 
 	so.report = p->report;
@@ -297,6 +298,7 @@ slot_spawn(pbp_pool *p, pbp__slot *s, pbp_error *err)
 	if (rc != 0)
 		return rc;
 	s->ch = pbp_child_channel(s->child);
+	s->pingable = pbp_channel_peer(s->ch, &peer) == 0 && peer.minor >= 1;
 	s->state = SLOT_LIVE;
 	s->ping = 0;
 	s->alive_at = pbp__now_ms();
@@ -551,14 +553,12 @@ pbp_pool_start(pbp_pool **out, const pbp_pool_options *opts, pbp_error *err)
 	rc = pbp__pool_setup(p, opts);
 	for (i = 0; rc == 0 && i < p->size; i++) {
 		pbp__slot *s = &p->slots[i];
-		pbp_peer_info peer;
 
 		if ((rc = slot_spawn(p, s, &e)) != 0) {
 			pbp__seterr(&p->error, rc, e.sys_errno, "helper %zu of %zu (%.60s): %.160s",
 			            i, p->size, s->path, e.msg);
 			break;
 		}
-		s->pingable = pbp_channel_peer(s->ch, &peer) == 0 && peer.minor >= 1;
 	}
 	if (rc != 0) {
 		if (err != NULL)
@@ -582,6 +582,8 @@ submit(pbp_pool *p, uint32_t req_type, const void *req, uint32_t resp_type, int 
 
 	if (req == NULL)
 		return fail(p, PBP_EINVAL, "pool call: NULL request");
+	if (p->closing)
+		return fail(p, PBP_EINVAL, "pool call while the pool is being freed");
 	if (t == NULL)
 		return pbp__seterr(&p->error, PBP_ETYPE, 0, "pool call: no descriptor registered "
 		                   "for request type %" PRIu32, req_type);
@@ -721,6 +723,7 @@ pbp_pool_free(pbp_pool *p)
 
 	if (p == NULL)
 		return;
+	p->closing = 1; /* done callbacks below may not start calls */
 	while ((c = p->qhead) != NULL) {
 		queue_remove(p, c);
 		end_call_msg(p, c, PBP_ECANCELED, "the pool was freed before call %" PRIu64

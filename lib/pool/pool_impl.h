@@ -80,6 +80,7 @@ struct pbp_pool {
 	size_t nqueued, ninflight, nlive, ndown, rr;
 	uint64_t next_id, ncompleted;
 	int in_cb;
+	int closing;             /* in pbp_pool_free() */
 	void *scratch;           /* an asynchronous call's decoded reply */
 	pbp_report *report;
 	struct pbp__os_io **ios; /* pool_work()'s wait set */
