@@ -102,6 +102,15 @@ call(pbp_pool *p, int op, long arg, pbptest_Numbers *out, int timeout_ms)
 	return pbp_pool_call(p, pbptest_Type_NUMBERS, &rq, pbptest_Type_NUMBERS, out, timeout_ms);
 }
 
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int
 gone(pid_t pid)
 {
@@ -464,6 +473,25 @@ Test(pool, an_idle_helper_killed_is_noticed_and_restarted, .timeout = 60)
 	cr_assert_eq(ev_sig[0], SIGKILL);
 	cr_assert_eq(count_ev(PBP_POOL_STARTED), 1);
 	cr_assert_not_null(pbp_pool_child(p, 1));
+	pbp_pool_free(p);
+}
+
+/* pbp_pool_run() with a long timeout and no call returns at the death
+ * (an event), not at the end of its timeout. */
+Test(pool, run_returns_at_an_event_before_its_timeout, .timeout = 60)
+{
+	pbp_pool_options o = options(1);
+	pbp_pool *p = start(&o);
+	int64_t t0;
+	int i;
+
+	cr_assert_eq(pbp_child_kill(pbp_pool_child(p, 0), SIGKILL), 0);
+	t0 = now_ms();
+	for (i = 0; i < 2 && count_ev(PBP_POOL_STARTED) == 0; i++)
+		cr_assert_eq(pbp_pool_run(p, 20000), 0);
+	cr_assert_eq(count_ev(PBP_POOL_DIED), 1);
+	cr_assert_eq(count_ev(PBP_POOL_STARTED), 1);
+	cr_assert_lt(now_ms() - t0, 10000, "pbp_pool_run waited for its timeout");
 	pbp_pool_free(p);
 }
 

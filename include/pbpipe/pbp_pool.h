@@ -273,10 +273,13 @@ PBP_API PBP_WARN_UNUSED int pbp_pool_call_async(pbp_pool *p, uint32_t req_type,
                                                 void *payload, uint64_t *id);
 
 /**
- * Does the pool's work: waits up to timeout_ms (< 0: until something
- * happens; 0: not at all) for a reply, a death or a deadline, then handles
- * whatever is ready: replies (done callbacks), deaths and restarts that
- * are due, pings, deadlines, queued calls.
+ * Does the pool's work: handles whatever is ready (replies and their done
+ * callbacks, deaths, restarts that are due, pings, deadlines, queued
+ * calls) and returns once a call has ended or an event (on_event) has
+ * happened, or once timeout_ms has passed (0: one look, no wait).  With
+ * timeout_ms < 0 it waits for a call to end while calls are queued or in
+ * flight; with none, it does one round of work, waiting until a helper's
+ * fd is ready or the next timer (pbp_pool_next_timeout()) is due.
  * @return the number of calls that ended (>= 0); PBP_EINVAL when called
  *         from a callback.
  */

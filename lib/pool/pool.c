@@ -171,6 +171,7 @@ emit(pbp_pool *p, int kind, size_t slot, pbp_pid pid, unsigned int deaths, int r
 {
 	pbp_pool_event ev;
 
+	p->nevents++;
 	if (p->on_event == NULL)
 		return;
 	memset(&ev, 0, sizeof ev);
@@ -682,7 +683,7 @@ pbp_pool_call(pbp_pool *p, uint32_t req_type, const void *req, uint32_t resp_typ
 int
 pbp_pool_run(pbp_pool *p, int timeout_ms)
 {
-	uint64_t before;
+	uint64_t before, events;
 	int64_t deadline;
 	int rc;
 
@@ -691,13 +692,16 @@ pbp_pool_run(pbp_pool *p, int timeout_ms)
 	if (p->in_cb)
 		return fail(p, PBP_EINVAL, "pool_run from a pool callback");
 	before = p->ncompleted;
+	events = p->nevents;
 	deadline = pbp__deadline(timeout_ms);
+	/* Until a call ends or an event (a death, a restart...) happens. */
 	do {
 		int left = deadline < 0 ? -1 : (int)(deadline - pbp__now_ms());
 
 		if ((rc = pool_work(p, left < 0 && deadline >= 0 ? 0 : left)) != 0)
 			return rc;
-	} while (p->ncompleted == before && (deadline < 0 || pbp__now_ms() < deadline) &&
+	} while (p->ncompleted == before && p->nevents == events &&
+	         (deadline < 0 || pbp__now_ms() < deadline) &&
 	         (p->nqueued + p->ninflight > 0 || deadline >= 0));
 	return (int)(p->ncompleted - before);
 }

@@ -79,6 +79,7 @@ struct pbp_pool {
 	pbp__pcall *qhead, *qtail;
 	size_t nqueued, ninflight, nlive, ndown, rr;
 	uint64_t next_id, ncompleted;
+	uint64_t nevents;       /* events so far (emitted or not): pbp_pool_run() returns */
 	int in_cb;
 	int closing;             /* in pbp_pool_free() */
 	void *scratch;           /* an asynchronous call's decoded reply */
