@@ -49,7 +49,7 @@ extern char **environ;
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static uint64_t
+uint64_t
 now_ns(void)
 {
 	struct timespec ts;
@@ -70,12 +70,7 @@ pattern_fill(uint8_t *p, size_t n)
 
 /* ---- samples ----------------------------------------------------------- */
 
-typedef struct samples {
-	double *v;
-	size_t n, cap;
-} samples;
-
-static void
+void
 samples_add(samples *s, double x)
 {
 	if (s->n == s->cap) {
@@ -100,7 +95,7 @@ cmp_double(const void *a, const void *b)
 
 /* The median of all samples; sorts them.  Frees them too: every set is
  * summarised exactly once. */
-static double
+double
 samples_median(samples *s)
 {
 	double m;
@@ -120,13 +115,6 @@ samples_median(samples *s)
  * pin_bench()). */
 static int child_cpu = -1;
 
-/* argv for a child: 3 + 2 * 10 options + 2 handles + NULL. */
-typedef struct argv_buf {
-	const char *v[32];
-	char num[12][24];
-	int n, nn;
-} argv_buf;
-
 static void
 argv_num(argv_buf *a, const char *key, long long v)
 {
@@ -135,8 +123,7 @@ argv_num(argv_buf *a, const char *key, long long v)
 	a->v[a->n++] = a->num[a->nn++];
 }
 
-/* Builds "pbpipe-bench --serve KIND --mode ... ..." (without the handles). */
-static void
+void
 argv_build(argv_buf *a, const char *kind, const child_cfg *c)
 {
 	memset(a, 0, sizeof *a);
@@ -156,16 +143,6 @@ argv_build(argv_buf *a, const char *kind, const child_cfg *c)
 }
 
 /* ---- the parent's side of a child -------------------------------------- */
-
-/* One child, pbpipe or raw, with the state of its stream. */
-typedef struct peer {
-	int raw;
-	pbp_child *c;     /* pbpipe */
-	pbp_channel *ch;
-	pid_t pid;        /* raw */
-	int rfd, wfd;
-	uint64_t batch;   /* sink: batches sent so far */
-} peer;
 
 /* Dies with the channel's error and what became of the child. */
 static void pb_die(peer *p, const char *what) __attribute__((noreturn));
@@ -330,7 +307,7 @@ raw_close(peer *p)
 /* Channel flags every pbpipe channel gets on both sides (--sigpipe-handled). */
 static uint64_t all_flags;
 
-static void
+void
 peer_open(peer *p, int raw, const child_cfg *c)
 {
 	child_cfg cc = *c;
@@ -342,7 +319,7 @@ peer_open(peer *p, int raw, const child_cfg *c)
 		pb_open(p, &cc);
 }
 
-static void
+void
 peer_close(peer *p)
 {
 	if (p->raw)
@@ -510,26 +487,9 @@ stream_round(peer *p, payload *pl, uint64_t count)
 
 /* ---- options and output ------------------------------------------------ */
 
-enum { B_RTT, B_STREAM, B_SPAWN, B_LOWLAT, B_PIPESIZE, B_LARGE_MSG, B_LARGE_STREAM, B_COUNT };
 static const char *const bench_names[B_COUNT] = {
-	"rtt", "stream", "spawn", "lowlat", "pipesize", "large_msg", "large_stream",
+	"rtt", "stream", "spawn", "lowlat", "pipesize", "large_msg", "large_stream", "pool",
 };
-
-typedef struct options {
-	int only[B_COUNT];  /* 1 for each selected bench */
-	size_t *sizes;      /* --sizes, or NULL for each bench's defaults */
-	size_t nsizes;
-	uint64_t count;     /* --count, or 0 for each bench's defaults */
-	int rounds;
-	int spin_us;
-	int json;
-	int quick;
-	int pin;            /* PIN_* */
-	size_t large_size;  /* --large-size, or 0 for the default */
-	size_t large_stream_size; /* --large-stream-size, or 0 for the default */
-	int large_settle_ms; /* --large-settle-ms */
-	int nout;           /* results printed so far */
-} options;
 
 /* ---- where the processes run ------------------------------------------- */
 
@@ -603,7 +563,7 @@ fmt(char *buf, size_t n, double v)
 	return buf;
 }
 
-static void
+void
 emit(options *o, const char *bench, uint64_t size, const char *unit, double pb,
      double raw, const char *extra)
 {
@@ -1242,11 +1202,12 @@ usage(FILE *f)
 	        "usage: pbpipe-bench [options]\n"
 	        "  Measures pbpipe against raw pipes between this process and a child.\n"
 	        "  --only NAME[,NAME]  benches to run: rtt, stream, spawn, lowlat, pipesize,\n"
-	        "                      large_msg, large_stream (default: all)\n"
+	        "                      large_msg, large_stream, pool (default: all)\n"
 	        "  --sizes LIST        comma-separated sizes in bytes for the selected benches\n"
 	        "                      (payloads; pipe sizes for pipesize); each at least %d\n"
 	        "  --count N           per round: round trips (rtt, lowlat), frames (stream,\n"
-	        "                      pipesize) or spawns (spawn)\n"
+	        "                      pipesize), spawns (spawn), calls (pool_calls,\n"
+	        "                      pool_chaos) or restarts (pool_restart)\n"
 	        "  --rounds N          rounds of each side, alternating (default 5)\n"
 	        "  --spin-us N         spin_us of bench=lowlat (default 100)\n"
 	        "  --pin MODE          where parent and child run: same (one CPU), split\n"
@@ -1301,7 +1262,7 @@ parse_only(options *o, const char *s)
 			;
 		if (i == B_COUNT)
 			die("--only: unknown bench '%s' (rtt, stream, spawn, lowlat, pipesize, "
-			    "large_msg, large_stream)", tok);
+			    "large_msg, large_stream, pool)", tok);
 		o->only[i] = 1;
 	}
 	free(copy);
@@ -1396,7 +1357,7 @@ main(int argc, char **argv)
 {
 	static void (*const benches[B_COUNT])(options *) = {
 		bench_rtt, bench_stream, bench_spawn, bench_lowlat, bench_pipesize, bench_large_msg,
-		bench_large_stream,
+		bench_large_stream, bench_pool,
 	};
 	options o;
 	ssize_t n;

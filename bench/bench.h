@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <string.h>
 
 #include <pbpipe/pbpipe.h>
@@ -18,13 +19,13 @@
 extern char self_exe[4096]; /* this program, for re-executing it */
 extern const char *role;    /* prefix of error messages */
 
-enum { MODE_ECHO = 0, MODE_SINK = 1, MODE_LARGE = 2 };
+enum { MODE_ECHO = 0, MODE_SINK = 1, MODE_LARGE = 2, MODE_POOL = 3 };
 
 /* A child's configuration, passed on its command line as --key value
  * pairs (see argv_build() in bench.c), so that the raw child and the
  * pbpipe child get the same one. */
 typedef struct child_cfg {
-	int mode;           /* MODE_ECHO or MODE_SINK */
+	int mode;           /* MODE_* */
 	uint64_t size;      /* frame size (raw echo, both sinks) */
 	uint64_t count;     /* sink: frames per batch */
 	uint64_t report;    /* echo: send our CPU time every this many echoes
@@ -57,6 +58,73 @@ pbp_channel_options channel_options(const child_cfg *c);
 int serve(int argc, char **argv);
 /* Dies with the channel's error message, unless rc is 0. */
 void pb_check(pbp_channel *ch, int rc, const char *what);
+
+/* ---- bench.c: what the benches in other files share ------------------------ */
+
+/* The benches, in the order they run (--only names them). */
+enum { B_RTT, B_STREAM, B_SPAWN, B_LOWLAT, B_PIPESIZE, B_LARGE_MSG, B_LARGE_STREAM, B_POOL,
+       B_COUNT };
+
+typedef struct options {
+	int only[B_COUNT];  /* 1 for each selected bench */
+	size_t *sizes;      /* --sizes, or NULL for each bench's defaults */
+	size_t nsizes;
+	uint64_t count;     /* --count, or 0 for each bench's defaults */
+	int rounds;
+	int spin_us;
+	int json;
+	int quick;
+	int pin;            /* PIN_* */
+	size_t large_size;  /* --large-size, or 0 for the default */
+	size_t large_stream_size; /* --large-stream-size, or 0 for the default */
+	int large_settle_ms; /* --large-settle-ms */
+	int nout;           /* results printed so far */
+} options;
+
+/* Prints one result line: bench=... size=... unit=... pbpipe=... raw=...
+ * ratio=pbpipe/raw, then extra ("key=value ..."; may be NULL). */
+void emit(options *o, const char *bench, uint64_t size, const char *unit, double pb,
+          double raw, const char *extra);
+uint64_t now_ns(void); /* CLOCK_MONOTONIC */
+
+typedef struct samples {
+	double *v;
+	size_t n, cap;
+} samples;
+void samples_add(samples *s, double x);
+/* The median of all samples; frees them. */
+double samples_median(samples *s);
+
+/* argv for a child: 3 + 2 * 10 options + 2 handles + NULL. */
+typedef struct argv_buf {
+	const char *v[32];
+	char num[12][24];
+	int n, nn;
+} argv_buf;
+/* Builds "pbpipe-bench --serve KIND --mode ... ..." (without the handles). */
+void argv_build(argv_buf *a, const char *kind, const child_cfg *c);
+
+/* One child, pbpipe or raw, with the state of its stream. */
+typedef struct peer {
+	int raw;
+	pbp_child *c;     /* pbpipe */
+	pbp_channel *ch;
+	pid_t pid;        /* raw */
+	int rfd, wfd;
+	uint64_t batch;   /* sink: batches sent so far */
+} peer;
+/* Spawns a child (raw: pipes and posix_spawn; pbpipe: pbp_child_spawn
+ * and the handshake); peer_close() ends its stream and reaps it, and dies
+ * unless it exited with status 0. */
+void peer_open(peer *p, int raw, const child_cfg *c);
+void peer_close(peer *p);
+
+/* ---- pool.c: bench=pool ------------------------------------------------------ */
+
+void bench_pool(options *o);
+/* The pool helper (MODE_POOL): answers Call requests with pbp_channel_serve()
+ * until end of stream or Goodbye. */
+int pool_serve_pbpipe(pbp_channel *ch);
 
 /* ---- large.c: large messages, and the memory they cost ---------------------- */
 

@@ -32,6 +32,7 @@ static const pbp_msgtype types[] = {
 	PBP_MSGTYPE(bench_Type_ACK, bench_Ack),
 	PBP_MSGTYPE(bench_Type_CPU, bench_Cpu),
 	PBP_MSGTYPE(bench_Type_BLOB, bench_Blob),
+	PBP_MSGTYPE(bench_Type_CALL, bench_Call),
 };
 
 /* ---- helpers for both sides ------------------------------------------------ */
@@ -276,6 +277,12 @@ serve_pbpipe(int argc, char **argv, const child_cfg *c)
 	if (pbp_channel_from_argv(&ch, argc, argv, &o, &err) != 0)
 		die("%s", err.msg);
 	pb_check(ch, pbp_channel_handshake(ch), "handshake");
+	if (c->mode == MODE_POOL) {
+		/* 0 at end of stream or Goodbye: the pool ends helpers with one. */
+		pb_check(ch, pool_serve_pbpipe(ch), "serve");
+		pbp_channel_free(ch);
+		return 0;
+	}
 	rc = c->mode == MODE_SINK ? pb_serve_sink(ch, c)
 	     : c->mode == MODE_LARGE ? large_serve_pbpipe(ch) : pb_serve_echo(ch, c);
 	if (rc != PBP_EOF)
