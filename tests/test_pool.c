@@ -340,6 +340,55 @@ Test(pool, an_idempotent_call_is_retried_on_another_helper, .timeout = 60)
 	pbp_pool_free(p);
 }
 
+#ifdef __linux__
+/* Linux tells how much of a pipe is unread: a request still in the pipe
+ * when its helper died never ran, so it is sent again, although its type
+ * is not idempotent, and that was no attempt (max_attempts 1). */
+static void
+done_keep(pbp_pool *p, uint64_t id, int rc, const void *resp, const pbp_error *err,
+          void *payload)
+{
+	(void)p;
+	(void)id;
+	(void)err;
+	*(int *)payload = rc;
+	if (rc == 0)
+		cr_assert_eq(((const pbptest_Numbers *)resp)->i64, 8);
+}
+
+Test(pool, a_request_its_dead_helper_never_read_is_sent_again, .timeout = 60)
+{
+	pbp_pool_options o = options(1);
+	pbptest_Numbers rq = pbptest_Numbers_init_zero;
+	pbp_pool_stats st;
+	pbp_pool *p;
+	pid_t pid;
+	int rc = 1, i;
+
+	o.ping_interval_ms = -1;
+	o.max_attempts = 1;
+	p = start(&o);
+	pid = (pid_t)pbp_child_pid(pbp_pool_child(p, 0));
+	cr_assert_eq(kill(pid, SIGSTOP), 0); /* ours: the pool has not reaped it */
+	rq.i32 = POOL_OP_ECHO;
+	rq.i64 = 7;
+	cr_assert_eq(pbp_pool_call_async(p, pbptest_Type_NUMBERS, &rq, pbptest_Type_NUMBERS, -1,
+	                                 done_keep, &rc, NULL), 0);
+	cr_assert_eq(pbp_pool_run(p, 100), 0); /* sent; the stopped helper reads nothing */
+	cr_assert_eq(rc, 1);
+	cr_assert_eq(pbp_child_kill(pbp_pool_child(p, 0), SIGKILL), 0);
+	for (i = 0; i < 100 && rc == 1; i++)
+		cr_assert_geq(pbp_pool_run(p, 100), 0);
+	cr_assert_eq(rc, 0, "the unread call ended with %d: %s", rc, pbp_pool_error(p)->msg);
+	cr_assert_eq(pbp_pool_stats_get(p, &st), 0);
+	cr_assert_eq(st.retries, 1);
+	cr_assert_eq(st.calls_lost, 0);
+	cr_assert_eq(count_ev(PBP_POOL_DIED), 1);
+	cr_assert_neq((pid_t)pbp_child_pid(pbp_pool_child(p, 0)), pid);
+	pbp_pool_free(p);
+}
+#endif
+
 Test(pool, retries_stop_after_max_attempts, .timeout = 60)
 {
 	pbp_pool_options o = options(2);

@@ -44,8 +44,12 @@
  *                 payloads, as on a channel.
  * A call whose request type is declared idempotent and whose helper dies
  * under it goes back to the head of the queue and runs on the next idle
- * helper, up to max_attempts helpers in all.  A call is never retried
- * after its deadline, nor after an application error.
+ * helper, up to max_attempts helpers in all.  A call whose request the
+ * dead helper had certainly not read whole goes back to the head of the
+ * queue whatever its type, and that does not count as an attempt: the
+ * request could not be written whole, or (Linux) some of it was still
+ * unread in the pipe when the helper died.  A call is never retried after
+ * its deadline, nor after an application error.
  *
  * Restarts.  A helper is dead when its channel ends or fails in any way
  * (end of stream, Goodbye, a malformed frame, a failed write), when it
@@ -191,7 +195,8 @@ typedef struct pbp_pool_options {
 	                                when its helper dies under it */
 	size_t nidempotent;
 	unsigned int max_attempts; /**< helpers an idempotent call is tried on,
-	                                in all; default 3 */
+	                                in all (helpers that never read it
+	                                not counted); default 3 */
 	size_t max_queued;         /**< calls waiting for a helper; default
 	                                PBP_POOL_QUEUE_DEFAULT, at most
 	                                PBP_POOL_QUEUE_MAX; then PBP_ELIMIT */

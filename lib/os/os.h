@@ -115,6 +115,12 @@ int pbp__os_io_free(pbp__os_io *io, int close_handles);
 pbp_os_handle pbp__os_io_read_handle(const pbp__os_io *io);
 pbp_os_handle pbp__os_io_write_handle(const pbp__os_io *io);
 extern const pbp__io_ops pbp__os_io_ops;
+/* Bytes written to the transport that its reader has not read yet (still
+ * in the pipe), also after the reader is gone: whether a peer that died
+ * had read a whole request.  0 and *n, or PBP_ENOTSUP where the platform
+ * cannot tell (only Linux pipes can: elsewhere the count on a pipe's
+ * write end is of the other direction, or not available). */
+int pbp__os_io_unread(const pbp__os_io *io, size_t *n);
 /* Waits until one of the n transports can make progress: ios[i] has input
  * (or its end, or an error) to read, or, where want_write[i], room to
  * write; or until timeout_ms passes (< 0: none).  NULL entries are

@@ -198,7 +198,10 @@ orphan_call(pbp_pool *p, pbp__slot *s, int unsent, const char *why)
 	if (c == NULL)
 		return;
 	p->ninflight--;
-	/* A request that never went out completely cannot have run. */
+	/* A request the helper never read completely cannot have run: it is
+	 * sent again whatever its type, and that was no attempt. */
+	if (unsent)
+		c->attempts--;
 	if ((unsent || c->idempotent) && c->attempts < p->max_attempts) {
 		p->st.retries++;
 		queue_push(p, c, 1);
@@ -243,8 +246,25 @@ schedule_restart(pbp_pool *p, pbp__slot *s, int64_t now, unsigned int *deaths)
 	return backoff(p, k);
 }
 
+/* Whether slot s's helper, now dead, had not read all of its call's
+ * request: part of it was still in the channel's buffer, or (Linux) in
+ * the pipe.  The request is the last thing written to a helper, so one
+ * unread byte means it was never read whole. */
+static int
+request_unread(pbp__slot *s)
+{
+	size_t n = 0;
+
+	if (s->cur == NULL)
+		return 0;
+	if (pbp_channel_pending(s->ch) > 0)
+		return 1;
+	return pbp__os_io_unread(pbp__channel_os_io(s->ch), &n) == 0 && n > 0;
+}
+
 /* Slot s's helper is dead (hung: it is killed first): reaps it, tells the
- * application with its death report, and schedules the restart. */
+ * application with its death report, and schedules the restart.  unsent:
+ * its call's request is known not to have gone out whole. */
 static void
 slot_died(pbp_pool *p, pbp__slot *s, int hung, int unsent, const char *why)
 {
@@ -257,6 +277,7 @@ slot_died(pbp_pool *p, pbp__slot *s, int hung, int unsent, const char *why)
 		ignore(pbp_child_kill(s->child, pbp__os_sigkill()));
 		p->st.hung++;
 	}
+	unsent = unsent || request_unread(s);
 	/* A helper whose pipes closed is exiting: give it a moment, so the
 	 * report says how it ended, then make sure. */
 	if (pbp_child_wait(s->child, hung ? PBP__REAP_MS : PBP__EXIT_MS, NULL) == PBP_ETIMEDOUT) {

@@ -10,6 +10,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/ioctl.h>
+#endif
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -108,6 +111,26 @@ pbp_os_handle
 pbp__os_io_write_handle(const pbp__os_io *io)
 {
 	return io->f.wfd;
+}
+
+int
+pbp__os_io_unread(const pbp__os_io *io, size_t *n)
+{
+#ifdef __linux__
+	struct stat st;
+	int v;
+
+	/* On a socket FIONREAD counts what there is to read: pipes only. */
+	if (io->f.rfd == io->f.wfd || fstat(io->f.wfd, &st) != 0 || !S_ISFIFO(st.st_mode) ||
+	    ioctl(io->f.wfd, FIONREAD, &v) != 0 || v < 0)
+		return PBP_ENOTSUP;
+	*n = (size_t)v;
+	return 0;
+#else
+	(void)io;
+	(void)n;
+	return PBP_ENOTSUP;
+#endif
 }
 
 void

@@ -463,6 +463,16 @@ pbp__os_io_write_handle(const pbp__os_io *io)
 	return io->w.h;
 }
 
+/* A pipe's write handle cannot be peeked (PeekNamedPipe needs read
+ * access). */
+int
+pbp__os_io_unread(const pbp__os_io *io, size_t *n)
+{
+	(void)io;
+	(void)n;
+	return PBP_ENOTSUP;
+}
+
 void
 pbp__os_io_set_aux(pbp__os_io *io, pbp__os_aux *a)
 {
