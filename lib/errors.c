@@ -55,3 +55,20 @@ pbp__seterr(pbp_error *err, int code, int sys_errno, const char *fmt, ...)
 	va_end(ap);
 	return code;
 }
+
+int
+pbp__seterr_str(pbp_error *err, int code, const char *msg)
+{
+	size_t n = strlen(msg);
+
+	if (err == NULL)
+		return code;
+	err->code = code;
+	err->sys_errno = 0;
+	err->remote_code = 0;
+	if (n >= sizeof err->msg)
+		n = sizeof err->msg - 1;
+	memcpy(err->msg, msg, n);
+	err->msg[n] = '\0';
+	return code;
+}

@@ -37,6 +37,9 @@
  * `return pbp__seterr(...)`.  Never allocates. */
 int pbp__seterr(pbp_error *err, int code, int sys_errno, const char *fmt, ...)
 	PBP__PRINTF(4, 5);
+/* The same with a message that needs no formatting: a copy, for paths
+ * that fail often (a non-blocking receive with nothing there). */
+int pbp__seterr_str(pbp_error *err, int code, const char *msg);
 
 /* ---- frame.c: the pure codec ------------------------------------------- */
 

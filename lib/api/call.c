@@ -97,7 +97,7 @@ wait_for(pbp_channel *ch, int timeout_ms, int (*done)(pbp_channel *, uint64_t), 
 	/* Coalesced output (the request itself, maybe) must go out first. */
 	if (pbp_channel_pending(ch) > 0 && (rc = pbp__ch_flush(ch, deadline)) != 0) {
 		if (rc == PBP_ETIMEDOUT && timeout_ms == 0)
-			return pbp__seterr(&ch->error, PBP_EAGAIN, 0, "the request is still queued");
+			return pbp__seterr_str(&ch->error, PBP_EAGAIN, "the request is still queued");
 		return rc;
 	}
 	while (!done(ch, arg)) {
@@ -111,7 +111,7 @@ wait_for(pbp_channel *ch, int timeout_ms, int (*done)(pbp_channel *, uint64_t), 
 		if (rc == PBP__PROGRESS || rc == 0)
 			continue;
 		if (rc == PBP_ETIMEDOUT && timeout_ms == 0)
-			return pbp__seterr(&ch->error, PBP_EAGAIN, 0, "no answer yet");
+			return pbp__seterr_str(&ch->error, PBP_EAGAIN, "no answer yet");
 		if (rc == PBP_ETIMEDOUT) {
 			rc = pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0, "no answer within %d ms",
 			                 timeout_ms);

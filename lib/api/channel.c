@@ -620,6 +620,8 @@ next_held(pbp_channel *ch)
 static int
 recv_timed_out(pbp_channel *ch)
 {
+	if (ch->timeout[PBP_TIMEOUT_RECV] == 0 && pbp__reader_pending(&ch->rd) == 0)
+		return pbp__seterr_str(&ch->error, PBP_EAGAIN, "no whole message yet (0 bytes buffered)");
 	if (ch->timeout[PBP_TIMEOUT_RECV] == 0)
 		return pbp__seterr(&ch->error, PBP_EAGAIN, 0, "no whole message yet (%zu bytes buffered)",
 		                   pbp__reader_pending(&ch->rd));

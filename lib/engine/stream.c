@@ -467,6 +467,9 @@ pbp__ch_read_frame(pbp_channel *ch, pbp__frame *f, int64_t deadline)
 		}
 		return pbp__frame_decode(body, len, f, &ch->error);
 	}
+	if (rc == PBP_ETIMEDOUT && pbp__reader_pending(&ch->rd) == 0)
+		return pbp__seterr_str(&ch->error, PBP_ETIMEDOUT,
+		                       "receive deadline passed (0 bytes of a frame buffered)");
 	if (rc == PBP_ETIMEDOUT)
 		return pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
 		                   "receive deadline passed (%zu bytes of a frame buffered)",

@@ -74,6 +74,8 @@ queue_push(pbp_pool *p, pbp__pcall *c, int front)
 		p->qtail = c;
 	}
 	p->nqueued++;
+	if (c->deadline >= 0 && (p->q_deadline < 0 || c->deadline < p->q_deadline))
+		p->q_deadline = c->deadline;
 }
 
 static void
@@ -88,6 +90,8 @@ queue_remove(pbp_pool *p, pbp__pcall *c)
 		if (p->qtail == c)
 			p->qtail = prev;
 		p->nqueued--;
+		if (c->deadline >= 0 && c->deadline == p->q_deadline)
+			p->q_deadline_stale = 1;
 		c->next = NULL;
 		return;
 	}
@@ -449,18 +453,27 @@ timers(pbp_pool *p, int act)
 	size_t i;
 
 #define DUE(t) do { if (next < 0 || (t) < next) next = (t); } while (0)
-	for (c = p->qhead; c != NULL; c = nx) {
-		nx = c->next;
-		if (c->deadline < 0)
-			continue;
-		if (act && c->deadline <= now) {
-			queue_remove(p, c);
-			end_call_msg(p, c, PBP_ETIMEDOUT, "no helper answered call %" PRIu64
-			             " within %d ms (it waited in the queue)", c->id, c->timeout_ms);
-		} else {
-			DUE(c->deadline);
+	/* The queue's earliest deadline is kept (q_deadline): its calls are
+	 * looked at only when that one is due or has left the queue. */
+	if (p->q_deadline_stale || (act && p->q_deadline >= 0 && p->q_deadline <= now)) {
+		p->q_deadline = -1;
+		for (c = p->qhead; c != NULL; c = nx) {
+			nx = c->next;
+			if (c->deadline < 0)
+				continue;
+			if (act && c->deadline <= now) {
+				queue_remove(p, c);
+				end_call_msg(p, c, PBP_ETIMEDOUT, "no helper answered call %" PRIu64
+				             " within %d ms (it waited in the queue)", c->id,
+				             c->timeout_ms);
+			} else if (p->q_deadline < 0 || c->deadline < p->q_deadline) {
+				p->q_deadline = c->deadline;
+			}
 		}
+		p->q_deadline_stale = 0;
 	}
+	if (p->q_deadline >= 0)
+		DUE(p->q_deadline);
 	for (i = 0; i < p->size; i++) {
 		pbp__slot *s = &p->slots[i];
 

@@ -78,6 +78,8 @@ struct pbp_pool {
 	void *event_payload;
 	pbp__pcall *qhead, *qtail;
 	size_t nqueued, ninflight, nlive, ndown, rr;
+	int64_t q_deadline;     /* the earliest deadline of a queued call, or -1 */
+	int q_deadline_stale;   /* a call with that deadline left the queue */
 	uint64_t next_id, ncompleted;
 	uint64_t nevents;       /* events so far (emitted or not): pbp_pool_run() returns */
 	int in_cb;

@@ -70,6 +70,7 @@ pbp__pool_setup(pbp_pool *p, const pbp_pool_options *o)
 	p->ping_interval_ms = o->ping_interval_ms ? o->ping_interval_ms : 1000;
 	p->ping_timeout_ms = o->ping_timeout_ms ? o->ping_timeout_ms : 1000;
 	p->max_attempts = o->max_attempts ? o->max_attempts : 3;
+	p->q_deadline = -1; /* no queued call */
 	p->max_queued = o->max_queued ? o->max_queued : PBP_POOL_QUEUE_DEFAULT;
 	p->close_grace_ms = o->close_grace_ms ? o->close_grace_ms : 2000;
 	p->on_event = o->on_event;
