@@ -410,3 +410,84 @@ T(duplex_one_sending_and_one_receiving_thread)
 	pbp_channel_free(a);
 	pbp_channel_free(b);
 }
+
+/* ---- the barrier in two steps: more -------------------------------------------- */
+
+T(sync_finish_times_out_leaving_the_barrier_pending_and_a_new_start_replaces_it)
+{
+	struct counter c;
+	pbp_channel *a, *b;
+	pthread_t t;
+	int64_t end;
+	int i, rc;
+
+	pbt_pair(&a, &b, NULL, NULL);
+	atomic_store(&received, 0);
+	for (i = 0; i < 100; i++)
+		cr_assert_eq(pbp_channel_send_raw(a, 7, 0, "x", 1), 0);
+	cr_assert_eq(pbp_channel_sync_start(a), 0, "%s", pbp_channel_errmsg(a));
+	cr_assert_eq(pbp_channel_sync_finish(a, 50), PBP_ETIMEDOUT, "nobody reads b");
+	cr_assert_eq(pbp_channel_sync_finish(a, 0), PBP_EAGAIN, "it stays pending");
+	c = (struct counter){ b, 0 };
+	t = pbt_spawn_thread(count_thread, &c);
+	end = pbp__now_ms() + 5000;
+	while ((rc = pbp_channel_sync_finish(a, 0)) == PBP_EAGAIN) {
+		cr_assert_lt(pbp__now_ms(), end, "no answer within 5 s");
+		usleep(1000);
+	}
+	cr_assert_eq(rc, 0, "%s", pbp_channel_errmsg(a));
+	cr_assert_eq(atomic_load(&received), 100, "answered once b processed all before it");
+	cr_assert_eq(pbp_channel_sync_finish(a, 0), PBP_EINVAL, "the barrier is over");
+	/* A second start gives the first up; finish waits for the second. */
+	cr_assert_eq(pbp_channel_sync_start(a), 0);
+	cr_assert_eq(pbp_channel_sync_start(a), 0);
+	cr_assert_eq(pbp_channel_sync_finish(a, 5000), 0, "%s", pbp_channel_errmsg(a));
+	cr_assert_eq(pbp_channel_sync_finish(a, 0), PBP_EINVAL, "both are over");
+	cr_assert_eq(pbp_channel_close_write(a), 0);
+	pbt_join(t);
+	cr_assert_eq(c.rc, PBP_EOF);
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+}
+
+T(sync_without_a_barrier_on_null_or_in_duplex_is_einval)
+{
+	pbp_channel_options o = pbt_options();
+	pbp_channel *a, *b;
+
+	pbt_pair(&a, &b, NULL, NULL);
+	cr_assert_eq(pbp_channel_sync_finish(a, 100), PBP_EINVAL, "with a timeout too");
+	cr_assert_neq(pbp_channel_errmsg(a)[0], '\0', "with a message");
+	cr_assert_eq(pbp_channel_sync_start(NULL), PBP_EINVAL);
+	cr_assert_eq(pbp_channel_sync_finish(NULL, 0), PBP_EINVAL);
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+	o.flags = PBP_CHANNEL_DUPLEX;
+	pbt_pair(&a, &b, &o, NULL);
+	cr_assert_eq(pbp_channel_sync_start(a), PBP_EINVAL);
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+}
+
+T(an_unanswered_barrier_at_end_of_stream_is_sticky_and_met_by_recv_too)
+{
+	pbp_channel *a, *b;
+	pbp_msginfo mi;
+
+	pbt_pair(&a, &b, NULL, NULL);
+	cr_assert_eq(pbp_channel_sync_start(a), 0);
+	cr_assert_eq(pbp_channel_close_write(b), 0);
+	cr_assert_eq(pbp_channel_sync_finish(a, 5000), PBP_EUNANSWERED, "%s",
+	             pbp_channel_errmsg(a));
+	cr_assert_eq(pbp_channel_recv(a, &mi), PBP_EUNANSWERED, "sticky for receiving");
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+	/* Receiving, with the barrier started and not finished. */
+	pbt_pair(&a, &b, NULL, NULL);
+	cr_assert_eq(pbp_channel_sync_start(a), 0);
+	cr_assert_eq(pbp_channel_close_write(b), 0);
+	cr_assert_eq(pbp_channel_set_timeout(a, PBP_TIMEOUT_RECV, 5000), 0);
+	cr_assert_eq(pbp_channel_recv(a, &mi), PBP_EUNANSWERED, "%s", pbp_channel_errmsg(a));
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+}
