@@ -796,3 +796,94 @@ T(slots_cycle_through_helpers_and_a_restart_keeps_its_program)
 	pbp_pool_free(p);
 	no_children();
 }
+
+/* Helpers that died before the pool looked: a call made then is not
+ * lost (its request never reached them), and done does not run inside
+ * pbp_pool_call_async(). */
+T(calls_made_before_the_pool_noticed_its_helpers_died_wait_for_the_restarts)
+{
+	pbp_pool_options o = opts(3, NULL); /* default max_attempts; not idempotent */
+	pbp_pool *p = up(&o);
+	struct res d;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < 3; i++)
+		SIG(p, i, SIGKILL);
+	usleep(200000); /* the helpers are gone; the pool has not looked yet */
+	rc = op(p, POOL_OP_ECHO, 1, NULL, pbt_scale(10000));
+	cr_assert_eq(rc, 0, "blocking: rc %d: %s", rc, pbp_pool_error(p)->msg);
+	cr_assert_eq(st(p).calls_lost, 0);
+	UNTIL(p, st(p).live == 3, pbt_scale(10000));
+	for (i = 0; i < 3; i++)
+		SIG(p, i, SIGKILL);
+	usleep(200000);
+	rc = go(p, POOL_OP_ECHO, 5, pbt_scale(10000), &d); /* on_done fails if it runs here */
+	cr_assert_eq(rc, 0, "rc %d: %s", rc, pbp_pool_error(p)->msg);
+	UNTIL(p, d.ncalls == 1, pbt_scale(10000));
+	check(&d, 0);
+	cr_assert_eq(st(p).calls_lost, 0);
+	pbp_pool_free(p);
+}
+
+/* The same with one slot given up at its first death: PBP_EDOWN reaches
+ * done from a later pool call, never from pbp_pool_call_async(). */
+T(a_slot_given_up_by_an_unnoticed_death_fails_async_calls_later)
+{
+	pbp_pool_options o = opts(1, NULL);
+	pbp_pool *p;
+	struct res d;
+
+	o.max_crashes = 1;
+	p = up(&o);
+	SIG(p, 0, SIGKILL);
+	usleep(200000);
+	cr_assert_eq(go(p, POOL_OP_ECHO, 5, pbt_scale(10000), &d), 0);
+	UNTIL(p, d.ncalls == 1, pbt_scale(10000));
+	check(&d, PBP_EDOWN);
+	cr_assert_eq(go(p, POOL_OP_ECHO, 5, -1, &d), PBP_EDOWN);
+	pbp_pool_free(p);
+}
+
+/* A call whose helper is found dead after its deadline ends with
+ * PBP_ETIMEDOUT, is not counted as retried, and says what happened. */
+T(a_call_whose_helper_died_after_its_deadline_is_not_retried)
+{
+	pbp_pool_options o = opts(1, NULL);
+	pbp_pool *p;
+	struct res d;
+
+	o.idempotent = idem;
+	o.nidempotent = 1;
+	p = up(&o);
+	cr_assert_eq(go(p, POOL_OP_SLEEP, 5000, 200, &d), 0);
+	SIG(p, 0, SIGKILL);
+	usleep(400000); /* the deadline passes before the pool sees the death */
+	UNTIL(p, d.ncalls == 1, pbt_scale(5000));
+	check(&d, PBP_ETIMEDOUT);
+	cr_assert_eq(st(p).retries, 0, "%s", d.err.msg);
+	cr_assert(strstr(d.err.msg, "waited in the queue") == NULL, "%s", d.err.msg);
+	pbp_pool_free(p);
+}
+
+/* max_crashes has a limit, and a call cannot have a deadline of 0. */
+T(max_crashes_over_its_limit_and_a_zero_deadline_are_einval)
+{
+	pbp_pool_options o = opts(1, NULL);
+	pbp_pool *p = NULL;
+	pbp_error err;
+	struct res d;
+
+	o.max_crashes = PBP_POOL_MAX_CRASHES + 1;
+	cr_assert_eq(pbp_pool_start(&p, &o, &err), PBP_EINVAL);
+	cr_assert_null(p);
+	cr_assert(strstr(err.msg, "max_crashes") != NULL, "%s", err.msg);
+	o.max_crashes = PBP_POOL_MAX_CRASHES;
+	p = up(&o);
+	cr_assert_eq(op(p, POOL_OP_ECHO, 1, NULL, 0), PBP_EINVAL);
+	cr_assert(strstr(pbp_pool_error(p)->msg, "timeout_ms 0") != NULL);
+	cr_assert_eq(go(p, POOL_OP_ECHO, 1, 0, &d), PBP_EINVAL);
+	cr_assert_eq(d.ncalls, 0);
+	cr_assert_eq(st(p).deaths, 0);
+	pbp_pool_free(p);
+}

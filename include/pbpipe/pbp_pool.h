@@ -32,7 +32,8 @@
  *   PBP_EREMOTE   the helper answered with an application error
  *   PBP_ETIMEDOUT the call's deadline passed, waiting in the queue or on a
  *                 helper; a helper still busy with it at its deadline is
- *                 declared hung (PBP_POOL_HUNG), killed and replaced
+ *                 declared hung (PBP_POOL_HUNG), killed and replaced (a
+ *                 helper found dead with it after its deadline: this too)
  *   PBP_ELOST     the helper died with the call in flight, and the call
  *                 was not retried (its type is not idempotent, or
  *                 max_attempts helpers died with it): it may or may not
@@ -184,7 +185,8 @@ typedef struct pbp_pool_options {
 	                                doubles per death; default 100 */
 	int backoff_max_ms;        /**< largest delay; default 10000 */
 	unsigned int max_crashes;  /**< give a slot up after this many deaths
-	                                within crash_window_ms; default 5;
+	                                within crash_window_ms; default 5, at
+	                                most PBP_POOL_MAX_CRASHES;
 	                                PBP_POOL_NEVER_GIVE_UP: never */
 	int crash_window_ms;       /**< default 180000 (3 minutes) */
 	int ping_interval_ms;      /**< ping a helper idle and silent this long;
@@ -209,6 +211,9 @@ typedef struct pbp_pool_options {
 
 /** pbp_pool_options.max_crashes: restart for ever. */
 #define PBP_POOL_NEVER_GIVE_UP 0xffffffffu
+/** The largest max_crashes other than PBP_POOL_NEVER_GIVE_UP (the deaths a
+ *  slot remembers). */
+#define PBP_POOL_MAX_CRASHES 64u
 
 /** Initializer for pbp_pool_options: every field at its default. */
 #define PBP_POOL_OPTIONS_INIT                                                  \
@@ -238,9 +243,9 @@ PBP_API PBP_WARN_UNUSED int pbp_pool_start(pbp_pool **out, const pbp_pool_option
  * @param req        the request (encoded before anything waits)
  * @param resp_type  the registered type of the reply
  * @param[out] resp  room for the registered struct of resp_type
- * @param timeout_ms the call's deadline, queue included (< 0: none; 0: only
- *                   if a helper is idle and answers at once, which is
- *                   rarely useful)
+ * @param timeout_ms the call's deadline, queue included (< 0: none; 0 is
+ *                   refused with PBP_EINVAL: a helper still running a call
+ *                   at its deadline is declared hung and killed)
  * @return 0 or a code from the list at the top of this file; the message
  *         (and, for PBP_EREMOTE, remote_code) is in pbp_pool_error().
  *         PBP_ELIMIT if the queue is full; PBP_EINVAL for a NULL argument
@@ -265,8 +270,11 @@ typedef void (*pbp_pool_done_fn)(pbp_pool *p, uint64_t id, int rc, const void *r
 /**
  * Starts a call without waiting: it is encoded, then sent to an idle
  * helper if there is one (writing what the pipe takes without blocking) or
- * queued.  done runs when it ends.
- * @param timeout_ms  the call's deadline from now (< 0: none)
+ * queued.  A send that fails (the helper died unnoticed) leaves the call
+ * queued, first in line, and the helper's death for the next pool call.
+ * done runs when it ends.
+ * @param timeout_ms  the call's deadline from now (< 0: none; 0: refused,
+ *                    as for pbp_pool_call())
  * @param[out] id     its id (may be NULL); ids only grow and are never 0
  * @return 0 (done will be called); PBP_ETYPE, PBP_EENCODE, PBP_EMSGSIZE,
  *         PBP_ELIMIT (queue full), PBP_EDOWN (every helper is down),

@@ -206,8 +206,14 @@ orphan_call(pbp_pool *p, pbp__slot *s, int unsent, const char *why)
 	 * sent again whatever its type, and that was no attempt. */
 	if (unsent)
 		c->attempts--;
+	if (c->deadline >= 0 && c->deadline <= pbp__now_ms()) {
+		end_call_msg(p, c, PBP_ETIMEDOUT, "call %" PRIu64 " passed its deadline of %d ms, "
+		             "and then the helper in slot %zu died with it: %.150s", c->id,
+		             c->timeout_ms, (size_t)(s - p->slots), why);
+		return;
+	}
 	if ((unsent || c->idempotent) && c->attempts < p->max_attempts) {
-		p->st.retries++;
+		c->resend = 1; /* counted in retries when it goes out again */
 		queue_push(p, c, 1);
 		return;
 	}
@@ -357,8 +363,12 @@ slot_restart(pbp_pool *p, pbp__slot *s)
 
 /* ---- dispatching and reading ---------------------------------------------------- */
 
+/* Sends queued calls to idle helpers.  quiet (from pbp_pool_call_async()):
+ * nothing may end or be reported here, so a call whose send fails goes
+ * back to the head of the queue, and the next pool_work() handles its
+ * helper (whose channel failed) or ends it. */
 static void
-dispatch(pbp_pool *p)
+dispatch(pbp_pool *p, int quiet)
 {
 	size_t tried;
 
@@ -370,13 +380,23 @@ dispatch(pbp_pool *p)
 		int rc;
 
 		p->rr = (p->rr + 1) % p->size;
-		if (!pbp__slot_idle(s))
+		if (!pbp__slot_idle(s) || pbp__channel_failed(s->ch))
 			continue;
 		c = p->qhead;
 		queue_remove(p, c);
 		c->attempts++;
 		rc = pbp__channel_call_start_raw(s->ch, c->req_type, c->req, c->req_len, &c->cid);
+		if (rc != 0 && quiet) {
+			c->attempts--;
+			queue_push(p, c, 1);
+			if (!pbp__channel_failed(s->ch))
+				return;
+			continue;
+		}
 		if (rc == 0) {
+			if (c->resend)
+				p->st.retries++;
+			c->resend = 0;
 			c->state = PCALL_FLIGHT;
 			c->slot = (size_t)(s - p->slots);
 			s->cur = c;
@@ -545,7 +565,12 @@ pool_work(pbp_pool *p, int timeout_ms)
 	int due, wait, rc;
 	size_t i, n = 0;
 
-	dispatch(p);
+	/* Helpers whose channel failed while nothing waited on them (a send
+	 * from pbp_pool_call_async()). */
+	for (i = 0; i < p->size; i++)
+		if (p->slots[i].state == SLOT_LIVE && pbp__channel_failed(p->slots[i].ch))
+			slot_died(p, &p->slots[i], 0, 0, pbp_channel_errmsg(p->slots[i].ch));
+	dispatch(p, 0);
 	due = timers(p, 0);
 	wait = timeout_ms < 0 ? due : due < 0 || due > timeout_ms ? timeout_ms : due;
 	for (i = 0; i < p->size; i++) {
@@ -564,7 +589,7 @@ pool_work(pbp_pool *p, int timeout_ms)
 			n++;
 		}
 	(void)timers(p, 1);
-	dispatch(p);
+	dispatch(p, 0);
 	return 0;
 }
 
@@ -617,6 +642,10 @@ submit(pbp_pool *p, uint32_t req_type, const void *req, uint32_t resp_type, int 
 
 	if (req == NULL)
 		return fail(p, PBP_EINVAL, "pool call: NULL request");
+	if (timeout_ms == 0)
+		return fail(p, PBP_EINVAL, "pool call: timeout_ms 0 (no helper answers in no "
+		            "time, and one still running a call at its deadline is killed): "
+		            "give a deadline > 0, or < 0 for none");
 	if (p->closing)
 		return fail(p, PBP_EINVAL, "pool call while the pool is being freed");
 	if (t == NULL)
@@ -679,7 +708,7 @@ pbp_pool_call_async(pbp_pool *p, uint32_t req_type, const void *req, uint32_t re
 	c->payload = payload;
 	if (id != NULL)
 		*id = c->id;
-	dispatch(p);
+	dispatch(p, 1);
 	return 0;
 }
 
@@ -748,7 +777,8 @@ pbp_pool_next_timeout(const pbp_pool *p)
 	if (p == NULL)
 		return -1;
 	for (i = 0; i < p->size; i++)
-		if (p->qhead != NULL && pbp__slot_idle(&p->slots[i]))
+		if ((p->qhead != NULL && pbp__slot_idle(&p->slots[i])) ||
+		    (p->slots[i].state == SLOT_LIVE && pbp__channel_failed(p->slots[i].ch)))
 			return 0;
 	return timers((pbp_pool *)p, 0);
 }

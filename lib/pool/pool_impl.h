@@ -13,7 +13,7 @@
 
 /* Deaths remembered per slot for the crash window (the cap and the
  * backoff's exponent count at most this many). */
-#define PBP__DEATH_RING 64
+#define PBP__DEATH_RING PBP_POOL_MAX_CRASHES
 /* How long a dead helper has to exit on its own before it is killed, and
  * how long a killed one is waited for. */
 #define PBP__EXIT_MS 200
@@ -38,8 +38,9 @@ typedef struct pbp__pcall {
 	size_t req_len;
 	int timeout_ms;
 	int64_t deadline;        /* pbp__now_ms() clock; -1: none */
-	unsigned int attempts;
+	unsigned int attempts;   /* helpers it was sent to (unread sends not counted) */
 	int idempotent, state;
+	int resend;              /* back in the queue after its helper died */
 	size_t slot;
 	pbp_pool_done_fn done;
 	void *payload;

@@ -41,6 +41,9 @@ check_options(pbp_pool *p, const pbp_pool_options *o)
 		return fail(p, PBP_EINVAL, "pool options: PBP_CHANNEL_DUPLEX channels have no calls");
 	if (o->max_queued > PBP_POOL_QUEUE_MAX)
 		return fail(p, PBP_EINVAL, "pool options: max_queued is over PBP_POOL_QUEUE_MAX");
+	if (o->max_crashes > PBP_POOL_MAX_CRASHES && o->max_crashes != PBP_POOL_NEVER_GIVE_UP)
+		return pbp__seterr(&p->error, PBP_EINVAL, 0, "pool options: max_crashes %u is over "
+		                   "PBP_POOL_MAX_CRASHES (%u)", o->max_crashes, PBP_POOL_MAX_CRASHES);
 	if (o->backoff_initial_ms < 0 || o->backoff_max_ms < 0 || o->crash_window_ms < 0 ||
 	    o->ping_timeout_ms < 0 || o->close_grace_ms < 0)
 		return fail(p, PBP_EINVAL, "pool options: a negative delay (only ping_interval_ms "
