@@ -121,6 +121,11 @@ extern const pbp__io_ops pbp__os_io_ops;
  * cannot tell (only Linux pipes can: elsewhere the count on a pipe's
  * write end is of the other direction, or not available). */
 int pbp__os_io_unread(const pbp__os_io *io, size_t *n);
+/* For a transport that is only ever used without blocking (a pool's
+ * helpers): POSIX makes its read fd non-blocking (its own open file; the
+ * peer's end is another), so that a read needs no poll() before it.  0 or
+ * PBP_ESYS; a no-op elsewhere. */
+int pbp__os_io_read_nonblocking(pbp__os_io *io);
 /* Waits until one of the n transports can make progress: ios[i] has input
  * (or its end, or an error) to read, or, where want_write[i], room to
  * write; or until timeout_ms passes (< 0: none).  NULL entries are

@@ -330,6 +330,8 @@ slot_spawn(pbp_pool *p, pbp__slot *s, pbp_error *err)
 	if (rc != 0)
 		return rc;
 	s->ch = pbp_child_channel(s->child);
+	/* The pool never blocks on a helper's channel (deadlines 0). */
+	ignore(pbp__os_io_read_nonblocking(pbp__channel_os_io(s->ch)));
 	s->pingable = pbp_channel_peer(s->ch, &peer) == 0 && peer.minor >= 1;
 	s->state = SLOT_LIVE;
 	s->ping = 0;

@@ -133,6 +133,20 @@ pbp__os_io_unread(const pbp__os_io *io, size_t *n)
 #endif
 }
 
+int
+pbp__os_io_read_nonblocking(pbp__os_io *io)
+{
+	int fl;
+
+	if (!io->f.rblock)
+		return 0;
+	fl = fcntl(io->f.rfd, F_GETFL);
+	if (fl < 0 || fcntl(io->f.rfd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return PBP_ESYS;
+	io->f.rblock = 0;
+	return 0;
+}
+
 void
 pbp__os_io_set_aux_fd(pbp__os_io *io, int fd, int (*drain)(void *), void *arg)
 {

@@ -473,6 +473,13 @@ pbp__os_io_unread(const pbp__os_io *io, size_t *n)
 	return PBP_ENOTSUP;
 }
 
+int
+pbp__os_io_read_nonblocking(pbp__os_io *io)
+{
+	(void)io;
+	return 0; /* reads look first (PeekNamedPipe) already */
+}
+
 void
 pbp__os_io_set_aux(pbp__os_io *io, pbp__os_aux *a)
 {
