@@ -355,6 +355,24 @@ done_keep(pbp_pool *p, uint64_t id, int rc, const void *resp, const pbp_error *e
 }
 
 #ifdef __linux__
+/* The state letter of /proc/PID/stat (R, S, T...), or 0. */
+static char
+proc_state(pid_t pid)
+{
+	char path[64], buf[512], *paren;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return 0;
+	n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	paren = strrchr(buf, ')');
+	return paren != NULL && paren[1] == ' ' ? paren[2] : 0;
+}
+
 /* Linux tells how much of a pipe is unread: a request still in the pipe
  * when its helper died never ran, so it is sent again, although its type
  * is not idempotent, and that was no attempt (max_attempts 1). */
@@ -372,6 +390,10 @@ Test(pool, a_request_its_dead_helper_never_read_is_sent_again, .timeout = 60)
 	p = start(&o);
 	pid = (pid_t)pbp_child_pid(pbp_pool_child(p, 0));
 	cr_assert_eq(kill(pid, SIGSTOP), 0); /* ours: the pool has not reaped it */
+	/* Stopped before the request arrives, or it might read it first. */
+	for (i = 0; i < 1000 && proc_state(pid) != 'T'; i++)
+		usleep(1000);
+	cr_assert_eq(proc_state(pid), 'T');
 	rq.i32 = POOL_OP_ECHO;
 	rq.i64 = 7;
 	cr_assert_eq(pbp_pool_call_async(p, pbptest_Type_NUMBERS, &rq, pbptest_Type_NUMBERS, -1,

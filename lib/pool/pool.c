@@ -57,89 +57,6 @@ is_idempotent(const pbp_pool *p, uint32_t type)
 	return 0;
 }
 
-/* ---- the queue ---------------------------------------------------------------- */
-
-static void
-queue_push(pbp_pool *p, pbp__pcall *c, int front)
-{
-	c->state = PCALL_QUEUED;
-	c->next = NULL;
-	if (p->qhead == NULL) {
-		p->qhead = p->qtail = c;
-	} else if (front) {
-		c->next = p->qhead;
-		p->qhead = c;
-	} else {
-		p->qtail->next = c;
-		p->qtail = c;
-	}
-	p->nqueued++;
-	if (c->deadline >= 0 && (p->q_deadline < 0 || c->deadline < p->q_deadline))
-		p->q_deadline = c->deadline;
-}
-
-static void
-queue_remove(pbp_pool *p, pbp__pcall *c)
-{
-	pbp__pcall **pp, *prev = NULL;
-
-	for (pp = &p->qhead; *pp != NULL; prev = *pp, pp = &(*pp)->next) {
-		if (*pp != c)
-			continue;
-		*pp = c->next;
-		if (p->qtail == c)
-			p->qtail = prev;
-		p->nqueued--;
-		if (c->deadline >= 0 && c->deadline == p->q_deadline)
-			p->q_deadline_stale = 1;
-		c->next = NULL;
-		return;
-	}
-}
-
-/* ---- ending calls ---------------------------------------------------------------- */
-
-/* Ends call c with rc (its error in e, its reply in resp): runs its done
- * callback or hands the result to the blocking caller, and frees it. */
-static void
-end_call(pbp_pool *p, pbp__pcall *c, int rc, const void *resp, const pbp_error *e)
-{
-	if (rc == 0) {
-		p->st.calls_ok++;
-	} else {
-		p->st.calls_failed++;
-		if (rc == PBP_ELOST)
-			p->st.calls_lost++;
-	}
-	p->ncompleted++;
-	if (c->blocking != NULL) {
-		c->blocking->rc = rc;
-		c->blocking->done = 1;
-		if (rc != 0 && e != NULL)
-			c->blocking->error = *e;
-	} else if (c->done != NULL) {
-		p->in_cb++;
-		c->done(p, c->id, rc, rc == 0 ? resp : NULL, rc == 0 ? NULL : e, c->payload);
-		p->in_cb--;
-	}
-	free(c->req);
-	free(c);
-}
-
-static void
-end_call_msg(pbp_pool *p, pbp__pcall *c, int rc, const char *fmt, ...)
-{
-	pbp_error e;
-	va_list ap;
-
-	memset(&e, 0, sizeof e);
-	e.code = rc;
-	va_start(ap, fmt);
-	vsnprintf(e.msg, sizeof e.msg, fmt, ap);
-	va_end(ap);
-	end_call(p, c, rc, NULL, &e);
-}
-
 /* ---- deaths and restarts ------------------------------------------------------ */
 
 /* Deaths of slot s within the crash window, now included. */
@@ -207,17 +124,17 @@ orphan_call(pbp_pool *p, pbp__slot *s, int unsent, const char *why)
 	if (unsent)
 		c->attempts--;
 	if (c->deadline >= 0 && c->deadline <= pbp__now_ms()) {
-		end_call_msg(p, c, PBP_ETIMEDOUT, "call %" PRIu64 " passed its deadline of %d ms, "
+		pbp__pool_end_call_msg(p, c, PBP_ETIMEDOUT, "call %" PRIu64 " passed its deadline of %d ms, "
 		             "and then the helper in slot %zu died with it: %.150s", c->id,
 		             c->timeout_ms, (size_t)(s - p->slots), why);
 		return;
 	}
 	if ((unsent || c->idempotent) && c->attempts < p->max_attempts) {
 		c->resend = 1; /* counted in retries when it goes out again */
-		queue_push(p, c, 1);
+		pbp__pool_queue_push(p, c, 1);
 		return;
 	}
-	end_call_msg(p, c, PBP_ELOST, "the helper in slot %zu died with call %" PRIu64
+	pbp__pool_end_call_msg(p, c, PBP_ELOST, "the helper in slot %zu died with call %" PRIu64
 	             " in flight (%u attempt%s): %.150s", (size_t)(s - p->slots), c->id,
 	             c->attempts, c->attempts == 1 ? "" : "s", why);
 }
@@ -231,8 +148,8 @@ fail_queue_if_down(pbp_pool *p)
 	if (p->ndown < p->size)
 		return;
 	while ((c = p->qhead) != NULL) {
-		queue_remove(p, c);
-		end_call_msg(p, c, PBP_EDOWN, "every helper of the pool is down (crash-loop cap: "
+		pbp__pool_queue_remove(p, c);
+		pbp__pool_end_call_msg(p, c, PBP_EDOWN, "every helper of the pool is down (crash-loop cap: "
 		             "%u deaths within %d ms)", p->max_crashes, p->crash_window_ms);
 	}
 }
@@ -385,12 +302,12 @@ dispatch(pbp_pool *p, int quiet)
 		if (!pbp__slot_idle(s) || pbp__channel_failed(s->ch))
 			continue;
 		c = p->qhead;
-		queue_remove(p, c);
+		pbp__pool_queue_remove(p, c);
 		c->attempts++;
 		rc = pbp__channel_call_start_raw(s->ch, c->req_type, c->req, c->req_len, &c->cid);
 		if (rc != 0 && quiet) {
 			c->attempts--;
-			queue_push(p, c, 1);
+			pbp__pool_queue_push(p, c, 1);
 			if (!pbp__channel_failed(s->ch))
 				return;
 			continue;
@@ -411,7 +328,7 @@ dispatch(pbp_pool *p, int quiet)
 			p->ninflight++;
 			slot_died(p, s, 0, 1, pbp_channel_errmsg(s->ch));
 		} else {
-			end_call(p, c, rc, NULL, pbp_channel_error(s->ch));
+			pbp__pool_end_call(p, c, rc, NULL, pbp_channel_error(s->ch));
 		}
 	}
 }
@@ -459,7 +376,7 @@ pump(pbp_pool *p, pbp__slot *s)
 		s->cur = NULL;
 		p->ninflight--;
 		s->alive_at = pbp__now_ms();
-		end_call(p, c, rc, resp, pbp_channel_error(s->ch));
+		pbp__pool_end_call(p, c, rc, resp, pbp_channel_error(s->ch));
 	}
 	if (pbp__channel_failed(s->ch))
 		slot_died(p, s, 0, 0, pbp_channel_errmsg(s->ch));
@@ -484,8 +401,8 @@ timers(pbp_pool *p, int act)
 			if (c->deadline < 0)
 				continue;
 			if (act && c->deadline <= now) {
-				queue_remove(p, c);
-				end_call_msg(p, c, PBP_ETIMEDOUT, "no helper answered call %" PRIu64
+				pbp__pool_queue_remove(p, c);
+				pbp__pool_end_call_msg(p, c, PBP_ETIMEDOUT, "no helper answered call %" PRIu64
 				             " within %d ms (it waited in the queue)", c->id,
 				             c->timeout_ms);
 			} else if (p->q_deadline < 0 || c->deadline < p->q_deadline) {
@@ -516,7 +433,7 @@ timers(pbp_pool *p, int act)
 				         "on the helper in slot %zu", cc->id, cc->timeout_ms, i);
 				s->cur = NULL;
 				p->ninflight--;
-				end_call_msg(p, cc, PBP_ETIMEDOUT, "%s: it was declared hung and "
+				pbp__pool_end_call_msg(p, cc, PBP_ETIMEDOUT, "%s: it was declared hung and "
 				             "killed", why);
 				slot_died(p, s, 1, 0, why);
 				continue;
@@ -688,7 +605,7 @@ submit(pbp_pool *p, uint32_t req_type, const void *req, uint32_t resp_type, int 
 	c->timeout_ms = timeout_ms;
 	c->deadline = pbp__deadline(timeout_ms);
 	c->idempotent = is_idempotent(p, req_type);
-	queue_push(p, c, 0);
+	pbp__pool_queue_push(p, c, 0);
 	*out = c;
 	return 0;
 }
@@ -795,8 +712,8 @@ pbp_pool_free(pbp_pool *p)
 		return;
 	p->closing = 1; /* done callbacks below may not start calls */
 	while ((c = p->qhead) != NULL) {
-		queue_remove(p, c);
-		end_call_msg(p, c, PBP_ECANCELED, "the pool was freed before call %" PRIu64
+		pbp__pool_queue_remove(p, c);
+		pbp__pool_end_call_msg(p, c, PBP_ECANCELED, "the pool was freed before call %" PRIu64
 		             " ended", c->id);
 	}
 	for (i = 0; p->slots != NULL && i < p->size; i++) {
@@ -804,7 +721,7 @@ pbp_pool_free(pbp_pool *p)
 
 		if ((c = s->cur) != NULL) {
 			s->cur = NULL;
-			end_call_msg(p, c, PBP_ECANCELED, "the pool was freed before call %" PRIu64
+			pbp__pool_end_call_msg(p, c, PBP_ECANCELED, "the pool was freed before call %" PRIu64
 			             " ended", c->id);
 		}
 		/* Goodbye to all first, so they end together. */

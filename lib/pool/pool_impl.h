@@ -103,4 +103,15 @@ pbp__slot_idle(const pbp__slot *s)
  * helpers' spawn options, the slots' programs; allocates its arrays. */
 int pbp__pool_setup(pbp_pool *p, const pbp_pool_options *o);
 
+/* queue.c: the FIFO of calls waiting for a helper (front: a retry goes
+ * first; the queue's earliest deadline kept up to date) ... */
+void pbp__pool_queue_push(pbp_pool *p, pbp__pcall *c, int front);
+void pbp__pool_queue_remove(pbp_pool *p, pbp__pcall *c);
+/* ... and ending a call with rc (its error in e, its reply in resp): its
+ * done callback, or the blocking caller's result; frees it. */
+void pbp__pool_end_call(pbp_pool *p, pbp__pcall *c, int rc, const void *resp,
+                        const pbp_error *e);
+void pbp__pool_end_call_msg(pbp_pool *p, pbp__pcall *c, int rc, const char *fmt, ...)
+	PBP__PRINTF(4, 5);
+
 #endif /* PBP_POOL_IMPL_H */
