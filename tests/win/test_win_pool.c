@@ -422,6 +422,7 @@ T(async_calls_on_two_helpers_overlap)
 	cr_assert_eq(done_rc[0], 0);
 	cr_assert_eq(done_rc[1], 0);
 	cr_assert_neq(done_pid[0], done_pid[1], "two calls ran on one helper");
+	cr_log_info("2 x 300 ms calls on 2 helpers: %lld ms", (long long)took);
 	cr_assert(took >= 300 && took < 550, "2 x 300 ms calls took %lld ms: no overlap",
 	          (long long)took);
 	cr_assert(ids[0] > 0 && ids[1] > ids[0]);
@@ -477,6 +478,55 @@ T(an_idle_helper_terminated_from_outside_is_noticed_and_restarted)
 		cr_assert_eq(call(p, POOL_OP_ECHO, i, &r, 5000), 0, "%s", pbp_pool_error(p)->msg);
 	pbp_pool_free(p);
 	CloseHandle(h);
+}
+
+/* CPU time (user + kernel) of this process so far, in ms. */
+static double
+cpu_ms(void)
+{
+	FILETIME create, exit_, kernel, user;
+	ULARGE_INTEGER k, u;
+
+	cr_assert(GetProcessTimes(GetCurrentProcess(), &create, &exit_, &kernel, &user));
+	k.LowPart = kernel.dwLowDateTime;
+	k.HighPart = kernel.dwHighDateTime;
+	u.LowPart = user.dwLowDateTime;
+	u.HighPart = user.dwHighDateTime;
+	return (double)(k.QuadPart + u.QuadPart) / 10000.0;
+}
+
+/* pbp_pool_run() waits for two silent helpers by polling their pipes
+ * (lib/os/win32/io.c, pbp__os_io_wait_any): for the time asked, and
+ * without burning the CPU. */
+T(waiting_for_silent_helpers_lasts_its_timeout_and_does_not_spin)
+{
+	pbp_pool_options o = options(2);
+	volatile unsigned long x = 0;
+	double cpu0, cpu1, burn0;
+	pbp_pool *p;
+	int64_t t0, waited;
+
+	o.ping_interval_ms = -1;
+	p = start(&o);
+	/* The CPU clock must see CPU being used, or "little" below proves
+	 * nothing. */
+	burn0 = cpu_ms();
+	t0 = now_ms();
+	while (cpu_ms() - burn0 < 100.0 && now_ms() - t0 < 5000)
+		x++;
+	cr_assert_geq(cpu_ms() - burn0, 100.0, "GetProcessTimes does not measure CPU time here");
+	cpu0 = cpu_ms();
+	t0 = now_ms();
+	cr_assert_eq(pbp_pool_run(p, 1000), 0);
+	waited = now_ms() - t0;
+	cpu1 = cpu_ms();
+	cr_log_info("pbp_pool_run(1000) on 2 silent helpers: %lld ms, %.1f ms CPU",
+	            (long long)waited, cpu1 - cpu0);
+	cr_assert(waited >= 950 && waited <= 2000, "returned after %lld ms", (long long)waited);
+	cr_assert_leq(cpu1 - cpu0, 250.0, "the 1 s wait used %.1f ms of CPU: busy waiting",
+	              cpu1 - cpu0);
+	cr_assert_eq(nev, 0);
+	pbp_pool_free(p);
 }
 
 T(idle_helpers_answer_pings_and_stay)
