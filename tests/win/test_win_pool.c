@@ -205,9 +205,10 @@ T(blocking_echo_calls_through_two_helpers_are_answered)
 	pbp_pool_stats st;
 	pbp_pid pid0 = pbp_child_pid(pbp_pool_child(p, 0));
 	pbp_pid pid1 = pbp_child_pid(pbp_pool_child(p, 1));
+	int64_t t0 = now_ms();
 	int i;
 
-	for (i = 0; i < 20; i++) {
+	for (i = 0; i < 200; i++) {
 		cr_assert_eq(call(p, POOL_OP_ECHO, 100 + i, &r, 5000), 0, "call %d: %s", i,
 		             pbp_pool_error(p)->msg);
 		cr_assert_eq(r.i64, 101 + i);
@@ -216,7 +217,8 @@ T(blocking_echo_calls_through_two_helpers_are_answered)
 		          (unsigned long long)r.u64);
 	}
 	cr_assert_eq(pbp_pool_stats_get(p, &st), 0);
-	cr_assert_eq(st.calls_ok, 20);
+	cr_log_info("200 blocking ECHO calls: %lld ms", (long long)(now_ms() - t0));
+	cr_assert_eq(st.calls_ok, 200);
 	cr_assert_eq(st.calls_failed, 0);
 	cr_assert_eq(st.live, 2);
 	cr_assert_eq(st.idle, 2);
@@ -523,7 +525,7 @@ T(waiting_for_silent_helpers_lasts_its_timeout_and_does_not_spin)
 	cr_log_info("pbp_pool_run(1000) on 2 silent helpers: %lld ms, %.1f ms CPU",
 	            (long long)waited, cpu1 - cpu0);
 	cr_assert(waited >= 950 && waited <= 2000, "returned after %lld ms", (long long)waited);
-	cr_assert_leq(cpu1 - cpu0, 250.0, "the 1 s wait used %.1f ms of CPU: busy waiting",
+	cr_assert_leq(cpu1 - cpu0, 30.0, "the 1 s wait used %.1f ms of CPU: busy waiting",
 	              cpu1 - cpu0);
 	cr_assert_eq(nev, 0);
 	pbp_pool_free(p);
