@@ -586,3 +586,33 @@ T(one_way_messages_are_dropped_and_counted)
 	cr_assert_eq(st.dropped, 3);
 	pbp_pool_free(p);
 }
+
+/* 40 helpers with captured stderr wait on 80 events, more than one
+ * WaitForMultipleObjects takes (MAXIMUM_WAIT_OBJECTS, 64): the rest are
+ * looked at every millisecond, and every call is still answered. */
+T(forty_helpers_answer_forty_async_calls)
+{
+	pbp_pool_options o = options(40);
+	pbp_pool *p = start(&o);
+	pbp_pool_stats st;
+	int i, j;
+
+	ndone = 0;
+	for (i = 0; i < 16; i++)
+		async(p, POOL_OP_SLEEP, 200, -1, NULL);
+	for (; i < 40; i++)
+		async(p, POOL_OP_ECHO, i, -1, NULL);
+	cr_assert_eq(pbp_pool_stats_get(p, &st), 0);
+	cr_assert_eq(st.live, 40);
+	cr_assert_eq(st.in_flight, 40);
+	run_until(p, 40, 20000);
+	for (i = 0; i < 16 && i < ndone; i++) {
+		cr_assert_eq(done_rc[i], 0, "call %d: %d", i, done_rc[i]);
+		for (j = 0; j < i; j++)
+			cr_assert_neq(done_pid[i], done_pid[j], "two calls ran on one helper");
+	}
+	cr_assert_eq(pbp_pool_stats_get(p, &st), 0);
+	cr_assert_eq(st.calls_ok, 40);
+	cr_assert_eq(st.deaths, 0);
+	pbp_pool_free(p);
+}
