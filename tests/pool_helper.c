@@ -16,9 +16,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _WIN32
+/* Windows (mingw, the tests of tests/win/): Sleep() for nanosleep() and
+ * pause(), the process id from GetCurrentProcessId(), _open()/_access()
+ * from <io.h>; abort() ends the process with exit code 3. */
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+#include <io.h>
+#include <sys/stat.h>
+#else
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
+#endif
 
 #include <pbpipe/pbpipe.h>
 
@@ -36,6 +46,40 @@ static pbp_channel *the_ch;
 static long long tag;
 static const char *crash_flag;
 
+#ifdef _WIN32
+static void
+nap_ms(long ms)
+{
+	Sleep((DWORD)ms);
+}
+
+static long
+my_pid(void)
+{
+	return (long)GetCurrentProcessId();
+}
+
+/* Creates the file, failing if it exists: 1 if this call created it. */
+static int
+create_excl(const char *path)
+{
+	int fd = _open(path, _O_WRONLY | _O_CREAT | _O_EXCL, _S_IREAD | _S_IWRITE);
+
+	if (fd < 0)
+		return 0;
+	_close(fd);
+	return 1;
+}
+
+__attribute__((noreturn)) static void
+sleep_forever(void)
+{
+	for (;;)
+		Sleep(INFINITE);
+}
+
+#define file_exists(path) (_access((path), 0) == 0)
+#else
 static void
 nap_ms(long ms)
 {
@@ -45,10 +89,32 @@ nap_ms(long ms)
 		;
 }
 
+static long
+my_pid(void)
+{
+	return (long)getpid();
+}
+
+static int
+create_excl(const char *path)
+{
+	return open(path, O_WRONLY | O_CREAT | O_EXCL, 0600) >= 0;
+}
+
+__attribute__((noreturn)) static void
+sleep_forever(void)
+{
+	for (;;)
+		pause();
+}
+
+#define file_exists(path) (access((path), F_OK) == 0)
+#endif
+
 static void
 crash(void)
 {
-	fprintf(stderr, "pbptest-pool-helper: crashing (pid %ld)\n", (long)getpid());
+	fprintf(stderr, "pbptest-pool-helper: crashing (pid %ld)\n", my_pid());
 	abort();
 }
 
@@ -69,18 +135,14 @@ serve_op(const void *request, void *response, pbp_reply_error *err, void *payloa
 	case POOL_OP_CRASH:
 		crash();
 		break;
-	case POOL_OP_CRASH_ONCE: {
-		int fd = crash_flag ? open(crash_flag, O_WRONLY | O_CREAT | O_EXCL, 0600) : -1;
-
-		if (fd >= 0)
+	case POOL_OP_CRASH_ONCE:
+		if (crash_flag && create_excl(crash_flag))
 			crash();
 		break;
-	}
 	case POOL_OP_EXIT:
 		exit((int)q->i64);
 	case POOL_OP_HANG:
-		for (;;)
-			pause();
+		sleep_forever();
 	case POOL_OP_APP_ERROR:
 		snprintf(err->message, sizeof err->message, "application error %lld",
 		         (long long)q->i64);
@@ -98,7 +160,7 @@ serve_op(const void *request, void *response, pbp_reply_error *err, void *payloa
 		snprintf(err->message, sizeof err->message, "unknown op %d", (int)q->i32);
 		return 99;
 	}
-	r->u64 = (uint64_t)getpid();
+	r->u64 = (uint64_t)my_pid();
 	r->i64 = q->i64 + 1;
 	r->i32 = (int32_t)(sizeof(void *) * 8);
 	r->s64 = tag;
@@ -112,12 +174,16 @@ main(int argc, char **argv)
 		{ pbptest_Type_NUMBERS, pbptest_Type_NUMBERS, serve_op, NULL },
 	};
 	pbp_channel_options o = PBP_CHANNEL_OPTIONS_INIT;
+#ifndef _WIN32
 	struct rlimit nocore = { 0, 0 };
+#endif
 	int handshake = 1, i, rc;
 	pbp_error err;
 
+#ifndef _WIN32
 	/* The crashes are on purpose: no core files. */
 	setrlimit(RLIMIT_CORE, &nocore);
+#endif
 	for (i = 1; i + 2 < argc; i++) {
 		if (strcmp(argv[i], "--tag") == 0 && i + 3 < argc) {
 			tag = atoll(argv[++i]);
@@ -125,7 +191,7 @@ main(int argc, char **argv)
 			fprintf(stderr, "pbptest-pool-helper: exiting at start\n");
 			return atoi(argv[++i]);
 		} else if (strcmp(argv[i], "--fail-start-if") == 0 && i + 3 < argc) {
-			if (access(argv[++i], F_OK) == 0) {
+			if (file_exists(argv[++i])) {
 				fprintf(stderr, "pbptest-pool-helper: %s exists\n", argv[i]);
 				return 3;
 			}
@@ -146,8 +212,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (!handshake)
-		for (;;)
-			pause();
+		sleep_forever();
 	if (pbp_channel_handshake(the_ch) != 0) {
 		fprintf(stderr, "pbptest-pool-helper: handshake: %s\n", pbp_channel_errmsg(the_ch));
 		pbp_channel_free(the_ch);

@@ -543,8 +543,13 @@ write_ready(pbp__os_io *io)
 	return !s->pending || s->err || WaitForSingleObject(s->ev, 0) == WAIT_OBJECT_0;
 }
 
-/* Anonymous pipes have no readiness event to wait on while no read is in
- * flight, so this looks at each transport every millisecond. */
+/* Overlapped read sides (the pipes of a spawned child) get a read in
+ * flight and are waited on through its event, as are writes in flight and
+ * stderr pumps, with WaitForMultipleObjects: the wait ends as soon as one
+ * is ready, without the latency of Sleep(), which on Windows lasts a timer
+ * tick (15.6 ms by default) however small its argument.  Synchronous
+ * sides (anonymous pipes, which have no readiness event) and events beyond
+ * MAXIMUM_WAIT_OBJECTS are looked at again every millisecond. */
 int
 pbp__os_io_wait_any(pbp__os_io *const *ios, const int *want_write, size_t n, int timeout_ms,
                     int *ready)
@@ -553,23 +558,59 @@ pbp__os_io_wait_any(pbp__os_io *const *ios, const int *want_write, size_t n, int
 	size_t i;
 
 	for (;;) {
-		int nready = 0;
+		HANDLE evs[MAXIMUM_WAIT_OBJECTS];
+		DWORD nev = 0, wait;
+		int nready = 0, poll = 0;
+		int64_t left;
 
 		for (i = 0; i < n; i++) {
+			pbp__os_io *io = ios[i];
+			side *r;
+
 			ready[i] = 0;
-			if (ios[i] == NULL)
+			if (io == NULL)
 				continue;
-			if (ios[i]->aux != NULL)
-				(void)pbp__win_aux_pump(ios[i]->aux);
-			if (read_ready(ios[i]) || (want_write[i] && write_ready(ios[i]))) {
+			r = &io->r;
+			if (io->aux != NULL)
+				(void)pbp__win_aux_pump(io->aux);
+			if (r->ovl && !r->pending && r->off == r->len && !r->end && !r->err)
+				read_start(io);
+			if (read_ready(io) || (want_write[i] && write_ready(io))) {
 				ready[i] = 1;
 				nready++;
+				continue;
+			}
+			if (!r->ovl || !r->pending || nev == MAXIMUM_WAIT_OBJECTS)
+				poll = 1;
+			else
+				evs[nev++] = r->ev;
+			if (want_write[i] && io->w.pending) {
+				if (nev < MAXIMUM_WAIT_OBJECTS)
+					evs[nev++] = io->w.ev;
+				else
+					poll = 1;
+			}
+			if (io->aux != NULL) {
+				HANDLE ae = pbp__win_aux_event(io->aux);
+
+				if (ae == NULL || nev == MAXIMUM_WAIT_OBJECTS)
+					poll = 1;
+				else
+					evs[nev++] = ae;
 			}
 		}
 		if (nready > 0)
 			return nready;
-		if (deadline >= 0 && pbp__now_ms() >= deadline)
+		left = deadline < 0 ? -1 : deadline - pbp__now_ms();
+		if (deadline >= 0 && left <= 0)
 			return 0;
-		Sleep(1);
+		wait = left < 0 ? INFINITE : (DWORD)left;
+		if (poll && wait > 1)
+			wait = 1;
+		if (nev == 0) {
+			Sleep(wait == INFINITE ? 1 : wait);
+		} else if (WaitForMultipleObjects(nev, evs, FALSE, wait) == WAIT_FAILED) {
+			Sleep(1);
+		}
 	}
 }
