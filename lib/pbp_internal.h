@@ -232,6 +232,9 @@ int pbp__reader_next(pbp__reader *r, const uint8_t **body, size_t *len);
 void pbp__reader_unget(pbp__reader *r);
 /* Bytes fed but not yet taken. */
 size_t pbp__reader_pending(const pbp__reader *r);
+/* Whether pbp__reader_next() would answer without more input: a whole
+ * frame, the end of input, or an error. */
+int pbp__reader_ready(const pbp__reader *r);
 
 /* ---- utf8.c (pure) ------------------------------------------------------- */
 

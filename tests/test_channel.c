@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -717,4 +718,49 @@ T(unknown_flags_are_refused)
 	cr_assert_neq(strstr(err.msg, "unknown flags 0x80"), NULL, "%s", err.msg);
 	for (int i = 0; i < 4; i++)
 		close(fds[i]);
+}
+
+/* Frames read into the buffer leave the fd unreadable: pbp_channel_buffered()
+ * says they are there, until they are received. */
+static int
+readable(pbp_channel *ch)
+{
+	struct pollfd p = { .fd = pbp_channel_read_fd(ch), .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1;
+}
+
+T(buffered_frames_are_reported_while_the_fd_is_not_readable)
+{
+	pbp_channel *a, *b;
+	pbptest_Text t = { "one" };
+	pbt_any in;
+	uint32_t type;
+	uint8_t half[2];
+
+	pbt_pair(&a, &b, NULL, NULL);
+	cr_assert_eq(pbp_channel_set_timeout(b, PBP_TIMEOUT_RECV, 0), 0);
+	cr_assert_eq(pbp_channel_buffered(NULL), 0);
+	cr_assert_eq(pbp_channel_buffered(b), 0);
+	cr_assert_eq(pbp_channel_send(a, pbptest_Type_TEXT, &t), 0);
+	cr_assert_eq(pbp_channel_send(a, pbptest_Type_TEXT, &t), 0);
+	cr_assert(readable(b));
+	cr_assert_eq(pbp_channel_buffered(b), 0, "nothing read yet: the fd says it");
+	recv_ok(b, pbptest_Type_TEXT, &in); /* one read takes both frames */
+	cr_assert(!readable(b), "the second frame is in the buffer, not the pipe");
+	cr_assert_eq(pbp_channel_buffered(b), 1);
+	recv_ok(b, pbptest_Type_TEXT, &in);
+	cr_assert_eq(pbp_channel_buffered(b), 0);
+	cr_assert_eq(pbp_channel_recv_msg(b, &type, &in, sizeof in), PBP_EAGAIN);
+	/* A partial frame is not a frame. */
+	half[0] = 10;
+	half[1] = 0x08;
+	pbt_write_all(pbp_channel_write_fd(a), half, 2);
+	cr_assert_eq(pbp_channel_recv_msg(b, &type, &in, sizeof in), PBP_EAGAIN);
+	cr_assert_eq(pbp_channel_buffered(b), 0);
+	/* The end of stream met is input too: receiving returns at once. */
+	pbp_channel_free(a);
+	cr_assert_neq(pbp_channel_recv_msg(b, &type, &in, sizeof in), 0);
+	cr_assert_eq(pbp_channel_buffered(b), 1);
+	pbp_channel_free(b);
 }

@@ -60,7 +60,8 @@
  * pbp_channel_flush().  One read brings in every frame the pipe holds, and
  * frames already in the channel's buffer do not make the fd readable: after
  * POLLIN, receive (or finish calls) until PBP_EAGAIN, and retry finishing
- * calls whose replies may have come in meanwhile.  pbpipe changes no process-wide state:
+ * calls whose replies may have come in meanwhile; before sleeping, ask
+ * pbp_channel_buffered().  pbpipe changes no process-wide state:
  * no signal handlers, no signal dispositions.  Writes block SIGPIPE in the
  * calling thread only for the duration of the write, so a departed peer
  * gives PBP_EPIPE instead of killing the process.
@@ -427,6 +428,18 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_flush(pbp_channel *ch);
 
 /** Bytes of output queued and not yet written (after a send timed out). */
 PBP_API size_t pbp_channel_pending(const pbp_channel *ch);
+
+/**
+ * Whether the channel holds input that a receive would act on without
+ * reading its fd: a whole frame already read into its buffer, a message
+ * held for pbp_channel_recv(), a call's reply kept for its finish, or an
+ * end of stream or error already met.  Frames in the buffer do not make
+ * the read fd readable: an event loop calls this before it sleeps, and
+ * receives (or finishes its calls) first when it says 1.  No system call,
+ * no side effect.
+ * @return 1 or 0; 0 for NULL.
+ */
+PBP_API int pbp_channel_buffered(const pbp_channel *ch);
 
 /**
  * Sets a deadline for the following calls of one kind: timeout_ms from the

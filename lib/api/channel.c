@@ -387,6 +387,21 @@ pbp_channel_pending(const pbp_channel *ch)
 {
 	return ch ? pbp__ch_queued(ch) : 0;
 }
+
+int
+pbp_channel_buffered(const pbp_channel *ch)
+{
+	size_t i;
+
+	if (ch == NULL)
+		return 0;
+	if (ch->rx_err != 0 || ch->qlen > 0 || pbp__reader_ready(&ch->rd))
+		return 1;
+	for (i = 0; i < ch->ncalls; i++)
+		if (ch->calls[i].state == CALL_DONE)
+			return 1;
+	return 0;
+}
 /* ---- sending ------------------------------------------------------------- */
 
 /* Before queueing a frame of n bytes: output already queued goes first

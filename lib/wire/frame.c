@@ -704,6 +704,19 @@ pbp__reader_set_eof(pbp__reader *r)
 }
 
 int
+pbp__reader_ready(const pbp__reader *r)
+{
+	size_t pending = r->end - r->start, hdr;
+	uint32_t flen;
+	int rc;
+
+	if (r->err != 0 || r->eof)
+		return 1;
+	rc = pbp__frame_length(r->buf + r->start, pending, &flen, &hdr);
+	return rc < 0 || (rc == 1 && (flen > r->limit || pending - hdr >= flen));
+}
+
+int
 pbp__reader_next(pbp__reader *r, const uint8_t **body, size_t *len)
 {
 	size_t pending = r->end - r->start;
