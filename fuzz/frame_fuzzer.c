@@ -208,8 +208,12 @@ drain(run *r)
 	for (;;) {
 		const uint8_t *body;
 		size_t len;
+		int ready = pbp__reader_ready(&r->a);
 		int rc = pbp__reader_next(&r->a, &body, &len);
 
+		/* ready: next() answers without more input, and only then. */
+		FUZZ_CHECK(ready == (rc != 0), "pbp__reader_ready said %d, next returned %d",
+		           ready, rc);
 		if (rc == 1) {
 			take_frame(r, body, len);
 			got++;
