@@ -362,6 +362,9 @@ struct pbp__os_io *pbp__channel_os_io(pbp_channel *ch);
 /* 1 once either direction of the channel has failed or ended for good
  * (a sticky error, end of stream included). */
 int pbp__channel_failed(const pbp_channel *ch);
+/* Whether a receive would find a message or a frame without reading the
+ * fd: held messages, a whole frame buffered, an error or end met. */
+int pbp__channel_recv_ready(const pbp_channel *ch);
 /* pbp_channel_call_start() with a request already encoded (the pool's
  * retries send the same bytes). */
 int pbp__channel_call_start_raw(pbp_channel *ch, uint32_t type, const void *payload,

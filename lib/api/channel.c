@@ -389,13 +389,19 @@ pbp_channel_pending(const pbp_channel *ch)
 }
 
 int
+pbp__channel_recv_ready(const pbp_channel *ch)
+{
+	return ch->rx_err != 0 || ch->qlen > 0 || pbp__reader_ready(&ch->rd);
+}
+
+int
 pbp_channel_buffered(const pbp_channel *ch)
 {
 	size_t i;
 
 	if (ch == NULL)
 		return 0;
-	if (ch->rx_err != 0 || ch->qlen > 0 || pbp__reader_ready(&ch->rd))
+	if (pbp__channel_recv_ready(ch))
 		return 1;
 	for (i = 0; i < ch->ncalls; i++)
 		if (ch->calls[i].state == CALL_DONE)

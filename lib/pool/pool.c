@@ -333,50 +333,72 @@ dispatch(pbp_pool *p, int quiet)
 	}
 }
 
-/* Reads what slot s's helper sent: one-way messages (dropped; replies
- * and a ping's answer met on the way are filed by the channel), a ping's
- * answer, the reply to its call.  The call comes last, so that when its
- * wait stops early (the reply is there) what follows stays in the pipe,
- * and its fd readable.  Handles the helper's death. */
+/* Finishes slot s's call if its reply is there.  1 if something
+ * happened (the call ended, a stray reply or held messages were dropped),
+ * 0 if its reply has not come or the channel failed. */
+static int
+finish_call(pbp_pool *p, pbp__slot *s)
+{
+	pbp__pcall *c = s->cur;
+	const pbp_msgtype *t = find_type(p, c->resp_type);
+	void *resp = c->blocking != NULL ? c->blocking->resp : p->scratch;
+	pbp_msginfo mi;
+	int rc;
+
+	if (t != NULL && resp == p->scratch)
+		memset(p->scratch, 0, t->size);
+	rc = pbp_channel_call_finish(s->ch, c->cid, c->resp_type, resp, 0);
+	if (rc == PBP_ELIMIT) {
+		/* Held one-way messages fill the inbox: drop them. */
+		while (pbp_channel_recv(s->ch, &mi) == 0)
+			p->st.dropped++;
+		return 1;
+	}
+	if (rc == PBP_EPROTO && !pbp__channel_failed(s->ch))
+		return 1; /* a stray reply: skipped */
+	if (rc == PBP_EAGAIN || pbp__channel_failed(s->ch))
+		return 0;
+	s->cur = NULL;
+	p->ninflight--;
+	s->alive_at = pbp__now_ms();
+	pbp__pool_end_call(p, c, rc, resp, pbp_channel_error(s->ch));
+	return 1;
+}
+
+/* Reads what slot s's helper sent: the reply to its call first (the
+ * finish reads the fd and stops at the reply), then one-way messages
+ * (dropped) already buffered, or, when no call read the fd, what the fd
+ * holds; replies and a ping's answer met on the way are filed by the
+ * channel.  Anything left in the pipe keeps its fd readable for the next
+ * wait.  Handles the helper's death. */
 static void
 pump(pbp_pool *p, pbp__slot *s)
 {
 	pbp_msginfo mi;
-	int rc;
+	int read = 0, progress;
 
 	if (s->state != SLOT_LIVE)
 		return;
 	if (pbp_channel_pending(s->ch) > 0)
 		ignore(pbp_channel_flush(s->ch));
-	while (!pbp__channel_failed(s->ch) && pbp_channel_recv(s->ch, &mi) == 0)
-		p->st.dropped++;
+	do {
+		progress = 0;
+		if (s->cur != NULL && !pbp__channel_failed(s->ch)) {
+			progress = finish_call(p, s);
+			read = 1;
+		}
+		while (!pbp__channel_failed(s->ch) && (!read || pbp__channel_recv_ready(s->ch))) {
+			read = 1;
+			if (pbp_channel_recv(s->ch, &mi) != 0)
+				break;
+			p->st.dropped++;
+			progress = 1;
+		}
+	} while (progress && s->cur != NULL && !pbp__channel_failed(s->ch));
 	if (s->ping && !pbp__channel_failed(s->ch) && pbp_channel_sync_finish(s->ch, 0) == 0) {
 		s->ping = 0;
 		s->alive_at = pbp__now_ms();
 		p->st.pings++;
-	}
-	while (s->cur != NULL && !pbp__channel_failed(s->ch)) {
-		pbp__pcall *c = s->cur;
-		const pbp_msgtype *t = find_type(p, c->resp_type);
-		void *resp = c->blocking != NULL ? c->blocking->resp : p->scratch;
-
-		if (t != NULL && resp == p->scratch)
-			memset(p->scratch, 0, t->size);
-		rc = pbp_channel_call_finish(s->ch, c->cid, c->resp_type, resp, 0);
-		if (rc == PBP_ELIMIT) {
-			/* Held one-way messages fill the inbox: drop them. */
-			while (pbp_channel_recv(s->ch, &mi) == 0)
-				p->st.dropped++;
-			continue;
-		}
-		if (rc == PBP_EPROTO && !pbp__channel_failed(s->ch))
-			continue; /* a stray reply: skipped */
-		if (rc == PBP_EAGAIN || pbp__channel_failed(s->ch))
-			break;
-		s->cur = NULL;
-		p->ninflight--;
-		s->alive_at = pbp__now_ms();
-		pbp__pool_end_call(p, c, rc, resp, pbp_channel_error(s->ch));
 	}
 	if (pbp__channel_failed(s->ch))
 		slot_died(p, s, 0, 0, pbp_channel_errmsg(s->ch));
