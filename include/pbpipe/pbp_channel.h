@@ -436,7 +436,8 @@ PBP_API size_t pbp_channel_pending(const pbp_channel *ch);
  * end of stream or error already met.  Frames in the buffer do not make
  * the read fd readable: an event loop calls this before it sleeps, and
  * receives (or finishes its calls) first when it says 1.  No system call,
- * no side effect.
+ * no side effect.  With PBP_CHANNEL_DUPLEX, call it from the receiving
+ * thread.
  * @return 1 or 0; 0 for NULL.
  */
 PBP_API int pbp_channel_buffered(const pbp_channel *ch);
