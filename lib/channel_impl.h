@@ -83,6 +83,8 @@ typedef struct pbp__call {
 	char errmsg[PBP__ERRMSG_WIRE_MAX + 1];
 	uint8_t *buf;
 	size_t cap, len;
+	int timeout_ms;   /* its own deadline (pbp_channel_call_start_ex), */
+	int64_t deadline; /* at this pbp__now_ms(); -1: none */
 } pbp__call;
 
 /* Streams (1.2, streams.c).  An incoming stream: opened by the peer. */

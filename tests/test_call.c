@@ -214,6 +214,58 @@ T(call_deadline_then_late_reply_is_dropped)
 	pbp_channel_free(b);
 }
 
+/* A call started with its own deadline: no finish waits past it, the
+ * first finish after it ends the call, pbp_channel_next_timeout() counts
+ * down to it, and its late reply is dropped. */
+T(a_call_with_its_own_deadline_is_expired_by_the_library)
+{
+	pbp_channel *a, *b;
+	pbptest_Numbers q = { .i64 = 1 }, ans;
+	pbp_msginfo mi;
+	uint64_t id, id2;
+	int64_t t0;
+	int rc, nt;
+
+	pbt_pair(&a, &b, NULL, NULL);
+	cr_assert_eq(pbp_channel_next_timeout(a), -1);
+	cr_assert_eq(pbp_channel_next_timeout(NULL), -1);
+	cr_assert_eq(pbp_channel_call_start_ex(a, pbptest_Type_NUMBERS, &q, 0, &id), PBP_EINVAL);
+	cr_assert_eq(pbp_channel_call_start_ex(a, pbptest_Type_NUMBERS, &q, -1, &id2), 0);
+	cr_assert_eq(pbp_channel_next_timeout(a), -1, "a call without a deadline is not due");
+	t0 = pbp__now_ms();
+	cr_assert_eq(pbp_channel_call_start_ex(a, pbptest_Type_NUMBERS, &q, 300, &id), 0);
+	nt = pbp_channel_next_timeout(a);
+	cr_assert(nt > 0 && nt <= 300, "next_timeout %d", nt);
+	cr_assert_eq(pbp_channel_call_finish(a, id, pbptest_Type_NUMBERS, &ans, 0), PBP_EAGAIN);
+	/* No deadline of its own for this wait: the call's ends it. */
+	rc = pbp_channel_call_finish(a, id, pbptest_Type_NUMBERS, &ans, -1);
+	cr_assert_eq(rc, PBP_ETIMEDOUT, "%d %s", rc, pbp_channel_errmsg(a));
+	cr_assert_geq(pbp__now_ms() - t0, 290);
+	cr_assert_lt(pbp__now_ms() - t0, 5000);
+	cr_assert(strstr(pbp_channel_errmsg(a), "its deadline of 300 ms") != NULL, "%s",
+	          pbp_channel_errmsg(a));
+	cr_assert_eq(pbp_channel_call_finish(a, id, pbptest_Type_NUMBERS, &ans, 0), PBP_EINVAL,
+	             "the expired call is over");
+	cr_assert_eq(pbp_channel_next_timeout(a), -1);
+	/* Both requests reach the peer; it answers both, late for the first. */
+	cr_assert_eq(pbp_channel_recv(b, &mi), 0);
+	cr_assert_eq(pbp_channel_reply(b, mi.id, pbptest_Type_NUMBERS, &(pbptest_Numbers){ .i64 = 7 }), 0);
+	cr_assert_eq(pbp_channel_recv(b, &mi), 0);
+	cr_assert_eq(pbp_channel_reply(b, mi.id, pbptest_Type_NUMBERS, &(pbptest_Numbers){ .i64 = -1 }), 0);
+	cr_assert_eq(pbp_channel_call_finish(a, id2, pbptest_Type_NUMBERS, &ans, 5000), 0, "%s",
+	             pbp_channel_errmsg(a));
+	cr_assert_eq(ans.i64, 7);
+	/* A deadline that has not passed does not end a call answered in time. */
+	cr_assert_eq(pbp_channel_call_start_ex(a, pbptest_Type_NUMBERS, &q, 5000, &id), 0);
+	cr_assert_eq(pbp_channel_recv(b, &mi), 0);
+	cr_assert_eq(pbp_channel_reply(b, mi.id, pbptest_Type_NUMBERS, &(pbptest_Numbers){ .i64 = 9 }), 0);
+	cr_assert_eq(pbp_channel_call_finish(a, id, pbptest_Type_NUMBERS, &ans, -1), 0, "%s",
+	             pbp_channel_errmsg(a));
+	cr_assert_eq(ans.i64, 9);
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+}
+
 /* ---- the barrier -------------------------------------------------------------- */
 
 static atomic_int received;

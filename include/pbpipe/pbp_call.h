@@ -79,6 +79,26 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_call_start(pbp_channel *ch, uint32_t req
                                                    const void *req, uint64_t *id);
 
 /**
+ * pbp_channel_call_start() for a call with a deadline of its own, kept by
+ * the library: from timeout_ms after this call (< 0: none; 0 is refused,
+ * PBP_EINVAL), every pbp_channel_call_finish() of it that finds no reply
+ * ends it with PBP_ETIMEDOUT (the call is over; a late reply is dropped),
+ * and no finish waits past it.  pbp_channel_next_timeout() says when the
+ * earliest such deadline is due.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_call_start_ex(pbp_channel *ch, uint32_t req_type,
+                                                      const void *req, int timeout_ms,
+                                                      uint64_t *id);
+
+/**
+ * Milliseconds until the earliest deadline of an outstanding call started
+ * with pbp_channel_call_start_ex(): the timeout for an event loop's
+ * poll(), after which it finishes its calls (those past their deadline
+ * end with PBP_ETIMEDOUT).  0: one is due now; -1: none (or NULL).
+ */
+PBP_API int pbp_channel_next_timeout(const pbp_channel *ch);
+
+/**
  * Waits for the reply to call `id` and decodes it into resp, which must
  * have room for the registered struct of resp_type.  Replies to other
  * calls and other messages that arrive meanwhile are kept for later.
@@ -88,7 +108,9 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_call_start(pbp_channel *ch, uint32_t req
  *         error: remote_code and msg in pbp_channel_error(); the call is
  *         over); PBP_ETYPE (the reply is not of resp_type; over);
  *         PBP_EDECODE (over); PBP_ETIMEDOUT or PBP_EAGAIN (no reply yet:
- *         the call stays outstanding; finish or cancel it later);
+ *         the call stays outstanding; finish or cancel it later), but
+ *         PBP_ETIMEDOUT with the call over once its own deadline
+ *         (pbp_channel_call_start_ex()) has passed;
  *         PBP_ELIMIT (the inbox is full: the next message was left unread;
  *         receive held messages or finish other calls, then finish this one
  *         again); PBP_EINVAL (no such outstanding call); PBP_EPROTO (a reply

@@ -38,6 +38,7 @@ call_send(pbp_channel *ch, uint32_t req_type, const pbp_msgtype *t, const void *
 	if (rc != 0)
 		return rc; /* the slot stays free */
 	c->state = CALL_WAITING;
+	c->deadline = -1;
 	ch->nwaiting++;
 	*id = c->id;
 	return 0;
@@ -82,16 +83,62 @@ pbp_channel_call_start(pbp_channel *ch, uint32_t req_type, const void *req, uint
 	return CALL_LEAVE(ch, call_start(ch, req_type, req, id));
 }
 
+int
+pbp_channel_call_start_ex(pbp_channel *ch, uint32_t req_type, const void *req,
+                          int timeout_ms, uint64_t *id)
+{
+	int rc;
+
+	if (ch == NULL)
+		return PBP_EINVAL;
+	PBP__ENTER(ch, 0);
+	if (timeout_ms == 0)
+		return CALL_LEAVE(ch, pbp__ch_fail(ch, PBP_EINVAL, "call_start_ex: timeout_ms 0 (no "
+		                                   "answer comes in no time; < 0: none)"));
+	rc = call_start(ch, req_type, req, id);
+	if (rc == 0 && timeout_ms > 0) {
+		pbp__call *c = pbp__inbox_call(ch, *id);
+
+		c->timeout_ms = timeout_ms;
+		c->deadline = pbp__deadline(timeout_ms);
+	}
+	return CALL_LEAVE(ch, rc);
+}
+
+int
+pbp_channel_next_timeout(const pbp_channel *ch)
+{
+	int64_t next = -1, now;
+	size_t i;
+
+	if (ch == NULL)
+		return -1;
+	for (i = 0; i < ch->ncalls; i++) {
+		const pbp__call *c = &ch->calls[i];
+
+		if (c->state == CALL_WAITING && c->deadline >= 0 && (next < 0 || c->deadline < next))
+			next = c->deadline;
+	}
+	if (next < 0)
+		return -1;
+	now = pbp__now_ms();
+	return next <= now ? 0 : next - now > 1000000000 ? 1000000000 : (int)(next - now);
+}
+
 /* Reads frames until `done` says the wait is over: replies are filed,
  * other messages held.  Returns 0, or an error (PBP_EAGAIN for a deadline
  * of 0).  A message the inbox has no room for is left unread (PBP_ELIMIT). */
 static int
-wait_for(pbp_channel *ch, int timeout_ms, int (*done)(pbp_channel *, uint64_t), uint64_t arg)
+wait_for(pbp_channel *ch, int timeout_ms, int (*done)(pbp_channel *, uint64_t), uint64_t arg,
+         int64_t cap)
 {
 	int64_t deadline = pbp__deadline(timeout_ms);
 	pbp__frame f;
 	int rc;
 
+	/* A call's own deadline (cap) bounds the wait too. */
+	if (cap >= 0 && (deadline < 0 || cap < deadline))
+		deadline = cap;
 	ch->have_msg = 0; /* reading may move the receive buffer */
 	pbp__inbox_trim(ch); /* and the views into the last reply end */
 	/* Coalesced output (the request itself, maybe) must go out first. */
@@ -170,7 +217,19 @@ call_finish(pbp_channel *ch, uint64_t id, uint32_t resp_type, void *resp, int ti
 	c = pbp__inbox_call(ch, id);
 	if (c == NULL)
 		return pbp__seterr(&ch->error, PBP_EINVAL, 0, "no outstanding call with id %" PRIu64, id);
-	rc = wait_for(ch, timeout_ms, call_done, id);
+	rc = wait_for(ch, timeout_ms, call_done, id, c->deadline);
+	c = pbp__inbox_call(ch, id);
+	if ((rc == PBP_ETIMEDOUT || rc == PBP_EAGAIN) && c != NULL && c->deadline >= 0 &&
+	    c->state == CALL_WAITING && pbp__now_ms() >= c->deadline) {
+		int t = c->timeout_ms;
+
+		/* Its own deadline passed: the call is over, a late reply dropped. */
+		pbp__inbox_end(ch, c);
+		rc = pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0, "call %" PRIu64 " had no answer "
+		                 "within its deadline of %d ms: it is over", id, t);
+		pbp__ch_timed_out(ch, &ch->error);
+		return rc;
+	}
 	if (rc != 0)
 		return rc;
 	return call_result(ch, pbp__inbox_call(ch, id), resp_type, resp);
@@ -319,7 +378,7 @@ barrier(pbp_channel *ch, int timeout_ms)
 	if (rc == PBP_ETIMEDOUT && timeout_ms == 0)
 		rc = pbp__seterr(&ch->error, PBP_EAGAIN, 0, "the barrier could not be sent at once");
 	if (rc == 0)
-		rc = wait_for(ch, timeout_ms, sync_done, 0);
+		rc = wait_for(ch, timeout_ms, sync_done, 0, -1);
 	ch->sync_id = 0;
 	return rc;
 }
@@ -361,7 +420,7 @@ pbp_channel_sync_finish(pbp_channel *ch, int timeout_ms)
 	PBP__ENTER(ch, 0);
 	if (ch->sync_id == 0)
 		rc = pbp__ch_fail(ch, PBP_EINVAL, "sync_finish: no barrier is pending");
-	else if ((rc = wait_for(ch, timeout_ms, sync_done, 0)) == 0)
+	else if ((rc = wait_for(ch, timeout_ms, sync_done, 0, -1)) == 0)
 		ch->sync_id = 0;
 	return CALL_LEAVE(ch, rc);
 }
