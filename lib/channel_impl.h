@@ -85,7 +85,26 @@ typedef struct pbp__call {
 	size_t cap, len;
 	int timeout_ms;   /* its own deadline (pbp_channel_call_start_ex), */
 	int64_t deadline; /* at this pbp__now_ms(); -1: none */
+	pbp_call_done done; /* pbp_channel_call_async(): run by process() */
+	void *user;
+	uint32_t resp_type;
 } pbp__call;
+
+/* The buffers of running handlers (serve.c), one block per nesting depth,
+ * sized for the largest struct of the table in use. */
+struct pbp__handlers {
+	void *s[PBP_MAX_NESTING];
+	size_t hsize;
+};
+
+/* A request being handled (serve.c): where its payload lies, so that
+ * the handler's own calls on the channel, which may move or free that
+ * memory, first take it over (pbp__ch_unpin). */
+typedef struct pbp__pin {
+	const uint8_t *data;
+	size_t len;
+	uint8_t *taken;      /* the memory taken over, freed after the handler */
+} pbp__pin;
 
 /* Streams (1.2, streams.c).  An incoming stream: opened by the peer. */
 enum { IN_FREE = 0, IN_OPEN, IN_ENDED, IN_DONE };
@@ -200,6 +219,17 @@ struct pbp_channel {
 	/* The helper's watch on its parent (pbp_channel_from_handles()), or
 	 * NULL; the handshake checks the start-of-life race with it. */
 	pbp__os_watch *watch;
+	/* Handlers (serve.c): the table, whether it answers every request
+	 * (pbp_channel_serve()), how many run, the request of the innermost
+	 * one while its memory is still the receive path's, their buffers;
+	 * and whether pbp_channel_process() runs (call.c). */
+	const pbp_handler *handlers;
+	size_t nhandlers;
+	int answer_all;
+	int depth;
+	pbp__pin *pin;
+	struct pbp__handlers *hs;
+	int in_process;
 };
 
 /* ---- errors (inline, for channel.c, session.c and stream.c) --------------- */
@@ -264,6 +294,11 @@ pbp__ch_sys_error(pbp_error *e, long neg_errno, const char *what)
 	return pbp__seterr(e, PBP_ESYS, en, "%s: %s", what, strerror(en));
 }
 
+/* inbox.c: takes over the memory of the request a handler is handling
+ * (ch->pin), so that the handler's views stay valid while its own call
+ * reads.  0, or PBP_ENOMEM (in ch->error). */
+int pbp__ch_unpin(pbp_channel *ch);
+
 /* Misuse check around a public call: 0, or PBP_EINVAL when another thread
  * is inside a call on the same side of this channel (the error record is
  * left alone: that thread owns it).  tx: the call sends only. */
@@ -276,6 +311,12 @@ pbp__ch_enter(pbp_channel *ch, int tx)
 	 * tearing each other's frames into an error. */
 	if (atomic_exchange_explicit(b, 1, memory_order_acquire) != 0)
 		return PBP_EINVAL;
+	/* Inside a handler: the request's memory is taken over before this
+	 * call may move it. */
+	if (ch->pin != NULL && pbp__ch_unpin(ch) != 0) {
+		atomic_store_explicit(b, 0, memory_order_release);
+		return PBP_ENOMEM;
+	}
 	return 0;
 }
 
@@ -303,8 +344,9 @@ pbp__ch_tx_ready(pbp_channel *ch)
 /* Enters a public call (pbp__ch_enter), or returns from it with PBP_EINVAL. */
 #define PBP__ENTER(ch, tx)                                                    \
 	do {                                                                  \
-		if (pbp__ch_enter((ch), (tx)) != 0)                           \
-			return PBP_EINVAL;                                    \
+		int pbp__enter_rc = pbp__ch_enter((ch), (tx));                \
+		if (pbp__enter_rc != 0)                                       \
+			return pbp__enter_rc;                                 \
 	} while (0)
 
 /* Past the deadline?  Frames the caller does not wait for count against
@@ -473,8 +515,21 @@ void pbp__inbox_release(pbp_channel *ch);
  * the buffer of a large held message handed out last (the views into
  * either end with that call), so an idle channel keeps neither. */
 void pbp__inbox_trim(pbp_channel *ch);
+/* Ends every asynchronous call still outstanding with PBP_ECANCELED,
+ * running its done (the channel's end). */
+void pbp__calls_cancel_async(pbp_channel *ch);
 /* Frees everything call.c allocated. */
 void pbp__calls_free(pbp_channel *ch);
+
+/* ---- serve.c: handlers ----------------------------------------------------- */
+
+/* Runs the registered handler for a message read while this side waits
+ * or serves, and answers a request with its result.  1: handled (or, for
+ * a table that answers every request, answered with an error); 0: not
+ * for the table (or no memory for it): the caller holds it; < 0: the
+ * answer could not be sent (a send error, also in the channel). */
+int pbp__dispatch(pbp_channel *ch, uint32_t type, uint64_t id, const uint8_t *payload,
+                  size_t len);
 
 /* ---- streams.c: stream state, below the receive path ------------------------ */
 

@@ -214,6 +214,11 @@ pbp__reader_idle_large(const pbp__reader *r)
  * did; 0 if there was nothing to do or realloc failed (the buffer is
  * kept). */
 int pbp__reader_shrink(pbp__reader *r);
+/* Gives the caller the buffer, with every pointer from pbp__reader_next()
+ * still valid in it (the caller frees it), and goes on in a new one that
+ * holds the bytes not consumed yet.  NULL when out of memory (nothing
+ * changed).  The last frame can no longer be put back (unget). */
+uint8_t *pbp__reader_detach(pbp__reader *r);
 /* Records that n bytes were written at the pointer from pbp__reader_space. */
 void pbp__reader_commit(pbp__reader *r, size_t n);
 /* Copies data in, growing as needed regardless of max_cap (for tests and

@@ -24,6 +24,7 @@ LAYERS = [
     ("session/", 3),
     ("api/channel.c", 4),
     ("api/bytes.c", 4),
+    ("api/serve.c", 5),
     ("api/call.c", 5),
     ("api/handles.c", 5),
     ("api/child.c", 5),

@@ -68,6 +68,8 @@ extern "C" {
                                                         pbp_channel_serve(),
                                                         which reads no
                                                         streams */
+#define PBP_REMOTE_TOO_DEEP 0xffff0006u /**< PBP_MAX_NESTING handlers were
+                                             running already */
 
 /**
  * Sends a request of a registered type with a new correlation id.
@@ -214,6 +216,105 @@ typedef struct pbp_handler {
 	void *payload;           /**< passed to fn */
 } pbp_handler;
 
+/** Most handlers (pbp_channel_set_handlers(), pbp_channel_serve()) running
+ *  inside one another on one channel: a request that arrives while this
+ *  many run is answered with PBP_REMOTE_TOO_DEEP. */
+#define PBP_MAX_NESTING 16
+
+/**
+ * Registers handlers that answer the peer's requests while this side
+ * waits on the channel, so that either side may call the other while it
+ * answers a call (nested calls, callbacks), without deadlock.
+ *
+ * A message of a type in the table that arrives while a call or a barrier
+ * of this side waits (pbp_channel_call(), pbp_channel_call_finish(),
+ * pbp_channel_sync(), pbp_channel_sync_finish()), or that
+ * pbp_channel_process() reads, is decoded and handed to its handler at
+ * once, as pbp_channel_serve() does (request views, error replies and
+ * PBP_REMOTE_BAD_REQUEST alike), and a request (nonzero correlation id)
+ * is answered with what the handler returns.  It is not held for
+ * pbp_channel_recv(), so it may be handled before messages held earlier.
+ * pbp_channel_recv() itself runs no handler: a message it returns is the
+ * application's, whatever its type.  Messages of other types are held as
+ * before, and headers of streams are never handed to a handler.
+ *
+ * Re-entrancy: a handler runs in the thread that waits, inside the
+ * pbpipe call that read the request.  It may use the channel like any
+ * code (send, call the peer, finish or start other calls, receive), and a
+ * request that arrives while it waits in a call of its own is handled in
+ * turn, up to PBP_MAX_NESTING handlers deep (deeper requests get the
+ * error reply PBP_REMOTE_TOO_DEEP; one-way messages are held).  Views of
+ * the request (pbp_bytes_of()) stay valid until the handler returns, even
+ * across its own calls on the channel.  A handler must not free or close
+ * the channel, start a barrier while one waits, or change the handler
+ * table (PBP_EINVAL for the last two); a call or barrier it ends is over
+ * for the code that waited on it, which then returns PBP_EINVAL.
+ *
+ * @param handlers  the table (must stay valid until replaced or the
+ *                  channel is freed); NULL with n 0 removes it
+ * @return 0; PBP_EINVAL (a handler's types are not registered, or it has
+ *         no fn; a duplex channel; called from a handler); PBP_ENOMEM.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_set_handlers(pbp_channel *ch,
+                                                     const pbp_handler *handlers,
+                                                     size_t n);
+
+/**
+ * How an asynchronous call ended (pbp_channel_call_async()).  rc is 0
+ * with resp the decoded reply (a struct of the call's resp_type, valid
+ * until done returns), or an error with resp NULL and the reason in
+ * pbp_channel_error(ch): PBP_EREMOTE (the peer answered with an error:
+ * remote_code), PBP_ETYPE, PBP_EDECODE, PBP_ETIMEDOUT (its deadline
+ * passed), PBP_ECANCELED (the channel is being freed: only
+ * pbp_channel_error() may be used then), or the error that ended the
+ * stream (PBP_EUNANSWERED, ...).  done may use the channel as a handler
+ * may (pbp_channel_set_handlers()), start calls included, but not free it.
+ */
+typedef void (*pbp_call_done)(pbp_channel *ch, uint64_t id, int rc, void *resp,
+                              void *user);
+
+/**
+ * Starts a call whose outcome goes to a callback, for event loops: the
+ * request is sent as pbp_channel_call_start() sends it (queued if the
+ * pipe is full and the send deadline is 0), and done runs exactly once,
+ * from pbp_channel_process() (or pbp_channel_free()), never from this
+ * function: when its reply has come, when its deadline has passed
+ * (timeout_ms from now: the library keeps it, pbp_channel_next_timeout()
+ * counts it; < 0: none; 0 is refused), or when the stream has ended.
+ * pbp_channel_call_finish() refuses such a call (PBP_EINVAL);
+ * pbp_channel_call_cancel() ends it without running done.
+ *
+ * @param[out] id  the call's id (may be NULL)
+ * @return as pbp_channel_call_start(); PBP_EINVAL (NULL done, timeout_ms
+ *         0, resp_type not registered).  On failure done never runs.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_call_async(pbp_channel *ch, uint32_t req_type,
+                                                   const void *req, uint32_t resp_type,
+                                                   int timeout_ms, pbp_call_done done,
+                                                   void *user, uint64_t *id);
+
+/**
+ * Does what is due on the channel without waiting, for an event loop to
+ * call when the read fd is readable, the write fd writable (while
+ * pbp_channel_pending()), or pbp_channel_next_timeout() has passed: writes
+ * queued output as far as the pipe takes it, reads every frame there is,
+ * answers requests with the registered handlers (pbp_channel_set_handlers())
+ * and barriers, and ends asynchronous calls whose reply has come, whose
+ * deadline has passed or whose stream has ended, running their done.
+ * Messages for no handler are held for pbp_channel_recv() (with a receive
+ * deadline of 0, it hands them out without waiting).  After it returns,
+ * pbp_channel_buffered() is 0 unless such messages are held.
+ *
+ * @return the number of messages held for pbp_channel_recv() (>= 0); once
+ *         none is held, the sticky receive error that ended the stream
+ *         (PBP_EOF: a clean end; every asynchronous call has ended then);
+ *         PBP_ELIMIT (the inbox is full: receive held messages);
+ *         PBP_EINVAL (no handshake yet, duplex, or called from a handler
+ *         or done).  A send error while answering ends nothing here: the
+ *         next send reports it.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_process(pbp_channel *ch);
+
 /**
  * Child side: receives requests and answers them with the handler for
  * their type, until the peer ends the stream.  A type without a handler or
@@ -233,9 +334,15 @@ typedef struct pbp_handler {
  * read: its header message goes to no handler, and the stream is
  * cancelled at once with StreamCancel code PBP_REMOTE_STREAM_NOT_ACCEPTED
  * ("stream not accepted"); serving goes on.
+ * While it serves, the table is the channel's handler table
+ * (pbp_channel_set_handlers()), so a handler may call the peer and have
+ * the peer's requests meanwhile answered from the same table, up to
+ * PBP_MAX_NESTING deep; a request of a type without a handler is then
+ * answered PBP_REMOTE_NO_HANDLER at once, and the earlier table comes
+ * back when serving ends.
  * @return 0 at a clean end of stream (or Goodbye); a stream or send error
  *         otherwise; PBP_EINVAL for a handler whose types are not
- *         registered; PBP_ENOMEM.
+ *         registered, or when called from a handler; PBP_ENOMEM.
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_serve(pbp_channel *ch, const pbp_handler *handlers,
                                               size_t nhandlers);

@@ -1,10 +1,12 @@
 /*
- * call.c: calls, the barrier and the serving loop, on top of the channel
- * (channel.c), its control protocol (session.c) and its inbox (inbox.c).
+ * call.c: calls, asynchronous calls and pbp_channel_process(), and the
+ * barrier, on top of the channel (channel.c), its control protocol
+ * (session.c), its inbox (inbox.c) and its handlers (serve.c).
  *
  * While a call or a barrier waits, other frames keep arriving: replies to
- * other outstanding calls are filed with their call, and everything else
- * is held, in order, for pbp_channel_recv() (inbox.c).
+ * other outstanding calls are filed with their call, requests for a
+ * registered handler are answered (serve.c), and everything else is held,
+ * in order, for pbp_channel_recv() (inbox.c).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -39,6 +41,7 @@ call_send(pbp_channel *ch, uint32_t req_type, const pbp_msgtype *t, const void *
 		return rc; /* the slot stays free */
 	c->state = CALL_WAITING;
 	c->deadline = -1;
+	c->done = NULL;
 	ch->nwaiting++;
 	*id = c->id;
 	return 0;
@@ -116,6 +119,8 @@ pbp_channel_next_timeout(const pbp_channel *ch)
 	for (i = 0; i < ch->ncalls; i++) {
 		const pbp__call *c = &ch->calls[i];
 
+		if (c->state == CALL_DONE && c->done != NULL)
+			return 0; /* pbp_channel_process() has a call to end */
 		if (c->state == CALL_WAITING && c->deadline >= 0 && (next < 0 || c->deadline < next))
 			next = c->deadline;
 	}
@@ -151,6 +156,11 @@ wait_for(pbp_channel *ch, int timeout_ms, int (*done)(pbp_channel *, uint64_t), 
 		if ((rc = pbp__ch_rx_ready(ch)) != 0)
 			return rc;
 		rc = pbp__ch_next(ch, &f, deadline);
+		/* A request for a handler is answered now (a send error
+		 * there is the next send's to report). */
+		if (rc == 0 && ch->nhandlers > 0 && f.stream == 0 &&
+		    pbp__dispatch(ch, f.type, f.id, f.payload, f.payload_len) != 0)
+			continue;
 		if (rc == 0 && (rc = pbp__held_push(ch, &f, 0)) == PBP_ELIMIT) {
 			ch->st_redo = f.stream; /* a stream's header is read again */
 			pbp__reader_unget(&ch->rd); /* refused, not consumed */
@@ -217,8 +227,14 @@ call_finish(pbp_channel *ch, uint64_t id, uint32_t resp_type, void *resp, int ti
 	c = pbp__inbox_call(ch, id);
 	if (c == NULL)
 		return pbp__seterr(&ch->error, PBP_EINVAL, 0, "no outstanding call with id %" PRIu64, id);
+	if (c->done != NULL)
+		return pbp__seterr(&ch->error, PBP_EINVAL, 0, "call %" PRIu64 " is asynchronous: "
+		                   "pbp_channel_process() ends it", id);
 	rc = wait_for(ch, timeout_ms, call_done, id, c->deadline);
 	c = pbp__inbox_call(ch, id);
+	if (rc == 0 && c == NULL)
+		return pbp__seterr(&ch->error, PBP_EINVAL, 0, "call %" PRIu64 " was ended by a "
+		                   "handler while it waited", id);
 	if ((rc == PBP_ETIMEDOUT || rc == PBP_EAGAIN) && c != NULL && c->deadline >= 0 &&
 	    c->state == CALL_WAITING && pbp__now_ms() >= c->deadline) {
 		int t = c->timeout_ms;
@@ -232,7 +248,7 @@ call_finish(pbp_channel *ch, uint64_t id, uint32_t resp_type, void *resp, int ti
 	}
 	if (rc != 0)
 		return rc;
-	return call_result(ch, pbp__inbox_call(ch, id), resp_type, resp);
+	return call_result(ch, c, resp_type, resp);
 }
 
 int
@@ -290,53 +306,6 @@ pbp_channel_call(pbp_channel *ch, uint32_t req_type, const void *req, uint32_t r
 	return CALL_LEAVE(ch, rc);
 }
 
-int
-pbp_channel_reply(pbp_channel *ch, uint64_t request_id, uint32_t type, const void *msg)
-{
-	const pbp_msgtype *t;
-	pbp__reply r = { request_id, 0, NULL, 0 };
-	int rc;
-
-	if (ch == NULL)
-		return PBP_EINVAL;
-	PBP__ENTER(ch, 0);
-	t = pbp__ch_find_type(ch, type);
-	if (msg == NULL || request_id == 0)
-		rc = pbp__ch_fail(ch, PBP_EINVAL, "reply: NULL message or request id 0");
-	else if (t == NULL)
-		rc = pbp__seterr(&ch->error, PBP_ETYPE, 0,
-		                 "reply: no descriptor registered for message type %" PRIu32, type);
-	else
-		rc = pbp__ch_send(ch, type, 0, &r, t->fields, msg, 0);
-	return CALL_LEAVE(ch, rc);
-}
-
-static int
-reply_error(pbp_channel *ch, uint64_t request_id, uint32_t request_type, uint32_t code,
-            const char *message)
-{
-	pbp__reply r = { request_id, code, message ? message : "", 0 };
-
-	if (request_id == 0 || code == 0)
-		return pbp__ch_fail(ch, PBP_EINVAL, "reply_error: request id or code 0");
-	/* A 1.0 peer would skip the error fields and take the reply for an
-	 * empty result. */
-	if (ch->peer.minor < 1)
-		return pbp__ch_fail(ch, PBP_EINVAL, "reply_error: the peer speaks protocol 1.0, "
-		                            "which has no error replies");
-	return pbp__ch_send(ch, request_type, 0, &r, NULL, "", 0);
-}
-
-int
-pbp_channel_reply_error(pbp_channel *ch, uint64_t request_id, uint32_t request_type,
-                        uint32_t code, const char *message)
-{
-	if (ch == NULL)
-		return PBP_EINVAL;
-	PBP__ENTER(ch, 0);
-	return CALL_LEAVE(ch, reply_error(ch, request_id, request_type, code, message));
-}
-
 /* ---- the barrier ------------------------------------------------------------- */
 
 static int
@@ -370,10 +339,23 @@ barrier_start(pbp_channel *ch, int timeout_ms)
 	return rc;
 }
 
+/* A handler may not give up the barrier the code it interrupted waits for. */
+static int
+barrier_waits(pbp_channel *ch)
+{
+	if (ch->depth > 0 && ch->sync_id != 0)
+		return pbp__ch_fail(ch, PBP_EINVAL, "a handler may not start a barrier while one waits");
+	return 0;
+}
+
 static int
 barrier(pbp_channel *ch, int timeout_ms)
 {
-	int rc = barrier_start(ch, timeout_ms);
+	int rc = barrier_waits(ch);
+
+	if (rc != 0)
+		return rc;
+	rc = barrier_start(ch, timeout_ms);
 
 	if (rc == PBP_ETIMEDOUT && timeout_ms == 0)
 		rc = pbp__seterr(&ch->error, PBP_EAGAIN, 0, "the barrier could not be sent at once");
@@ -400,6 +382,8 @@ pbp_channel_sync_start(pbp_channel *ch)
 	if (ch == NULL)
 		return PBP_EINVAL;
 	PBP__ENTER(ch, 0);
+	if ((rc = barrier_waits(ch)) != 0)
+		return CALL_LEAVE(ch, rc);
 	/* Sent without waiting: what the pipe does not take stays queued and
 	 * goes out with the next flush, send or receive. */
 	rc = barrier_start(ch, 0);
@@ -425,224 +409,172 @@ pbp_channel_sync_finish(pbp_channel *ch, int timeout_ms)
 	return CALL_LEAVE(ch, rc);
 }
 
-/* ---- the serving loop --------------------------------------------------------- */
+/* ---- asynchronous calls and pbp_channel_process() ------------------------------ */
 
-static const pbp_handler *
-find_handler(const pbp_handler *h, size_t n, uint32_t type)
+int
+pbp_channel_call_async(pbp_channel *ch, uint32_t req_type, const void *req, uint32_t resp_type,
+                       int timeout_ms, pbp_call_done done, void *user, uint64_t *id)
 {
-	size_t i;
+	uint64_t cid = 0;
+	pbp__call *c;
+	int rc;
 
-	for (i = 0; i < n; i++)
-		if (h[i].request_type == type)
-			return &h[i];
-	return NULL;
-}
-
-/* The largest struct among the handlers' types, or 0 if one is not
- * registered. */
-static size_t
-largest(pbp_channel *ch, const pbp_handler *h, size_t n)
-{
-	size_t i, most = 1;
-
-	for (i = 0; i < n; i++) {
-		const pbp_msgtype *a = pbp__ch_find_type(ch, h[i].request_type);
-		const pbp_msgtype *b = pbp__ch_find_type(ch, h[i].response_type);
-
-		if (a == NULL || b == NULL || h[i].fn == NULL)
-			return 0;
-		most = a->size > most ? a->size : most;
-		most = b->size > most ? b->size : most;
+	if (ch == NULL)
+		return PBP_EINVAL;
+	PBP__ENTER(ch, 0);
+	if (done == NULL || timeout_ms == 0)
+		return CALL_LEAVE(ch, pbp__ch_fail(ch, PBP_EINVAL, "call_async: NULL done, or "
+		                                   "timeout_ms 0 (< 0: none)"));
+	if (pbp__ch_find_type(ch, resp_type) == NULL)
+		return CALL_LEAVE(ch, pbp__seterr(&ch->error, PBP_EINVAL, 0, "call_async: no descriptor "
+		                                  "registered for reply type %" PRIu32, resp_type));
+	rc = call_start(ch, req_type, req, &cid);
+	if (rc == 0) {
+		c = pbp__inbox_call(ch, cid);
+		c->done = done;
+		c->user = user;
+		c->resp_type = resp_type;
+		c->timeout_ms = timeout_ms;
+		c->deadline = pbp__deadline(timeout_ms);
+		if (id != NULL)
+			*id = cid;
 	}
-	return most;
+	return CALL_LEAVE(ch, rc);
 }
 
-/* Error replies exist from protocol 1.1 on. */
-static int
-can_fail(const pbp_channel *ch)
-{
-	pbp_peer_info peer;
-
-	return pbp_channel_peer(ch, &peer) == 0 && peer.minor >= 1;
-}
-
-/* Requests are decoded before their handler runs.  Each bytes or string
- * field that nanopb leaves to a callback (no max_size) gets a view decoder
- * (pbp_bytes.h) whose pbp_bytes lives here, for the handler to read with
- * pbp_bytes_of(); a repeated one gets a list view (pbp_bytes_list_of()),
- * the lists sharing SERVE_MAX_ITEMS views equally.  Other callback fields
- * (submessages, more than SERVE_MAX_VIEWS or SERVE_MAX_LISTS) would be
- * skipped without a word: each gets a decoder that refuses it, naming it,
- * so the peer gets an error reply instead of a request that silently lost
- * data. */
-#define SERVE_MAX_VIEWS 32
-#define SERVE_MAX_LISTS 8
-#define SERVE_MAX_ITEMS 256
-
-typedef struct req_fields {
-	const char *msg_name;
-	uint32_t tag;        /* a field refused, 0: none */
-	size_t nviews, nlists;
-	pbp_bytes views[SERVE_MAX_VIEWS];
-	pbp_bytes_list lists[SERVE_MAX_LISTS];
-	pbp_bytes items[SERVE_MAX_ITEMS];
-} req_fields;
-
-static bool
-refuse_field(pb_istream_t *stream, const pb_field_t *field, void **arg)
-{
-	req_fields *r = *arg;
-
-	(void)stream;
-	r->tag = field->tag;
-	return false;
-}
-
-static int
-bytes_like(pb_type_t type)
-{
-	return PB_LTYPE(type) == PB_LTYPE_BYTES || PB_LTYPE(type) == PB_LTYPE_STRING;
-}
-
+/* Ends asynchronous call c (its reply came, its deadline passed, or the
+ * stream ended: rc) and runs its done, with this thread's flag lowered
+ * so that done may use the channel. */
 static void
-prepare_callbacks(const pb_msgdesc_t *fields, void *msg, req_fields *r, int depth)
+end_async(pbp_channel *ch, pbp__call *c, int rc)
 {
-	pb_field_iter_t it;
+	pbp_call_done done = c->done;
+	void *user = c->user, *resp = NULL;
+	uint64_t id = c->id;
+	int was;
 
-	if (depth > 8 || !pb_field_iter_begin(&it, fields, msg))
-		return;
-	do {
-		if (PB_ATYPE(it.type) == PB_ATYPE_CALLBACK && it.pData != NULL &&
-		    fields->field_callback == &pb_default_field_callback) {
-			pb_callback_t *cb = it.pData;
+	if (rc == 0) {
+		const pbp_msgtype *t = pbp__ch_find_type(ch, c->resp_type);
 
-			if (bytes_like(it.type) && PB_HTYPE(it.type) == PB_HTYPE_REPEATED &&
-			    r->nlists < SERVE_MAX_LISTS) {
-				/* Its share of items is set once all are counted. */
-				pbp_bytes_list_view(cb, &r->lists[r->nlists++], r->items, 0);
-			} else if (bytes_like(it.type) && PB_HTYPE(it.type) != PB_HTYPE_REPEATED &&
-			           r->nviews < SERVE_MAX_VIEWS) {
-				pbp_bytes_view(cb, &r->views[r->nviews++]);
-			} else {
-				cb->funcs.decode = refuse_field;
-				cb->arg = r;
-			}
-		} else if (PB_ATYPE(it.type) == PB_ATYPE_STATIC &&
-		           PB_LTYPE_IS_SUBMSG(it.type) && PB_HTYPE(it.type) != PB_HTYPE_ONEOF &&
-		           PB_HTYPE(it.type) != PB_HTYPE_REPEATED && it.submsg_desc != NULL) {
-			prepare_callbacks(it.submsg_desc, it.pData, r, depth + 1);
-		}
-	} while (pb_field_iter_next(&it));
+		resp = calloc(1, t->size > 0 ? t->size : 1);
+		rc = resp == NULL ? (pbp__inbox_end(ch, c),
+		                     pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM,
+		                                 "out of memory decoding the reply to call %" PRIu64, id))
+		                  : call_result(ch, c, c->resp_type, resp);
+	} else {
+		int t = c->timeout_ms;
+
+		pbp__inbox_end(ch, c);
+		if (rc == PBP_ETIMEDOUT)
+			pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0, "call %" PRIu64 " had no answer within "
+			            "its deadline of %d ms: it is over", id, t);
+		else if (rc == PBP_ECANCELED)
+			pbp__seterr(&ch->error, PBP_ECANCELED, 0, "call %" PRIu64 " ended unanswered: the "
+			            "channel is being freed", id);
+		else
+			ch->error = ch->rx_error;
+	}
+	was = atomic_exchange_explicit(&ch->busy_rx, 0, memory_order_acq_rel);
+	done(ch, id, rc, rc == 0 ? resp : NULL, user);
+	atomic_store_explicit(&ch->busy_rx, was, memory_order_release);
+	free(resp);
 }
 
-/* Handles one request; returns a send error, else 0. */
-static int
-serve_one(pbp_channel *ch, const pbp_handler *h, const pbp_msginfo *mi, void *req, void *resp,
-          size_t size, req_fields *ref)
+/* Ends the asynchronous calls that are over. */
+static void
+end_async_calls(pbp_channel *ch)
 {
-	const pbp_msgtype *t;
-	pbp_reply_error e;
-	char why[PBP_ERRMSG_SIZE];
+	int64_t now = pbp__now_ms();
 	size_t i;
-	int r;
 
-	if (h == NULL) {
-		snprintf(why, sizeof why, "no handler for message type %" PRIu32, mi->type);
-		return mi->id && can_fail(ch)
-			? pbp_channel_reply_error(ch, mi->id, mi->type, PBP_REMOTE_NO_HANDLER, why) : 0;
-	}
-	t = pbp__ch_find_type(ch, h->request_type);
-	memset(req, 0, size);
-	ref->msg_name = t->name ? t->name : "the request";
-	ref->tag = 0;
-	ref->nviews = 0;
-	ref->nlists = 0;
-	prepare_callbacks(t->fields, req, ref, 0);
-	for (i = 0; i < ref->nlists; i++) {
-		size_t share = SERVE_MAX_ITEMS / ref->nlists;
+	/* By index: a done may start calls, which may move the table. */
+	for (i = 0; i < ch->ncalls; i++) {
+		pbp__call *c = &ch->calls[i];
 
-		ref->lists[i].items = ref->items + i * share;
-		ref->lists[i].cap = share;
+		if (c->done == NULL || c->state == CALL_FREE)
+			continue;
+		if (c->state == CALL_DONE)
+			end_async(ch, c, 0);
+		else if (c->state == CALL_WAITING && ch->rx_err != 0)
+			end_async(ch, c, ch->rx_err);
+		else if (c->state == CALL_WAITING && c->deadline >= 0 && now >= c->deadline)
+			end_async(ch, c, PBP_ETIMEDOUT);
 	}
-	if (pbp_channel_decode(ch, t->fields, req) != 0) {
-		if (ref->tag != 0)
-			snprintf(why, sizeof why,
-			         "field %" PRIu32 " of %s has no size bound (a nanopb callback "
-			         "submessage, or past %d bytes or %d repeated fields), which "
-			         "pbp_channel_serve() cannot receive: bound it in the .options file, or "
-			         "use pbp_channel_recv()",
-			         ref->tag, ref->msg_name, SERVE_MAX_VIEWS, SERVE_MAX_LISTS);
-		else
-			snprintf(why, sizeof why, "%s", pbp_channel_errmsg(ch));
-		return mi->id && can_fail(ch)
-			? pbp_channel_reply_error(ch, mi->id, mi->type, PBP_REMOTE_BAD_REQUEST, why) : 0;
+}
+
+/* Reads every frame there is: requests for handlers are answered, replies
+ * filed, the rest held.  0, or PBP_ELIMIT (the inbox is full). */
+static int
+read_all(pbp_channel *ch)
+{
+	int64_t now = pbp__deadline(0);
+	pbp__frame f;
+	int rc;
+
+	while (ch->rx_err == 0) {
+		rc = pbp__ch_next(ch, &f, now);
+		if (rc == 0 && f.stream == 0 && ch->nhandlers > 0 &&
+		    pbp__dispatch(ch, f.type, f.id, f.payload, f.payload_len) != 0)
+			continue;
+		if (rc == 0 && (rc = pbp__held_push(ch, &f, 0)) != 0) {
+			ch->st_redo = f.stream; /* a stream's header is read again */
+			pbp__reader_unget(&ch->rd); /* refused, not consumed */
+			return rc;
+		}
+		if (rc == 0 || rc == PBP__PROGRESS || (rc == PBP_EPROTO && ch->rx_err == 0))
+			continue; /* a stray reply is the peer's mistake: skipped */
+		/* Control frames alone may outlast "now": go on while whole
+		 * frames are buffered. */
+		if (rc == PBP_ETIMEDOUT && pbp__reader_ready(&ch->rd) && ch->rd.err == 0)
+			continue;
+		return rc == PBP_ELIMIT ? rc : 0;
 	}
-	memset(resp, 0, size);
-	memset(&e, 0, sizeof e);
-	r = h->fn(req, resp, &e, h->payload);
-	if (mi->id == 0)
-		return 0;
-	if (r == 0)
-		return pbp_channel_reply(ch, mi->id, h->response_type, resp);
-	if (!can_fail(ch))
-		return 0; /* a 1.0 peer cannot receive an error reply */
-	return pbp_channel_reply_error(ch, mi->id, mi->type,
-	                               e.code ? e.code : r > 0 ? (uint32_t)r : PBP_REMOTE_FAILED,
-	                               e.message);
+	return 0;
+}
+
+static int
+process(pbp_channel *ch)
+{
+	size_t i, held = 0;
+	int rc;
+
+	if (ch->flags & PBP_CHANNEL_DUPLEX)
+		return pbp__ch_fail(ch, PBP_EINVAL, "process: not available on a duplex channel");
+	if (ch->depth > 0 || ch->in_process)
+		return pbp__ch_fail(ch, PBP_EINVAL, "process: called from a handler or a done callback");
+	if (ch->state != ST_READY)
+		return pbp__ch_fail(ch, PBP_EINVAL, "process before a successful handshake");
+	ch->have_msg = 0; /* reading may move the receive buffer */
+	pbp__inbox_trim(ch);
+	if (pbp__ch_rx_pushes(ch)) {
+		pbp_error e;
+
+		(void)pbp__ch_write_some(ch, &e);
+	}
+	ch->in_process = 1;
+	rc = read_all(ch);
+	end_async_calls(ch);
+	ch->in_process = 0;
+	/* Answers owed (handlers' replies, SyncAcks) go out now. */
+	if (pbp__ch_rx_pushes(ch)) {
+		pbp_error e;
+
+		(void)pbp__ch_write_some(ch, &e);
+	}
+	for (i = 0; i < ch->qlen; i++)
+		held += !ch->queue[(ch->qhead + i) % ch->qcap].sync;
+	if (held > 0)
+		return held > 0x7fffffff ? 0x7fffffff : (int)held;
+	if (rc != 0)
+		return rc;
+	return ch->rx_err != 0 ? pbp__ch_rx_again(ch) : 0;
 }
 
 int
-pbp_channel_serve(pbp_channel *ch, const pbp_handler *handlers, size_t nhandlers)
+pbp_channel_process(pbp_channel *ch)
 {
-	size_t size;
-	pbp_msginfo mi;
-	void *req, *resp;
-	req_fields *ref;
-	int rc;
-
-	if (ch == NULL || (handlers == NULL && nhandlers > 0))
-		return ch ? pbp__ch_fail(ch, PBP_EINVAL, "serve: NULL handlers") : PBP_EINVAL;
-	size = largest(ch, handlers, nhandlers);
-	if (size == 0)
-		return pbp__ch_fail(ch, PBP_EINVAL, "serve: a handler's types are not registered, or it has no fn");
-	req = malloc(size);
-	resp = malloc(size);
-	ref = malloc(sizeof *ref);
-	if (req == NULL || resp == NULL || ref == NULL) {
-		rc = pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM, "out of memory for serve buffers");
-		goto out;
-	}
-	for (;;) {
-		rc = pbp_channel_recv(ch, &mi);
-		/* A stray reply (to an id that is no call of ours) is the peer's
-		 * mistake, not the end of the conversation: skip it. */
-		if (rc == PBP_EPROTO && ch->rx_err == 0)
-			continue;
-		if (rc != 0)
-			break;
-		if (mi.stream != 0) {
-			/* serve() reads no streams: the writer is told at once. */
-			pbp__instream *s = pbp__streams_in(ch, mi.stream);
-
-			rc = s ? pbp__streams_cancel(ch, s, PBP_REMOTE_STREAM_NOT_ACCEPTED,
-			                             "stream not accepted") : 0;
-			/* A peer that opens streams and reads nothing is
-			 * waited for, as replies are. */
-			if (rc == 0 && pbp_channel_pending(ch) > QUEUE_MAX)
-				rc = pbp_channel_flush(ch);
-			if (rc != 0)
-				break;
-			continue;
-		}
-		rc = serve_one(ch, find_handler(handlers, nhandlers, mi.type), &mi, req, resp, size, ref);
-		if (rc != 0)
-			break;
-	}
-	if (rc == PBP_EOF)
-		rc = 0;
-out:
-	free(req);
-	free(resp);
-	free(ref);
-	return rc;
+	if (ch == NULL)
+		return PBP_EINVAL;
+	PBP__ENTER(ch, 0);
+	return CALL_LEAVE(ch, process(ch));
 }

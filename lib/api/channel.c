@@ -212,6 +212,7 @@ pbp_channel_free_keep_fds(pbp_channel *ch)
 	 * owns, stopped and joined here on every path (free, close). */
 	pbp__os_watch_stop(ch->watch);
 	pbp__os_close(&ch->trace_fd);
+	pbp__calls_cancel_async(ch);
 	pbp__calls_free(ch);
 	pbp__streams_free(ch);
 	if (ch->flags & PBP_CHANNEL_DUPLEX) {

@@ -226,10 +226,63 @@ pbp__inbox_trim(pbp_channel *ch)
 	pbp__inbox_release(ch);
 }
 
+int
+pbp__ch_unpin(pbp_channel *ch)
+{
+	pbp__pin *p = ch->pin;
+	const uint8_t *d = p->data;
+	size_t i;
+
+	if (p->len > 0 && ch->rd.buf != NULL && d >= ch->rd.buf && d < ch->rd.buf + ch->rd.cap) {
+		/* Chunks of streams that still point into it move first. */
+		for (i = 0; ch->st != NULL && i < STREAM_SLOTS; i++)
+			if (ch->st->in[i].view != NULL && pbp__streams_keep_view(ch, &ch->st->in[i]) != 0)
+				return pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM,
+				                   "out of memory keeping a handler's request");
+		if ((p->taken = pbp__reader_detach(&ch->rd)) == NULL)
+			return pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM,
+			                   "out of memory keeping a handler's request");
+	} else if (p->len > 0 && ch->cur.buf != NULL && d >= ch->cur.buf &&
+	           d < ch->cur.buf + ch->cur.cap) {
+		p->taken = ch->cur.buf;
+		ch->cur.buf = NULL;
+		ch->cur.cap = ch->cur.len = 0;
+	}
+	ch->pin = NULL;
+	ch->have_msg = 0; /* the message handed out last is the handler's now */
+	return 0;
+}
+
+void
+pbp__calls_cancel_async(pbp_channel *ch)
+{
+	size_t i;
+
+	for (i = 0; i < ch->ncalls; i++) {
+		pbp__call *c = &ch->calls[i];
+		pbp_call_done done = c->done;
+		uint64_t id = c->id;
+
+		if (done == NULL || c->state == CALL_FREE)
+			continue;
+		pbp__inbox_end(ch, c);
+		pbp__seterr(&ch->error, PBP_ECANCELED, 0, "call %" PRIu64 " ended unanswered: the "
+		            "channel is being freed", id);
+		done(ch, id, PBP_ECANCELED, NULL, c->user);
+	}
+}
+
 void
 pbp__calls_free(pbp_channel *ch)
 {
 	size_t i;
+
+	if (ch->hs != NULL) {
+		for (i = 0; i < PBP_MAX_NESTING; i++)
+			free(ch->hs->s[i]);
+		free(ch->hs);
+		ch->hs = NULL;
+	}
 
 	for (i = 0; i < ch->ncalls; i++)
 		free(ch->calls[i].buf);

@@ -617,6 +617,24 @@ pbp__reader_shrink(pbp__reader *r)
 	return 1;
 }
 
+uint8_t *
+pbp__reader_detach(pbp__reader *r)
+{
+	size_t pending = r->end - r->start;
+	size_t ncap = pending > r->initial_cap ? pending : r->initial_cap;
+	uint8_t *old = r->buf, *nb = malloc(ncap > 0 ? ncap : 1);
+
+	if (nb == NULL)
+		return NULL;
+	if (pending > 0)
+		memcpy(nb, r->buf + r->start, pending);
+	r->buf = nb;
+	r->cap = ncap;
+	r->start = r->prev_start = 0;
+	r->end = r->prev_end = pending;
+	return old;
+}
+
 int
 pbp__reader_space(pbp__reader *r, uint8_t **p, size_t *n)
 {
