@@ -247,8 +247,9 @@ typedef struct pbp_handler {
  * the request (pbp_bytes_of()) stay valid until the handler returns, even
  * across its own calls on the channel.  A handler must not free or close
  * the channel, start a barrier while one waits, or change the handler
- * table (PBP_EINVAL for the last two); a call or barrier it ends is over
- * for the code that waited on it, which then returns PBP_EINVAL.
+ * table (PBP_EINVAL for the last two); a call it ends (finish, cancel)
+ * is over for the code that waited on it, whose finish then returns
+ * PBP_EINVAL.
  *
  * @param handlers  the table (must stay valid until replaced or the
  *                  channel is freed); NULL with n 0 removes it

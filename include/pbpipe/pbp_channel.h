@@ -61,7 +61,10 @@
  * frames already in the channel's buffer do not make the fd readable: after
  * POLLIN, receive (or finish calls) until PBP_EAGAIN, and retry finishing
  * calls whose replies may have come in meanwhile; before sleeping, ask
- * pbp_channel_buffered().  pbpipe changes no process-wide state:
+ * pbp_channel_buffered().  Or let pbp_channel_process() (pbp_call.h) do
+ * it: it reads every frame there is, answers the peer's requests with
+ * registered handlers and ends asynchronous calls (replies, deadlines)
+ * through their callbacks.  pbpipe changes no process-wide state:
  * no signal handlers, no signal dispositions.  Writes block SIGPIPE in the
  * calling thread only for the duration of the write, so a departed peer
  * gives PBP_EPIPE instead of killing the process.
