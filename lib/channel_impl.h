@@ -34,7 +34,9 @@
  * grown on demand, so spliced bytes never take room there). */
 #define FRAME_RESERVE (64u * 1024u)
 
-enum { ST_NEW = 0, ST_READY = 1 };
+/* ST_HELLO: the handshake is under way (pbp_channel_handshake_start()):
+ * our Hello is queued, the peer's not yet checked. */
+enum { ST_NEW = 0, ST_READY = 1, ST_HELLO = 2 };
 
 /* Queued output that is not in the write buffer: len bytes that go out
  * just before wbuf[at], from the caller's memory while its send runs, or
@@ -200,6 +202,11 @@ struct pbp_channel {
 	/* The helper's watch on its parent (pbp_channel_from_handles()), or
 	 * NULL; the handshake checks the start-of-life race with it. */
 	pbp__os_watch *watch;
+	/* The handshake in two steps (session.c): its deadline, kept by the
+	 * library (pbp__now_ms(); -1: none), and the handshake timeout it
+	 * was started with. */
+	int64_t hs_deadline;
+	int hs_timeout;
 };
 
 /* ---- errors (inline, for channel.c, session.c and stream.c) --------------- */

@@ -61,7 +61,8 @@
  * frames already in the channel's buffer do not make the fd readable: after
  * POLLIN, receive (or finish calls) until PBP_EAGAIN, and retry finishing
  * calls whose replies may have come in meanwhile; before sleeping, ask
- * pbp_channel_buffered().  pbpipe changes no process-wide state:
+ * pbp_channel_buffered().  The handshake too has a form that never waits:
+ * pbp_channel_handshake_start() and pbp_channel_handshake_finish().  pbpipe changes no process-wide state:
  * no signal handlers, no signal dispositions.  Writes block SIGPIPE in the
  * calling thread only for the duration of the write, so a departed peer
  * gives PBP_EPIPE instead of killing the process.
@@ -357,10 +358,53 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_from_fds(pbp_channel **out, int read_fd,
  * started by other means, names someone else than its peer and changes
  * nothing.  POSIX only (Windows has no such window).
  *
- * Blocks for at most the handshake deadline.  Calling it twice is
- * PBP_EINVAL.
+ * Blocks for at most the handshake deadline.  It is
+ * pbp_channel_handshake_start() (unless started already) then
+ * pbp_channel_handshake_finish(ch, -1): with a handshake deadline of 0 it
+ * never waits, and returns PBP_EAGAIN (not sticky) while the peer's Hello
+ * is not complete; calling it again continues the same handshake.
+ * Calling it after it succeeded is PBP_EINVAL.
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_handshake(pbp_channel *ch);
+
+/**
+ * The handshake in two steps, for event loops: queues our Hello and
+ * writes what the pipe takes now, without waiting.  Records the
+ * handshake's deadline, kept by the library: the handshake timeout
+ * (PBP_TIMEOUT_HANDSHAKE) from now; none for a timeout < 0, and none for
+ * 0 either (the application keeps its own).  While the handshake is
+ * under way, pbp_channel_next_timeout() (pbp_call.h) counts that
+ * deadline, and pbp_channel_buffered() says 1 once the peer's whole
+ * Hello is buffered.  Then poll pbp_channel_read_fd() for POLLIN (and
+ * pbp_channel_write_fd() for POLLOUT while pbp_channel_pending() is not
+ * 0) and call pbp_channel_handshake_finish(ch, 0) until it returns
+ * something else than PBP_EAGAIN.
+ *
+ * @return 0 (started); PBP_EINVAL (started already, or done);
+ *         PBP_ENOMEM, PBP_ESYS (sticky, as a failed handshake).  A peer
+ *         that is gone (PBP_EPIPE on the write) is reported by
+ *         pbp_channel_handshake_finish(), after what the peer may have
+ *         written before it went.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_handshake_start(pbp_channel *ch);
+
+/**
+ * Finishes the handshake pbp_channel_handshake_start() began: writes the
+ * rest of our Hello, reads the peer's and checks it, as
+ * pbp_channel_handshake() does (the same checks and errors).
+ *
+ * @param timeout_ms  how long to wait (< 0: up to the handshake deadline,
+ *                    and not at all with a handshake timeout of 0; 0: do
+ *                    not wait); never past the handshake deadline
+ * @return 0 (done: the channel is ready); PBP_EAGAIN (timeout_ms 0 and
+ *         the peer's Hello is not complete yet, or ours not written: not
+ *         sticky, a partial Hello stays buffered; call again when the
+ *         read fd is readable); PBP_ETIMEDOUT, not sticky when only
+ *         timeout_ms passed, and sticky (the handshake failed) once the
+ *         handshake deadline has passed; PBP_EINVAL (not started, or done
+ *         already); the errors of pbp_channel_handshake(), all sticky.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_handshake_finish(pbp_channel *ch, int timeout_ms);
 
 /**
  * Encodes msg with the descriptor registered for `type` and sends it as one
