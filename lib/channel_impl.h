@@ -141,6 +141,8 @@ struct pbp_channel {
 	int rx_eof;          /* the transport reported end of stream */
 	int rx_drained;      /* the last read emptied the pipe */
 	int wr_closed;
+	int wr_closing;      /* Goodbye is queued behind output a deadline left:
+	                        the write side closes once the last byte is out */
 	pbp_error rx_error;  /* describes rx_err */
 	pbp_error tx_error;  /* describes tx_err */
 	pbp_error error;     /* the most recent failure (receive side in duplex) */
@@ -304,6 +306,8 @@ pbp__ch_tx_ready(pbp_channel *ch)
 		return pbp__ch_tx_failmsg(ch, PBP_EINVAL, "send before a successful handshake");
 	if (ch->wr_closed)
 		return pbp__ch_tx_failmsg(ch, PBP_EINVAL, "send after the write side was closed");
+	if (ch->wr_closing)
+		return pbp__ch_tx_failmsg(ch, PBP_EINVAL, "send after Goodbye");
 	return 0;
 }
 
@@ -418,6 +422,9 @@ int pbp__ch_spliced(const pbp_channel *ch);
 int pbp__ch_own_splices(pbp_channel *ch);
 /* Frees the spliced output (the channel's end). */
 void pbp__ch_splices_free(pbp_channel *ch);
+/* Closes the write side now: what is still queued is discarded.  0, or
+ * the errno of a close that failed (the handle is closed anyway). */
+int pbp__ch_close_write_now(pbp_channel *ch);
 
 
 /* ---- channel.c and session.c, for call.c ----------------------------------- */

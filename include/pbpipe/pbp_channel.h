@@ -569,13 +569,23 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_recv_msg(pbp_channel *ch, uint32_t *type
 
 /**
  * Sends a Goodbye frame with a reason and an optional detail text
- * (truncated to 127 bytes), then closes the write side.  The peer's
- * receive returns PBP_EOF and it can read the reason with
- * pbp_channel_peer().  This side can still receive.
+ * (truncated to 127 bytes) behind the output sends queued, then closes
+ * the write side.  The peer's receive returns PBP_EOF and it can read the
+ * reason with pbp_channel_peer().  This side can still receive.
  *
- * @return 0; PBP_EPIPE, PBP_ESYS; PBP_EINVAL (no handshake yet, or the
- *         write side is already closed).  The write side is closed even
- *         when sending fails.
+ * When the send deadline passes first (at once for a deadline of 0, with
+ * the pipe full), nothing is lost: the Goodbye stays queued behind that
+ * output and the write side is closing: later sends are PBP_EINVAL
+ * ("after Goodbye"), pbp_channel_pending() counts what is left, and the
+ * write side closes once the last byte is written, by pbp_channel_flush()
+ * or any later call that writes queued output (a receive, a call's wait,
+ * pbp_channel_close_write(), pbp_channel_close(), pbp_channel_free()).
+ *
+ * @return 0 (written, the write side closed); PBP_EAGAIN (send deadline
+ *         0) or PBP_ETIMEDOUT (it passed): closing, as above; PBP_EPIPE,
+ *         PBP_ESYS (the write side is closed at once: nothing more can be
+ *         written); PBP_EINVAL (no handshake yet, the write side is
+ *         already closed, or Goodbye was said already).
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_goodbye(pbp_channel *ch, int reason,
                                                 const char *detail);
@@ -586,9 +596,10 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_goodbye(pbp_channel *ch, int reason,
  * PBP_EINVAL.  Closing twice is a no-op.  Output still queued is written
  * first, within the send deadline.
  *
- * @return 0; PBP_ETIMEDOUT (queued output could not be written in time;
- *         the write side stays open); PBP_ESYS if close() reported an
- *         error (the fd is closed anyway).
+ * @return 0; PBP_ETIMEDOUT (queued output could not be written in time,
+ *         a deadline of 0 included; the write side stays open, and after
+ *         pbp_channel_goodbye() still closing); PBP_ESYS if close()
+ *         reported an error (the fd is closed anyway).
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_close_write(pbp_channel *ch);
 

@@ -33,27 +33,34 @@ pbp__ch_send_sync(pbp_channel *ch, uint64_t id, int64_t deadline)
 	return rc;
 }
 
+/* Closes the write side now, discarding what is still queued. */
+static int
+close_now(pbp_channel *ch)
+{
+	int e = pbp__ch_close_write_now(ch);
+
+	if (e != 0)
+		return pbp__seterr(ch->txe, PBP_ESYS, e, "closing the write side: %s", strerror(e));
+	return 0;
+}
+
 static int
 close_write_locked(pbp_channel *ch)
 {
-	int rc = 0, e;
+	int rc = 0, rc2;
 
 	if (ch->wr_closed)
 		return 0;
-	/* Queued output goes first; on a deadline the write side stays open
-	 * so the caller can try again. */
+	/* Queued output goes first (after Goodbye, the Goodbye last: the
+	 * write side then closes with its last byte); on a deadline the write
+	 * side stays open so the caller can try again. */
 	if (pbp__ch_out_queued(ch) && ch->tx_err == 0 && ch->state == ST_READY) {
 		rc = pbp__ch_flush_by(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]), ch->txe);
-		if (rc == PBP_ETIMEDOUT)
+		if (rc == PBP_ETIMEDOUT || ch->wr_closed)
 			return rc;
 	}
-	ch->wr_closed = 1;
-	ch->woff = ch->wlen = 0;
-	pbp__ch_splices_free(ch);
-	e = ch->io->close_write(ch->io_ctx);
-	if (e != 0)
-		return pbp__seterr(ch->txe, PBP_ESYS, e, "closing the write side: %s", strerror(e));
-	return rc;
+	rc2 = close_now(ch);
+	return rc2 != 0 ? rc2 : rc;
 }
 
 int
@@ -81,33 +88,41 @@ copy_utf8(char *dst, size_t size, const char *src)
 }
 
 int
-pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail,
-                        int64_t deadline)
+pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail, int64_t deadline,
+                        int discard)
 {
 	pbpipe_Envelope env;
-	int rc, rc2;
+	int rc, rc2 = 0, said;
 
 	if (ch == NULL)
 		return PBP_EINVAL;
 	PBP__ENTER(ch, 1);
 	pbp__ch_tx_lock(ch);
+	said = ch->wr_closing; /* a Goodbye is queued already */
 	rc = pbp__ch_tx_ready(ch);
-	if (rc == 0 && pbp__ch_out_queued(ch))
-		rc = pbp__ch_flush_by(ch, deadline, ch->txe);
 	if (rc == 0) {
 		memset(&env, 0, sizeof env);
 		env.which_body = pbpipe_Envelope_goodbye_tag;
 		env.body.goodbye.reason = (pbpipe_Goodbye_Reason)reason;
 		if (detail != NULL)
 			copy_utf8(env.body.goodbye.detail, sizeof env.body.goodbye.detail, detail);
+		/* Behind what sends queued: that goes out first. */
 		rc = pbp__ch_queue_control(ch, &env, ch->txe);
-		if (rc == 0)
+		if (rc == 0) {
+			ch->wr_closing = 1;
 			rc = pbp__ch_flush_by(ch, deadline, ch->txe);
+		}
+	} else if (said && discard && ch->tx_err == 0) {
+		/* The Goodbye queued before goes out first, within the deadline. */
+		rc = pbp__ch_flush_by(ch, deadline, ch->txe);
 	}
-	/* Whatever happened, the write side is done. */
-	ch->woff = ch->wlen = 0;
-	pbp__ch_splices_free(ch);
-	rc2 = close_write_locked(ch);
+	/* On a deadline nothing is lost: the rest, the Goodbye last, goes
+	 * out with the next write (a flush, a receive, a call's wait, the
+	 * channel's close), and the write side closes after it.  Otherwise
+	 * (nothing can be written: the peer is gone, an OS error; or a
+	 * caller that will not wait) it closes now. */
+	if (!ch->wr_closed && !((rc == PBP_ETIMEDOUT || said) && !discard))
+		rc2 = close_now(ch);
 	pbp__ch_tx_unlock(ch);
 	pbp__ch_leave(ch, 1);
 	return rc != 0 ? rc : rc2;
@@ -116,10 +131,17 @@ pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail,
 int
 pbp_channel_goodbye(pbp_channel *ch, int reason, const char *detail)
 {
+	int rc;
+
 	if (ch == NULL)
 		return PBP_EINVAL;
-	return pbp__channel_goodbye_by(ch, reason, detail,
-	                               pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
+	rc = pbp__channel_goodbye_by(ch, reason, detail,
+	                             pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]), 0);
+	if (rc == PBP_ETIMEDOUT && ch->timeout[PBP_TIMEOUT_SEND] == 0)
+		rc = pbp__seterr(ch->txe, PBP_EAGAIN, 0,
+		                 "%zu bytes still queued, the Goodbye last: pbp_channel_flush() "
+		                 "writes them", pbp__ch_queued(ch));
+	return rc;
 }
 /* ---- the handshake ------------------------------------------------------- */
 
