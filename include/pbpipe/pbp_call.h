@@ -97,6 +97,7 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_call_start_ex(pbp_channel *ch, uint32_t 
  * with pbp_channel_call_start_ex(): the timeout for an event loop's
  * poll(), after which it finishes its calls (those past their deadline
  * end with PBP_ETIMEDOUT).  0: one is due now; -1: none (or NULL).
+ * The deadline of a handshake under way (pbp_channel_handshake_start()) counts too.
  */
 PBP_API int pbp_channel_next_timeout(const pbp_channel *ch);
 
