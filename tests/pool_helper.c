@@ -214,6 +214,11 @@ main(int argc, char **argv)
 				fprintf(stderr, "pbptest-pool-helper: %s exists\n", argv[i]);
 				return 3;
 			}
+		} else if (strcmp(argv[i], "--slow-start-if") == 0 && i + 4 < argc) {
+			/* A slow start (a restart, once the file exists). */
+			if (file_exists(argv[i + 1]))
+				nap_ms(atol(argv[i + 2]));
+			i += 2;
 		} else if (strcmp(argv[i], "--no-handshake") == 0) {
 			handshake = 0;
 		} else if (strcmp(argv[i], "--crash-flag") == 0 && i + 3 < argc) {

@@ -639,6 +639,49 @@ T(a_failed_respawn_is_reported_counts_as_a_death_and_is_retried_after_backoff)
 	no_children();
 }
 
+static char slow_flag[] = "/tmp/pbptest-poolslow-XXXXXX";
+
+T(a_slow_restart_does_not_stall_the_other_helpers)
+{
+	const char *args[] = { "--slow-start-if", slow_flag, "2000", NULL };
+	pbp_pool_options o = opts(2, args);
+	const struct ev *started;
+	pbp_pool *p;
+	int64_t t0;
+	int i;
+
+	co.handshake_timeout_ms = pbt_scale(10000);
+	p = up(&o);
+	/* The first helpers had the template; the respawn sleeps 2 s before
+	 * its Hello. */
+	cr_assert_geq(close(mkstemp(slow_flag)), 0);
+	t0 = now_ms();
+	SIG(p, 0, SIGKILL);
+	UNTIL(p, nkind(PBP_POOL_DIED, 0) == 1, pbt_scale(5000));
+	for (i = 0; i < 20; i++)
+		echo(p);
+	/* The death was noticed and every call ran on the other helper while
+	 * the restart waited for its Hello: a restart that waited for it in
+	 * the pool's work would have held the pool 2 s, and be over. */
+	cr_assert_lt(now_ms() - t0, 1500, "the death and 20 calls took %lld ms",
+	             (long long)(now_ms() - t0));
+	cr_assert_eq(nkind(PBP_POOL_STARTED, 0), 0, "the restart is still under way");
+	cr_assert_eq(st(p).restarting, 1);
+	cr_assert_eq(st(p).live, 1);
+	cr_assert_null(pbp_pool_child(p, 0), "a starting slot takes no calls");
+	UNTIL(p, nkind(PBP_POOL_STARTED, 0) == 1, pbt_scale(10000));
+	cr_assert_eq(nev, 2, "DIED, STARTED (%zu events)", nev);
+	started = nth(PBP_POOL_STARTED, 0, 0);
+	cr_assert_geq(started->e.restart_latency_us, 1900000, "%lld us",
+	              (long long)started->e.restart_latency_us);
+	cr_assert_eq(st(p).live, 2);
+	cr_assert_eq(unlink(slow_flag), 0);
+	echo(p);
+	echo(p);
+	pbp_pool_free(p);
+	no_children();
+}
+
 T(a_hung_idempotent_call_times_out_is_not_retried_and_is_hung_not_died)
 {
 	pbp_pool_options o = opts(1, NULL);

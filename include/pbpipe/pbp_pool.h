@@ -80,9 +80,13 @@
  * Where the work happens.  The pool does its work (sending queued calls,
  * reading replies, restarts, pings, deadlines) inside pbp_pool_call() and
  * pbp_pool_run(), never in a thread of its own and never in a signal
- * handler.  A restart spawns the helper and waits for its handshake, as
- * pbp_child_spawn() does (milliseconds for a healthy helper; at most the
- * handshake deadline).  Event loops (POSIX): poll the fds from
+ * handler.  A restart spawns the helper (the exec, as pbp_child_spawn()
+ * with PBP_SPAWN_NO_HANDSHAKE) and does not wait for its handshake: the
+ * pool reads the new helper's Hello along with the other helpers' replies,
+ * so a helper slow to start (up to the handshake deadline) holds up no
+ * other; its slot takes calls once the handshake is done (PBP_POOL_STARTED),
+ * and a handshake that fails is a failed respawn (PBP_POOL_RESTART_FAILED).
+ * pbp_pool_start() alone waits for every handshake.  Event loops (POSIX): poll the fds from
  * pbp_pool_pollfds() with the timeout of pbp_pool_next_timeout(), then
  * call pbp_pool_run(p, 0).  Between those calls the pool does nothing: a
  * helper's death is noticed, and its restart made, on the next one.
@@ -306,7 +310,7 @@ PBP_API int pbp_pool_next_timeout(const pbp_pool *p);
 #ifndef _WIN32
 /**
  * POSIX: fills fds[0 .. n) with what an event loop should poll for the
- * pool: each live helper's read fd (POLLIN) and, while its output is
+ * pool: each live or starting helper's read fd (POLLIN) and, while its output is
  * queued, write fd (POLLOUT).  revents is zeroed.  Returns the number of
  * entries the pool needs, which may be larger than n (then only n were
  * filled): at most 2 * size.  The set changes when helpers are restarted:
@@ -320,7 +324,8 @@ typedef struct pbp_pool_stats {
 	size_t size;           /**< slots */
 	size_t live;           /**< helpers running and handshaken */
 	size_t idle;           /**< of those, without a call */
-	size_t restarting;     /**< slots waiting for their restart */
+	size_t restarting;     /**< slots waiting for their restart, or for
+	                            the handshake of the restarted helper */
 	size_t down;           /**< slots given up */
 	size_t queued;         /**< calls waiting for a helper */
 	size_t in_flight;      /**< calls on a helper */

@@ -59,56 +59,6 @@ is_idempotent(const pbp_pool *p, uint32_t type)
 
 /* ---- deaths and restarts ------------------------------------------------------ */
 
-/* Deaths of slot s within the crash window, now included. */
-static unsigned int
-count_deaths(pbp_pool *p, pbp__slot *s, int64_t now)
-{
-	unsigned int i, n = 0;
-
-	s->death_at[s->ndeaths++ % PBP__DEATH_RING] = now;
-	for (i = 0; i < PBP__DEATH_RING && i < s->ndeaths; i++)
-		if (now - s->death_at[i] < p->crash_window_ms)
-			n++;
-	return n;
-}
-
-/* The delay before the restart after the k-th death within the window. */
-static int
-backoff(const pbp_pool *p, unsigned int k)
-{
-	int64_t d;
-
-	if (k <= 1)
-		return 0;
-	if (k - 2 >= 30)
-		return p->backoff_max_ms;
-	d = (int64_t)p->backoff_initial_ms << (k - 2);
-	return d > p->backoff_max_ms ? p->backoff_max_ms : (int)d;
-}
-
-static void
-emit(pbp_pool *p, int kind, size_t slot, pbp_pid pid, unsigned int deaths, int restart_in,
-     int64_t latency_us, const pbp_report *r)
-{
-	pbp_pool_event ev;
-
-	p->nevents++;
-	if (p->on_event == NULL)
-		return;
-	memset(&ev, 0, sizeof ev);
-	ev.kind = kind;
-	ev.slot = slot;
-	ev.pid = pid;
-	ev.deaths = deaths;
-	ev.restarts = p->slots[slot].restarts;
-	ev.restart_in_ms = restart_in;
-	ev.restart_latency_us = latency_us;
-	ev.report = r;
-	p->in_cb++;
-	p->on_event(p, &ev, p->event_payload);
-	p->in_cb--;
-}
-
 /* The helper's call, if any, is retried or fails with PBP_ELOST. */
 static void
 orphan_call(pbp_pool *p, pbp__slot *s, int unsent, const char *why)
@@ -137,40 +87,6 @@ orphan_call(pbp_pool *p, pbp__slot *s, int unsent, const char *why)
 	pbp__pool_end_call_msg(p, c, PBP_ELOST, "the helper in slot %zu died with call %" PRIu64
 	             " in flight (%u attempt%s): %.150s", (size_t)(s - p->slots), c->id,
 	             c->attempts, c->attempts == 1 ? "" : "s", why);
-}
-
-/* Fails every queued call once no slot can ever run it. */
-static void
-fail_queue_if_down(pbp_pool *p)
-{
-	pbp__pcall *c;
-
-	if (p->ndown < p->size)
-		return;
-	while ((c = p->qhead) != NULL) {
-		pbp__pool_queue_remove(p, c);
-		pbp__pool_end_call_msg(p, c, PBP_EDOWN, "every helper of the pool is down (crash-loop cap: "
-		             "%u deaths within %d ms)", p->max_crashes, p->crash_window_ms);
-	}
-}
-
-/* Counts a death of slot s (its helper gone or never started) and
- * schedules its restart, or gives the slot up.  Returns the delay, -1 when
- * given up. */
-static int
-schedule_restart(pbp_pool *p, pbp__slot *s, int64_t now, unsigned int *deaths)
-{
-	unsigned int k = count_deaths(p, s, now);
-
-	*deaths = k;
-	if (p->max_crashes != PBP_POOL_NEVER_GIVE_UP && k >= p->max_crashes) {
-		s->state = SLOT_DOWN;
-		p->ndown++;
-		return -1;
-	}
-	s->state = SLOT_RESTARTING;
-	s->restart_at = now + backoff(p, k);
-	return backoff(p, k);
 }
 
 /* Whether slot s's helper, now dead, had not read all of its call's
@@ -226,57 +142,11 @@ slot_died(pbp_pool *p, pbp__slot *s, int hung, int unsent, const char *why)
 	p->nlive--;
 	p->st.deaths++;
 	s->died_ns = pbp__now_ns();
-	delay = schedule_restart(p, s, pbp__now_ms(), &deaths);
-	emit(p, hung ? PBP_POOL_HUNG : PBP_POOL_DIED, i, pid, deaths, delay, 0, p->report);
+	delay = pbp__pool_schedule_restart(p, s, pbp__now_ms(), &deaths);
+	pbp__pool_emit(p, hung ? PBP_POOL_HUNG : PBP_POOL_DIED, i, pid, deaths, delay, 0, p->report);
 	if (delay < 0) {
-		emit(p, PBP_POOL_GAVE_UP, i, pid, deaths, -1, 0, NULL);
-		fail_queue_if_down(p);
-	}
-}
-
-/* Spawns slot s's helper.  0, or the spawn's error with p->report filled. */
-static int
-slot_spawn(pbp_pool *p, pbp__slot *s, pbp_error *err)
-{
-	pbp_spawn_options so = p->spawn;
-	pbp_peer_info peer;
-	int rc;
-
-	so.report = p->report;
-	rc = pbp_child_spawn(&s->child, s->path, s->argv, &so, err);
-	if (rc != 0)
-		return rc;
-	s->ch = pbp_child_channel(s->child);
-	/* The pool never blocks on a helper's channel (deadlines 0). */
-	ignore(pbp__os_io_read_nonblocking(pbp__channel_os_io(s->ch)));
-	s->pingable = pbp_channel_peer(s->ch, &peer) == 0 && peer.minor >= 1;
-	s->state = SLOT_LIVE;
-	s->ping = 0;
-	s->alive_at = pbp__now_ms();
-	p->nlive++;
-	return 0;
-}
-
-static void
-slot_restart(pbp_pool *p, pbp__slot *s)
-{
-	size_t i = (size_t)(s - p->slots);
-	unsigned int deaths;
-	pbp_error e;
-	int delay;
-
-	if (slot_spawn(p, s, &e) == 0) {
-		s->restarts++;
-		p->st.restarts++;
-		emit(p, PBP_POOL_STARTED, i, pbp_child_pid(s->child), 0, 0,
-		     (pbp__now_ns() - s->died_ns) / 1000, NULL);
-		return;
-	}
-	delay = schedule_restart(p, s, pbp__now_ms(), &deaths);
-	emit(p, PBP_POOL_RESTART_FAILED, i, 0, deaths, delay, 0, p->report);
-	if (delay < 0) {
-		emit(p, PBP_POOL_GAVE_UP, i, 0, deaths, -1, 0, NULL);
-		fail_queue_if_down(p);
+		pbp__pool_emit(p, PBP_POOL_GAVE_UP, i, pid, deaths, -1, 0, NULL);
+		pbp__pool_fail_queue_if_down(p);
 	}
 }
 
@@ -440,9 +310,17 @@ timers(pbp_pool *p, int act)
 
 		if (s->state == SLOT_RESTARTING) {
 			if (act && s->restart_at <= now)
-				slot_restart(p, s);
+				pbp__slot_restart(p, s);
 			if (s->state == SLOT_RESTARTING)
 				DUE(s->restart_at);
+		}
+		if (s->state == SLOT_STARTING) {
+			int t = pbp_channel_next_timeout(s->ch);
+
+			if (act && t == 0)
+				pbp__slot_handshake(p, s); /* its deadline: it fails */
+			else if (t >= 0)
+				DUE(now + t);
 		}
 		if (s->state != SLOT_LIVE)
 			continue;
@@ -517,8 +395,10 @@ pool_work(pbp_pool *p, int timeout_ms)
 	for (i = 0; i < p->size; i++) {
 		pbp__slot *s = &p->slots[i];
 
-		p->ios[i] = s->state == SLOT_LIVE ? pbp__channel_os_io(s->ch) : NULL;
-		p->want_write[i] = s->state == SLOT_LIVE && pbp_channel_pending(s->ch) > 0;
+		int on = s->state == SLOT_LIVE || s->state == SLOT_STARTING;
+
+		p->ios[i] = on ? pbp__channel_os_io(s->ch) : NULL;
+		p->want_write[i] = on && pbp_channel_pending(s->ch) > 0;
 		p->ready[i] = 0;
 	}
 	rc = pbp__os_io_wait_any(p->ios, p->want_write, p->size, wait, p->ready);
@@ -526,7 +406,10 @@ pool_work(pbp_pool *p, int timeout_ms)
 		return pbp__seterr(&p->error, PBP_ESYS, -rc, "waiting for the helpers failed");
 	for (i = 0; i < p->size; i++)
 		if (p->ready[i] != 0) {
-			pump(p, &p->slots[i]);
+			if (p->slots[i].state == SLOT_STARTING)
+				pbp__slot_handshake(p, &p->slots[i]);
+			else
+				pump(p, &p->slots[i]);
 			n++;
 		}
 	(void)timers(p, 1);
@@ -555,7 +438,7 @@ pbp_pool_start(pbp_pool **out, const pbp_pool_options *opts, pbp_error *err)
 	for (i = 0; rc == 0 && i < p->size; i++) {
 		pbp__slot *s = &p->slots[i];
 
-		if ((rc = slot_spawn(p, s, &e)) != 0) {
+		if ((rc = pbp__slot_spawn(p, s, 0, &e)) != 0) {
 			pbp__seterr(&p->error, rc, e.sys_errno, "helper %zu of %zu (%.60s): %.160s",
 			            i, p->size, s->path, e.msg);
 			break;

@@ -19,7 +19,9 @@
 #define PBP__EXIT_MS 200
 #define PBP__REAP_MS 5000
 
-enum { SLOT_LIVE = 1, SLOT_RESTARTING, SLOT_DOWN };
+/* SLOT_STARTING: a restarted helper runs, its handshake under way (the
+ * pool waits for its Hello with the others' replies). */
+enum { SLOT_LIVE = 1, SLOT_RESTARTING, SLOT_DOWN, SLOT_STARTING };
 enum { PCALL_QUEUED = 1, PCALL_FLIGHT };
 
 /* Where a blocking pbp_pool_call() waits for its result. */
@@ -101,6 +103,23 @@ pbp__slot_idle(const pbp__slot *s)
 
 /* Checks the options and fills p from them (setup.c): its policy, the
  * helpers' spawn options, the slots' programs; allocates its arrays. */
+/* slot.c: the life of a slot. */
+/* Tells the application (on_event) of an event of slot `slot`. */
+void pbp__pool_emit(pbp_pool *p, int kind, size_t slot, pbp_pid pid, unsigned int deaths,
+                    int restart_in, int64_t latency_us, const pbp_report *r);
+/* Fails every queued call once no slot can ever run it. */
+void pbp__pool_fail_queue_if_down(pbp_pool *p);
+/* Counts a death of slot s and schedules its restart, or gives the slot
+ * up: the delay, -1 when given up (*deaths: within the window). */
+int pbp__pool_schedule_restart(pbp_pool *p, pbp__slot *s, int64_t now, unsigned int *deaths);
+/* Spawns slot s's helper: handshaken (restart 0) or started, its
+ * handshake under way (SLOT_STARTING).  0, or an error (p->report). */
+int pbp__slot_spawn(pbp_pool *p, pbp__slot *s, int restart, pbp_error *err);
+/* Restarts slot s (its restart is due). */
+void pbp__slot_restart(pbp_pool *p, pbp__slot *s);
+/* Goes on with a SLOT_STARTING slot's handshake, without waiting. */
+void pbp__slot_handshake(pbp_pool *p, pbp__slot *s);
+
 int pbp__pool_setup(pbp_pool *p, const pbp_pool_options *o);
 
 /* queue.c: the FIFO of calls waiting for a helper (front: a retry goes

@@ -131,7 +131,7 @@ pbp_pool_pollfds(const pbp_pool *p, struct pollfd *fds, size_t n)
 	for (i = 0; i < p->size; i++) {
 		const pbp__slot *s = &p->slots[i];
 
-		if (s->state != SLOT_LIVE)
+		if (s->state != SLOT_LIVE && s->state != SLOT_STARTING)
 			continue;
 		if (k < n) {
 			fds[k].fd = pbp_channel_read_fd(s->ch);
@@ -168,7 +168,8 @@ pbp_pool_stats_get(const pbp_pool *p, pbp_pool_stats *out)
 	out->idle = out->restarting = 0;
 	for (i = 0; i < p->size; i++) {
 		out->idle += pbp__slot_idle(&p->slots[i]);
-		out->restarting += p->slots[i].state == SLOT_RESTARTING;
+		out->restarting += p->slots[i].state == SLOT_RESTARTING ||
+		                   p->slots[i].state == SLOT_STARTING;
 	}
 	return 0;
 }
