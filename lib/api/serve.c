@@ -351,6 +351,7 @@ pbp__dispatch(pbp_channel *ch, uint32_t type, uint64_t id, const uint8_t *payloa
 		                                            e.message)
 		                  : 0; /* a 1.0 peer cannot receive an error reply */
 	ch->depth--;
+	ch->have_msg = 0; /* what the handler received is gone with it */
 	free(pin.taken);
 	atomic_store_explicit(&ch->busy_rx, was, memory_order_release);
 	return rc < 0 ? rc : 1;
