@@ -34,7 +34,9 @@
  * grown on demand, so spliced bytes never take room there). */
 #define FRAME_RESERVE (64u * 1024u)
 
-enum { ST_NEW = 0, ST_READY = 1 };
+/* ST_HELLO: the handshake is under way (pbp_channel_handshake_start()):
+ * our Hello is queued, the peer's not yet checked. */
+enum { ST_NEW = 0, ST_READY = 1, ST_HELLO = 2 };
 
 /* Queued output that is not in the write buffer: len bytes that go out
  * just before wbuf[at], from the caller's memory while its send runs, or
@@ -158,6 +160,8 @@ struct pbp_channel {
 	int rx_eof;          /* the transport reported end of stream */
 	int rx_drained;      /* the last read emptied the pipe */
 	int wr_closed;
+	int wr_closing;      /* Goodbye is queued behind output a deadline left:
+	                        the write side closes once the last byte is out */
 	pbp_error rx_error;  /* describes rx_err */
 	pbp_error tx_error;  /* describes tx_err */
 	pbp_error error;     /* the most recent failure (receive side in duplex) */
@@ -230,6 +234,11 @@ struct pbp_channel {
 	pbp__pin *pin;
 	struct pbp__handlers *hs;
 	int in_process;
+	/* The handshake in two steps (session.c): its deadline, kept by the
+	 * library (pbp__now_ms(); -1: none), and the handshake timeout it
+	 * was started with. */
+	int64_t hs_deadline;
+	int hs_timeout;
 };
 
 /* ---- errors (inline, for channel.c, session.c and stream.c) --------------- */
@@ -338,6 +347,8 @@ pbp__ch_tx_ready(pbp_channel *ch)
 		return pbp__ch_tx_failmsg(ch, PBP_EINVAL, "send before a successful handshake");
 	if (ch->wr_closed)
 		return pbp__ch_tx_failmsg(ch, PBP_EINVAL, "send after the write side was closed");
+	if (ch->wr_closing)
+		return pbp__ch_tx_failmsg(ch, PBP_EINVAL, "send after Goodbye");
 	return 0;
 }
 
@@ -453,6 +464,9 @@ int pbp__ch_spliced(const pbp_channel *ch);
 int pbp__ch_own_splices(pbp_channel *ch);
 /* Frees the spliced output (the channel's end). */
 void pbp__ch_splices_free(pbp_channel *ch);
+/* Closes the write side now: what is still queued is discarded.  0, or
+ * the errno of a close that failed (the handle is closed anyway). */
+int pbp__ch_close_write_now(pbp_channel *ch);
 
 
 /* ---- channel.c and session.c, for call.c ----------------------------------- */

@@ -292,9 +292,11 @@ void pbp__trace_pieces(pbp_os_handle h, int dir, const struct pbp__piece *frame,
 
 /* ---- channel.c ----------------------------------------------------------- */
 
-/* pbp_channel_goodbye() with a deadline for the write. */
+/* pbp_channel_goodbye() with a deadline for the write; with discard, what
+ * the deadline leaves queued is dropped and the write side closed (also
+ * after an earlier Goodbye that is still queued). */
 int pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail,
-                            int64_t deadline);
+                            int64_t deadline, int discard);
 /* Helper side: arms the watch on the parent (api/handles.c), unless the
  * channel has PBP_CHANNEL_OUTLIVE_PARENT.  0 or an error in err. */
 int pbp__channel_watch_parent(pbp_channel *ch, pbp_error *err);

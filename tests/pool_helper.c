@@ -156,6 +156,25 @@ serve_op(const void *request, void *response, pbp_reply_error *err, void *payloa
 				return -1;
 		}
 		break;
+	case POOL_OP_CALLBACK: {
+		pbptest_Numbers back = pbptest_Numbers_init_zero, ans = pbptest_Numbers_init_zero;
+		int rc;
+
+		back.i64 = q->i64;
+		rc = pbp_channel_call(the_ch, pbptest_Type_NUMBERS, &back, pbptest_Type_NUMBERS, &ans,
+		                      10000);
+		if (rc != 0) {
+			snprintf(err->message, sizeof err->message, "calling the parent: %s",
+			         pbp_channel_errmsg(the_ch));
+			err->code = rc == PBP_EREMOTE ? pbp_channel_error(the_ch)->remote_code : 98;
+			return 1;
+		}
+		r->u64 = (uint64_t)my_pid();
+		r->i64 = ans.i64 + 1;
+		r->i32 = (int32_t)(sizeof(void *) * 8);
+		r->s64 = tag;
+		return 0;
+	}
 	default:
 		snprintf(err->message, sizeof err->message, "unknown op %d", (int)q->i32);
 		return 99;

@@ -21,6 +21,9 @@ enum pool_op {
 	POOL_OP_APP_ERROR = 7,  /* answer with application error arg and the
 	                           message "application error <arg>" */
 	POOL_OP_ONEWAY = 8,     /* send arg one-way Numbers messages, then reply */
+	POOL_OP_CALLBACK = 9,   /* call the parent back (a nested call: Numbers
+	                           with i32 0, i64 arg), reply with i64 = its
+	                           answer's i64 + 1; its error code passed on */
 };
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #ifndef _WIN32
+#include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
 #endif
@@ -47,6 +48,19 @@ pbt_options(void)
 /* POSIX only: pipes, threads and fds (the Windows tests, tests/win/, use
  * the rest). */
 #ifndef _WIN32
+int
+pbt_count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	cr_assert_not_null(d);
+	while (readdir(d) != NULL)
+		n++;
+	closedir(d);
+	return n;
+}
+
 void
 pbt_pipes(int fds[4])
 {

@@ -37,6 +37,9 @@ int pbt_scale(int ms);
 /* Options with the test types and fingerprint, and a 2 s handshake. */
 pbp_channel_options pbt_options(void);
 
+/* The fds open in this process now (POSIX: /proc/self/fd). */
+int pbt_count_fds(void);
+
 /* Two pipes: fds[0] is A's read end, fds[1] B's write end (B -> A),
  * fds[2] B's read end, fds[3] A's write end (A -> B).  O_CLOEXEC. */
 void pbt_pipes(int fds[4]);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pool_helper.h"
 #include "support.h"
 
 #define T(name) Test(nested, name, .timeout = 60)
@@ -589,4 +590,91 @@ T(handlers_are_refused_on_duplex_channels)
 	cr_assert_eq(pbp_channel_process(a), PBP_EINVAL);
 	pbp_channel_free(a);
 	pbp_channel_free(b);
+}
+
+/* ---- with a helper process ------------------------------------------------------ */
+
+static int
+times_ten(const void *req, void *resp, pbp_reply_error *e, void *payload)
+{
+	(void)e;
+	(*(int *)payload)++;
+	((pbptest_Numbers *)resp)->i64 = ((const pbptest_Numbers *)req)->i64 * 10;
+	return 0;
+}
+
+static pbp_child *
+spawn_helper(void)
+{
+	static const char *const argv[] = { "pbptest-pool-helper", NULL };
+	static pbp_channel_options co;
+	pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
+	pbp_child *c = NULL;
+	pbp_error err;
+
+	co = pbt_options();
+	so.channel = &co;
+	cr_assert_eq(pbp_child_spawn(&c, PBPTEST_POOL_HELPER, argv, &so, &err), 0, "%s", err.msg);
+	return c;
+}
+
+T(a_helper_process_calls_back_while_its_parent_waits)
+{
+	pbp_child *c = spawn_helper();
+	pbp_channel *ch = pbp_child_channel(c);
+	int runs = 0;
+	pbp_handler h[] = { { pbptest_Type_NUMBERS, pbptest_Type_NUMBERS, times_ten, &runs } };
+	pbptest_Numbers q = { .i32 = POOL_OP_CALLBACK, .i64 = 4 }, r = { 0 };
+	pbp_exit_status st;
+
+	/* Without a handler the helper's request is held while the parent
+	 * waits, and both sit until the parent's deadline. */
+	cr_assert_eq(pbp_channel_call(ch, pbptest_Type_NUMBERS, &q, pbptest_Type_NUMBERS, &r, 300),
+	             PBP_ETIMEDOUT, "%s", pbp_channel_errmsg(ch));
+	cr_assert_eq(pbp_channel_buffered(ch), 1, "the helper's request is held");
+	{
+		pbp_msginfo mi;
+		pbptest_Numbers back = { .i64 = 0 };
+
+		cr_assert_eq(pbp_channel_recv(ch, &mi), 0);
+		cr_assert_neq(mi.id, 0);
+		cr_assert_eq(pbp_channel_reply(ch, mi.id, pbptest_Type_NUMBERS, &back), 0);
+	}
+	cr_assert_eq(pbp_channel_sync(ch, 5000), 0, "%s", pbp_channel_errmsg(ch));
+	/* With one, the parent answers inside its wait. */
+	cr_assert_eq(pbp_channel_set_handlers(ch, h, 1), 0);
+	cr_assert_eq(pbp_channel_call(ch, pbptest_Type_NUMBERS, &q, pbptest_Type_NUMBERS, &r, 5000),
+	             0, "%s", pbp_channel_errmsg(ch));
+	cr_assert_eq(r.i64, 41);
+	cr_assert_eq(runs, 1);
+	cr_assert_eq(pbp_child_close(c, 2000, &st), 0);
+	cr_assert(st.exited && st.code == 0);
+	pbp_child_free(c);
+}
+
+T(a_helper_process_calls_back_an_event_loop)
+{
+	pbp_child *c = spawn_helper();
+	pbp_channel *ch = pbp_child_channel(c);
+	int runs = 0, i;
+	pbp_handler h[] = { { pbptest_Type_NUMBERS, pbptest_Type_NUMBERS, times_ten, &runs } };
+	struct outcome o[4];
+
+	memset(o, 0, sizeof o);
+	cr_assert_eq(pbp_channel_set_handlers(ch, h, 1), 0);
+	cr_assert_eq(pbp_channel_set_timeout(ch, PBP_TIMEOUT_SEND, 0), 0);
+	for (i = 0; i < 4; i++) {
+		pbptest_Numbers q = { .i32 = POOL_OP_CALLBACK, .i64 = i };
+
+		cr_assert_eq(pbp_channel_call_async(ch, pbptest_Type_NUMBERS, &q, pbptest_Type_NUMBERS,
+		                                    5000, on_done, &o[i], NULL), 0);
+	}
+	loop_until(ch, o, 4, 5000);
+	for (i = 0; i < 4; i++) {
+		cr_assert_eq(o[i].runs, 1);
+		cr_assert_eq(o[i].rc, 0, "%s", o[i].msg);
+		cr_assert_eq(o[i].value, 10 * i + 1);
+	}
+	cr_assert_eq(runs, 4);
+	pbp_child_free(c);
 }

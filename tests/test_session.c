@@ -975,3 +975,153 @@ T(forked_copy_of_a_channel_writes_nothing_when_freed)
 	cr_assert_eq(n, 1, "the peer received %d copies of one message", n);
 	pbp_channel_free(b);
 }
+
+/* ---- Goodbye behind queued output ------------------------------------------ */
+
+#define GB_PAYLOAD 1000
+
+/* Sends raw messages numbered from 0 until the pipe is full and output
+ * is queued, then a few more; returns how many.  Each send either
+ * succeeded or timed out with its frame queued (nothing lost either way). */
+static int
+fill_and_queue(pbp_channel *a)
+{
+	char p[GB_PAYLOAD];
+	int n = 0, rc;
+
+	do {
+		memset(p, 'a' + n % 26, sizeof p);
+		snprintf(p, sizeof p, "message %d", n);
+		rc = pbp_channel_send_raw(a, pbptest_Type_TEXT, 0, p, sizeof p);
+		cr_assert(rc == 0 || rc == PBP_ETIMEDOUT, "send %d: %s", n, pbp_channel_errmsg(a));
+		n++;
+	} while (pbp_channel_pending(a) == 0 || (rc == 0 && n < 40));
+	return n;
+}
+
+/* Receives what is there (all of it, when receives wait), checking that
+ * message i is number i: counts them in *got and returns what stopped it. */
+static int
+recv_numbered(pbp_channel *b, int *got)
+{
+	pbp_msginfo mi;
+	char want[32];
+	int rc;
+
+	while ((rc = pbp_channel_recv(b, &mi)) == 0) {
+		snprintf(want, sizeof want, "message %d", *got);
+		cr_assert_eq(mi.size, GB_PAYLOAD);
+		cr_assert_str_eq((const char *)mi.payload, want);
+		(*got)++;
+	}
+	return rc;
+}
+
+static void
+assert_goodbye_after(pbp_channel *b, int rc, int got, int sent)
+{
+	pbp_peer_info p;
+
+	cr_assert_eq(rc, PBP_EOF, "%s", pbp_channel_errmsg(b));
+	cr_assert_eq(got, sent, "the peer received %d of %d messages", got, sent);
+	cr_assert_eq(pbp_channel_peer(b, &p), 0);
+	cr_assert_eq(p.goodbye_received, 1, "the Goodbye came last");
+	cr_assert_eq(p.goodbye_reason, PBP_GOODBYE_DONE);
+	cr_assert_str_eq(p.goodbye_detail, "bye");
+}
+
+T(goodbye_without_waiting_keeps_queued_messages_and_closes_after_them)
+{
+	pbp_channel_options oa = pbt_options(), ob = pbt_options();
+	pbp_channel *a, *b;
+	char p[GB_PAYLOAD];
+	int sent, got = 0, rc, frc = PBP_EAGAIN;
+	size_t left;
+	int64_t deadline = pbp__now_ms() + 10000;
+
+	oa.pipe_size = ob.pipe_size = 4096;
+	oa.send_timeout_ms = 0;
+	ob.recv_timeout_ms = 0;
+	pbt_pair(&a, &b, &oa, &ob);
+	sent = fill_and_queue(a);
+	cr_assert_eq(pbp_channel_goodbye(a, PBP_GOODBYE_DONE, "bye"), PBP_EAGAIN, "%s",
+	             pbp_channel_errmsg(a));
+	left = pbp_channel_pending(a);
+	cr_assert_gt(left, 0);
+	cr_assert_geq(pbp_channel_write_fd(a), 0, "closing, not closed");
+	/* The write side is closing: no more sends, no second Goodbye, and
+	 * nothing of what is queued goes away. */
+	memset(p, 0, sizeof p);
+	cr_assert_eq(pbp_channel_send_raw(a, pbptest_Type_TEXT, 0, p, sizeof p), PBP_EINVAL);
+	cr_assert_neq(strstr(pbp_channel_errmsg(a), "after Goodbye"), NULL, "%s",
+	              pbp_channel_errmsg(a));
+	cr_assert_eq(pbp_channel_goodbye(a, PBP_GOODBYE_DONE, "again"), PBP_EINVAL);
+	cr_assert_eq(pbp_channel_close_write(a), PBP_ETIMEDOUT, "%s", pbp_channel_errmsg(a));
+	cr_assert_eq(pbp_channel_pending(a), left);
+	/* The peer reads later, while the sender flushes. */
+	for (;;) {
+		cr_assert_lt(pbp__now_ms(), deadline, "received %d of %d", got, sent);
+		if (frc != 0) {
+			frc = pbp_channel_flush(a);
+			cr_assert(frc == 0 || frc == PBP_EAGAIN, "%s", pbp_channel_errmsg(a));
+		}
+		if ((rc = recv_numbered(b, &got)) == PBP_EOF)
+			break;
+		cr_assert_eq(rc, PBP_EAGAIN, "%s", pbp_channel_errmsg(b));
+	}
+	assert_goodbye_after(b, rc, got, sent);
+	cr_assert_eq(pbp_channel_pending(a), 0);
+	cr_assert_eq(pbp_channel_write_fd(a), -1, "closed after the last byte");
+	cr_assert_eq(pbp_channel_flush(a), 0);
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+}
+
+static void *
+recv_numbered_thread(void *arg)
+{
+	int got = 0, rc = recv_numbered(arg, &got);
+
+	return (void *)(intptr_t)(got * 1000 + (rc == PBP_EOF));
+}
+
+T(goodbye_past_its_deadline_then_close_writes_everything)
+{
+	pbp_channel_options oa = pbt_options(), ob = pbt_options();
+	pbp_channel *a, *b;
+	pbp_error err;
+	pthread_t t;
+	intptr_t res;
+	int sent;
+
+	oa.pipe_size = ob.pipe_size = 4096;
+	oa.send_timeout_ms = 50;
+	pbt_pair(&a, &b, &oa, &ob);
+	sent = fill_and_queue(a);
+	cr_assert_eq(pbp_channel_goodbye(a, PBP_GOODBYE_DONE, "bye"), PBP_ETIMEDOUT, "%s",
+	             pbp_channel_errmsg(a));
+	cr_assert_gt(pbp_channel_pending(a), 0);
+	t = pbt_spawn_thread(recv_numbered_thread, b);
+	cr_assert_eq(pbp_channel_close(a, 10000, &err), 0, "%s", err.msg);
+	res = (intptr_t)pbt_join(t);
+	assert_goodbye_after(b, res % 1000 == 1 ? PBP_EOF : pbp_channel_error(b)->code,
+	                     (int)(res / 1000), sent);
+	pbp_channel_free(b);
+}
+
+T(goodbye_then_send_is_einval)
+{
+	pbp_channel *a, *b;
+	pbptest_Text t = { "late" };
+	pbp_msginfo mi;
+
+	pbt_pair(&a, &b, NULL, NULL);
+	cr_assert_eq(pbp_channel_goodbye(a, PBP_GOODBYE_DONE, "bye"), 0, "%s",
+	             pbp_channel_errmsg(a));
+	cr_assert_eq(pbp_channel_write_fd(a), -1);
+	cr_assert_eq(pbp_channel_send(a, pbptest_Type_TEXT, &t), PBP_EINVAL);
+	cr_assert_eq(pbp_channel_goodbye(a, PBP_GOODBYE_DONE, "bye"), PBP_EINVAL);
+	cr_assert_eq(pbp_channel_recv(b, &mi), PBP_EOF, "%s", pbp_channel_errmsg(b));
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+}

@@ -5,7 +5,6 @@
  * and the demo's pbpipe-child.
  */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,19 +39,6 @@ spawn_peer(const char *mode, const char *arg)
 
 	cr_assert_eq(rc, 0, "spawn %s: %s", mode, err.msg);
 	return c;
-}
-
-static int
-count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	cr_assert_not_null(d);
-	while (readdir(d) != NULL)
-		n++;
-	closedir(d);
-	return n;
 }
 
 static void
@@ -121,7 +107,7 @@ T(exec_failure_is_synchronous)
 {
 	pbp_child *c = NULL;
 	pbp_error err;
-	int before = count_fds(), rc;
+	int before = pbt_count_fds(), rc;
 
 	/* Under valgrind --trace-children, the exec that happens is valgrind's
 	 * own, which succeeds; valgrind then fails to load the program. */
@@ -139,7 +125,7 @@ T(exec_failure_is_synchronous)
 	/* Not in PATH. */
 	rc = pbp_child_spawn(&c, "pbpipe-no-such-program", NULL, NULL, &err);
 	cr_assert_eq(rc, PBP_EEXEC);
-	cr_assert_eq(count_fds(), before, "fds leaked by a failed spawn");
+	cr_assert_eq(pbt_count_fds(), before, "fds leaked by a failed spawn");
 	assert_no_children();
 }
 
@@ -373,7 +359,7 @@ T(free_without_close_leaves_no_zombie)
 
 T(two_hundred_cycles_leave_no_fd_and_no_zombie)
 {
-	int before = count_fds(), i, n = pbt_valgrind() ? 20 : 200;
+	int before = pbt_count_fds(), i, n = pbt_valgrind() ? 20 : 200;
 
 	for (i = 0; i < n; i++) {
 		pbp_child *c = spawn_peer("echo", NULL);
@@ -383,6 +369,6 @@ T(two_hundred_cycles_leave_no_fd_and_no_zombie)
 		cr_assert_eq(st.code, 0, "cycle %d", i);
 		pbp_child_free(c);
 	}
-	cr_assert_eq(count_fds(), before);
+	cr_assert_eq(pbt_count_fds(), before);
 	assert_no_children();
 }

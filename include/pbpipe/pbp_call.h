@@ -97,6 +97,7 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_call_start_ex(pbp_channel *ch, uint32_t 
  * with pbp_channel_call_start_ex(): the timeout for an event loop's
  * poll(), after which it finishes its calls (those past their deadline
  * end with PBP_ETIMEDOUT).  0: one is due now; -1: none (or NULL).
+ * The deadline of a handshake under way (pbp_channel_handshake_start()) counts too.
  */
 PBP_API int pbp_channel_next_timeout(const pbp_channel *ch);
 
@@ -247,8 +248,9 @@ typedef struct pbp_handler {
  * the request (pbp_bytes_of()) stay valid until the handler returns, even
  * across its own calls on the channel.  A handler must not free or close
  * the channel, start a barrier while one waits, or change the handler
- * table (PBP_EINVAL for the last two); a call or barrier it ends is over
- * for the code that waited on it, which then returns PBP_EINVAL.
+ * table (PBP_EINVAL for the last two); a call it ends (finish, cancel)
+ * is over for the code that waited on it, whose finish then returns
+ * PBP_EINVAL.
  *
  * @param handlers  the table (must stay valid until replaced or the
  *                  channel is freed); NULL with n 0 removes it

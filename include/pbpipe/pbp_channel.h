@@ -61,7 +61,12 @@
  * frames already in the channel's buffer do not make the fd readable: after
  * POLLIN, receive (or finish calls) until PBP_EAGAIN, and retry finishing
  * calls whose replies may have come in meanwhile; before sleeping, ask
- * pbp_channel_buffered().  pbpipe changes no process-wide state:
+ * pbp_channel_buffered().  Or let pbp_channel_process() (pbp_call.h) do
+ * it: it reads every frame there is, answers the peer's requests with
+ * registered handlers and ends asynchronous calls (replies, deadlines)
+ * through their callbacks.  The handshake too has a form that never
+ * waits: pbp_channel_handshake_start() and pbp_channel_handshake_finish().
+ * pbpipe changes no process-wide state:
  * no signal handlers, no signal dispositions.  Writes block SIGPIPE in the
  * calling thread only for the duration of the write, so a departed peer
  * gives PBP_EPIPE instead of killing the process.
@@ -357,10 +362,53 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_from_fds(pbp_channel **out, int read_fd,
  * started by other means, names someone else than its peer and changes
  * nothing.  POSIX only (Windows has no such window).
  *
- * Blocks for at most the handshake deadline.  Calling it twice is
- * PBP_EINVAL.
+ * Blocks for at most the handshake deadline.  It is
+ * pbp_channel_handshake_start() (unless started already) then
+ * pbp_channel_handshake_finish(ch, -1): with a handshake deadline of 0 it
+ * never waits, and returns PBP_EAGAIN (not sticky) while the peer's Hello
+ * is not complete; calling it again continues the same handshake.
+ * Calling it after it succeeded is PBP_EINVAL.
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_handshake(pbp_channel *ch);
+
+/**
+ * The handshake in two steps, for event loops: queues our Hello and
+ * writes what the pipe takes now, without waiting.  Records the
+ * handshake's deadline, kept by the library: the handshake timeout
+ * (PBP_TIMEOUT_HANDSHAKE) from now; none for a timeout < 0, and none for
+ * 0 either (the application keeps its own).  While the handshake is
+ * under way, pbp_channel_next_timeout() (pbp_call.h) counts that
+ * deadline, and pbp_channel_buffered() says 1 once the peer's whole
+ * Hello is buffered.  Then poll pbp_channel_read_fd() for POLLIN (and
+ * pbp_channel_write_fd() for POLLOUT while pbp_channel_pending() is not
+ * 0) and call pbp_channel_handshake_finish(ch, 0) until it returns
+ * something else than PBP_EAGAIN.
+ *
+ * @return 0 (started); PBP_EINVAL (started already, or done);
+ *         PBP_ENOMEM, PBP_ESYS (sticky, as a failed handshake).  A peer
+ *         that is gone (PBP_EPIPE on the write) is reported by
+ *         pbp_channel_handshake_finish(), after what the peer may have
+ *         written before it went.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_handshake_start(pbp_channel *ch);
+
+/**
+ * Finishes the handshake pbp_channel_handshake_start() began: writes the
+ * rest of our Hello, reads the peer's and checks it, as
+ * pbp_channel_handshake() does (the same checks and errors).
+ *
+ * @param timeout_ms  how long to wait (< 0: up to the handshake deadline,
+ *                    and not at all with a handshake timeout of 0; 0: do
+ *                    not wait); never past the handshake deadline
+ * @return 0 (done: the channel is ready); PBP_EAGAIN (timeout_ms 0 and
+ *         the peer's Hello is not complete yet, or ours not written: not
+ *         sticky, a partial Hello stays buffered; call again when the
+ *         read fd is readable); PBP_ETIMEDOUT, not sticky when only
+ *         timeout_ms passed, and sticky (the handshake failed) once the
+ *         handshake deadline has passed; PBP_EINVAL (not started, or done
+ *         already); the errors of pbp_channel_handshake(), all sticky.
+ */
+PBP_API PBP_WARN_UNUSED int pbp_channel_handshake_finish(pbp_channel *ch, int timeout_ms);
 
 /**
  * Encodes msg with the descriptor registered for `type` and sends it as one
@@ -525,13 +573,23 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_recv_msg(pbp_channel *ch, uint32_t *type
 
 /**
  * Sends a Goodbye frame with a reason and an optional detail text
- * (truncated to 127 bytes), then closes the write side.  The peer's
- * receive returns PBP_EOF and it can read the reason with
- * pbp_channel_peer().  This side can still receive.
+ * (truncated to 127 bytes) behind the output sends queued, then closes
+ * the write side.  The peer's receive returns PBP_EOF and it can read the
+ * reason with pbp_channel_peer().  This side can still receive.
  *
- * @return 0; PBP_EPIPE, PBP_ESYS; PBP_EINVAL (no handshake yet, or the
- *         write side is already closed).  The write side is closed even
- *         when sending fails.
+ * When the send deadline passes first (at once for a deadline of 0, with
+ * the pipe full), nothing is lost: the Goodbye stays queued behind that
+ * output and the write side is closing: later sends are PBP_EINVAL
+ * ("after Goodbye"), pbp_channel_pending() counts what is left, and the
+ * write side closes once the last byte is written, by pbp_channel_flush()
+ * or any later call that writes queued output (a receive, a call's wait,
+ * pbp_channel_close_write(), pbp_channel_close(), pbp_channel_free()).
+ *
+ * @return 0 (written, the write side closed); PBP_EAGAIN (send deadline
+ *         0) or PBP_ETIMEDOUT (it passed): closing, as above; PBP_EPIPE,
+ *         PBP_ESYS (the write side is closed at once: nothing more can be
+ *         written); PBP_EINVAL (no handshake yet, the write side is
+ *         already closed, or Goodbye was said already).
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_goodbye(pbp_channel *ch, int reason,
                                                 const char *detail);
@@ -542,9 +600,10 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_goodbye(pbp_channel *ch, int reason,
  * PBP_EINVAL.  Closing twice is a no-op.  Output still queued is written
  * first, within the send deadline.
  *
- * @return 0; PBP_ETIMEDOUT (queued output could not be written in time;
- *         the write side stays open); PBP_ESYS if close() reported an
- *         error (the fd is closed anyway).
+ * @return 0; PBP_ETIMEDOUT (queued output could not be written in time,
+ *         a deadline of 0 included; the write side stays open, and after
+ *         pbp_channel_goodbye() still closing); PBP_ESYS if close()
+ *         reported an error (the fd is closed anyway).
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_close_write(pbp_channel *ch);
 

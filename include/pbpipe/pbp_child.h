@@ -111,8 +111,35 @@ typedef struct pbp_child pbp_child;
 /** Current version of pbp_spawn_options. */
 #define PBP_SPAWN_OPTIONS_VERSION 1
 
-/** Skip the handshake in pbp_child_spawn(); call pbp_channel_handshake()
- *  on pbp_child_channel() yourself. */
+/**
+ * Skip the handshake in pbp_child_spawn(); call pbp_channel_handshake()
+ * on pbp_child_channel() yourself, or, from an event loop that drives
+ * many helpers, its two steps, which never wait:
+ *
+ *     so.flags = PBP_SPAWN_NO_HANDSHAKE;
+ *     if (pbp_child_spawn(&c, path, argv, &so, &err) != 0) ...
+ *     ch = pbp_child_channel(c);
+ *     if (pbp_channel_handshake_start(ch) != 0) ...
+ *     // in the loop: poll pbp_channel_read_fd(ch) for POLLIN, and
+ *     // pbp_channel_write_fd(ch) for POLLOUT while pbp_channel_pending(ch)
+ *     // is not 0, with a timeout of at most pbp_channel_next_timeout(ch);
+ *     // then:
+ *     rc = pbp_channel_handshake_finish(ch, 0);
+ *     // PBP_EAGAIN: not yet, poll again; 0: ready; else it failed
+ *
+ * With this flag pbp_child_spawn() waits for no word from the child: it
+ * returns once the program has been started: on POSIX once posix_spawn()
+ * has returned, that is once the exec has succeeded (a failed exec is
+ * still reported at once, PBP_EEXEC); on Windows once CreateProcessW()
+ * has created it and its thread runs.  Whatever the child then does
+ * (exits, says nothing, answers garbage) surfaces in the handshake.
+ * After a failed handshake, pbp_child_report() says why and what became
+ * of the child (one that has exited is reaped and its status given;
+ * PBP_FATE_RUNNING while it runs: pbp_child_close() ends it), and
+ * pbp_child_free() or
+ * pbp_child_close() of a child whose handshake is still under way or
+ * failed leaves nothing behind: no process, no zombie, no fd.
+ */
 #define PBP_SPAWN_NO_HANDSHAKE 0x1u
 
 /**
@@ -197,7 +224,9 @@ typedef struct pbp_exit_status {
  *         PBP_ETIMEDOUT, PBP_EMSGSIZE, PBP_EPIPE (the handshake failed:
  *         the child exited, answered garbage or said nothing within the
  *         handshake deadline; the message says which and how the child
- *         ended); PBP_EINVAL, PBP_ENOMEM, PBP_ESYS.
+ *         ended); PBP_EAGAIN (a handshake deadline of 0, and the child's
+ *         Hello was not there at once: to handshake without waiting, use
+ *         PBP_SPAWN_NO_HANDSHAKE); PBP_EINVAL, PBP_ENOMEM, PBP_ESYS.
  *
  * On failure nothing is left behind: no fd, no process, no zombie (a child
  * that is still running after a failed handshake is killed and reaped).

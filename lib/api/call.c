@@ -124,6 +124,9 @@ pbp_channel_next_timeout(const pbp_channel *ch)
 		if (c->state == CALL_WAITING && c->deadline >= 0 && (next < 0 || c->deadline < next))
 			next = c->deadline;
 	}
+	/* A handshake under way (pbp_channel_handshake_start()) has one too. */
+	if (ch->hs_deadline >= 0 && (next < 0 || ch->hs_deadline < next))
+		next = ch->hs_deadline;
 	if (next < 0)
 		return -1;
 	now = pbp__now_ms();

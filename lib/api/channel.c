@@ -101,6 +101,7 @@ pbp__channel_new_io(pbp_channel **out, const pbp__io_ops *io, void *ctx,
 	ch->spin_us = opts->spin_us > 0 ? opts->spin_us : 0;
 	ch->next_id = 1;
 	ch->st_next = 1;
+	ch->hs_deadline = -1;
 	/* A duplex channel accepts no streams (pbp_stream.h). */
 	ch->st_window = opts->version >= 2 && opts->stream_window != 0 ? opts->stream_window
 	                                                                : PBP_DEFAULT_STREAM_WINDOW;

@@ -180,7 +180,7 @@ pbp_child_close(pbp_child *c, int grace_ms, pbp_exit_status *out)
 	if (!c->reaped) {
 		/* Goodbye is best effort: the child may be gone or not reading. */
 		(void)pbp__channel_goodbye_by(c->ch, PBP_GOODBYE_DONE, NULL,
-		                              pbp__deadline(grace_ms));
+		                              pbp__deadline(grace_ms), 1);
 		rc = wait_exit(c, pbp__deadline(grace_ms), discard_of(c), 0);
 		if (rc == PBP_ETIMEDOUT) {
 			(void)signal_child(c, pbp__os_sigterm());

@@ -105,8 +105,8 @@ queue_ack(pbp_channel *ch, pbp_error *e)
 	pbpipe_Envelope env;
 	uint64_t id;
 
-	if (!take_ack(ch, &id) || ch->wr_closed)
-		return 0;
+	if (!take_ack(ch, &id) || ch->wr_closed || ch->wr_closing)
+		return 0; /* after Goodbye nothing more is sent */
 	memset(&env, 0, sizeof env);
 	env.which_body = pbpipe_Envelope_sync_ack_tag;
 	env.body.sync_ack.id = id;
@@ -198,6 +198,12 @@ step(pbp_channel *ch, int out, int in, int64_t deadline, pbp_error *e)
 		*ch->txe = *e;
 		(void)pbp__ch_tx_fail(ch, e->code);
 	}
+	/* After Goodbye (session.c), the write side closes with its last
+	 * byte, or at once when writing failed: nothing more can go out.  A
+	 * failed close has closed the handle all the same. */
+	if (out && ch->wr_closing &&
+	    (ch->tx_err != 0 || (ch->woff == ch->wlen && ch->spl_head == ch->nspl)))
+		(void)pbp__ch_close_write_now(ch);
 	if (x.in_cap > 0) {
 		/* A short read emptied the pipe: the next one would likely
 		 * find nothing, so the transport may wait first (one system
@@ -719,6 +725,16 @@ pbp__ch_splices_free(pbp_channel *ch)
 	for (i = ch->spl_head; i < ch->nspl; i++)
 		free(ch->spl[i].own);
 	ch->spl_head = ch->nspl = 0;
+}
+
+int
+pbp__ch_close_write_now(pbp_channel *ch)
+{
+	ch->wr_closed = 1;
+	ch->wr_closing = 0;
+	ch->woff = ch->wlen = 0;
+	pbp__ch_splices_free(ch);
+	return ch->io->close_write(ch->io_ctx);
 }
 
 size_t

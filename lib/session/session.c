@@ -33,27 +33,34 @@ pbp__ch_send_sync(pbp_channel *ch, uint64_t id, int64_t deadline)
 	return rc;
 }
 
+/* Closes the write side now, discarding what is still queued. */
+static int
+close_now(pbp_channel *ch)
+{
+	int e = pbp__ch_close_write_now(ch);
+
+	if (e != 0)
+		return pbp__seterr(ch->txe, PBP_ESYS, e, "closing the write side: %s", strerror(e));
+	return 0;
+}
+
 static int
 close_write_locked(pbp_channel *ch)
 {
-	int rc = 0, e;
+	int rc = 0, rc2;
 
 	if (ch->wr_closed)
 		return 0;
-	/* Queued output goes first; on a deadline the write side stays open
-	 * so the caller can try again. */
+	/* Queued output goes first (after Goodbye, the Goodbye last: the
+	 * write side then closes with its last byte); on a deadline the write
+	 * side stays open so the caller can try again. */
 	if (pbp__ch_out_queued(ch) && ch->tx_err == 0 && ch->state == ST_READY) {
 		rc = pbp__ch_flush_by(ch, pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]), ch->txe);
-		if (rc == PBP_ETIMEDOUT)
+		if (rc == PBP_ETIMEDOUT || ch->wr_closed)
 			return rc;
 	}
-	ch->wr_closed = 1;
-	ch->woff = ch->wlen = 0;
-	pbp__ch_splices_free(ch);
-	e = ch->io->close_write(ch->io_ctx);
-	if (e != 0)
-		return pbp__seterr(ch->txe, PBP_ESYS, e, "closing the write side: %s", strerror(e));
-	return rc;
+	rc2 = close_now(ch);
+	return rc2 != 0 ? rc2 : rc;
 }
 
 int
@@ -81,33 +88,41 @@ copy_utf8(char *dst, size_t size, const char *src)
 }
 
 int
-pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail,
-                        int64_t deadline)
+pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail, int64_t deadline,
+                        int discard)
 {
 	pbpipe_Envelope env;
-	int rc, rc2;
+	int rc, rc2 = 0, said;
 
 	if (ch == NULL)
 		return PBP_EINVAL;
 	PBP__ENTER(ch, 1);
 	pbp__ch_tx_lock(ch);
+	said = ch->wr_closing; /* a Goodbye is queued already */
 	rc = pbp__ch_tx_ready(ch);
-	if (rc == 0 && pbp__ch_out_queued(ch))
-		rc = pbp__ch_flush_by(ch, deadline, ch->txe);
 	if (rc == 0) {
 		memset(&env, 0, sizeof env);
 		env.which_body = pbpipe_Envelope_goodbye_tag;
 		env.body.goodbye.reason = (pbpipe_Goodbye_Reason)reason;
 		if (detail != NULL)
 			copy_utf8(env.body.goodbye.detail, sizeof env.body.goodbye.detail, detail);
+		/* Behind what sends queued: that goes out first. */
 		rc = pbp__ch_queue_control(ch, &env, ch->txe);
-		if (rc == 0)
+		if (rc == 0) {
+			ch->wr_closing = 1;
 			rc = pbp__ch_flush_by(ch, deadline, ch->txe);
+		}
+	} else if (said && discard && ch->tx_err == 0) {
+		/* The Goodbye queued before goes out first, within the deadline. */
+		rc = pbp__ch_flush_by(ch, deadline, ch->txe);
 	}
-	/* Whatever happened, the write side is done. */
-	ch->woff = ch->wlen = 0;
-	pbp__ch_splices_free(ch);
-	rc2 = close_write_locked(ch);
+	/* On a deadline nothing is lost: the rest, the Goodbye last, goes
+	 * out with the next write (a flush, a receive, a call's wait, the
+	 * channel's close), and the write side closes after it.  Otherwise
+	 * (nothing can be written: the peer is gone, an OS error; or a
+	 * caller that will not wait) it closes now. */
+	if (!ch->wr_closed && !((rc == PBP_ETIMEDOUT || said) && !discard))
+		rc2 = close_now(ch);
 	pbp__ch_tx_unlock(ch);
 	pbp__ch_leave(ch, 1);
 	return rc != 0 ? rc : rc2;
@@ -116,59 +131,95 @@ pbp__channel_goodbye_by(pbp_channel *ch, int reason, const char *detail,
 int
 pbp_channel_goodbye(pbp_channel *ch, int reason, const char *detail)
 {
+	int rc;
+
 	if (ch == NULL)
 		return PBP_EINVAL;
-	return pbp__channel_goodbye_by(ch, reason, detail,
-	                               pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]));
+	rc = pbp__channel_goodbye_by(ch, reason, detail,
+	                             pbp__deadline(ch->timeout[PBP_TIMEOUT_SEND]), 0);
+	if (rc == PBP_ETIMEDOUT && ch->timeout[PBP_TIMEOUT_SEND] == 0)
+		rc = pbp__seterr(ch->txe, PBP_EAGAIN, 0,
+		                 "%zu bytes still queued, the Goodbye last: pbp_channel_flush() "
+		                 "writes them", pbp__ch_queued(ch));
+	return rc;
 }
 /* ---- the handshake ------------------------------------------------------- */
 
+/* A failed handshake fails the channel in both directions. */
 static int
-handshake(pbp_channel *ch)
+handshake_failed(pbp_channel *ch, int rc)
 {
-	int64_t deadline;
-	pbpipe_Envelope env;
-	pbp__frame f;
-	int rc, sent;
+	ch->hs_deadline = -1;
+	pbp__ch_rx_fail(ch, rc);
+	ch->txe = &ch->error;
+	pbp__ch_tx_fail(ch, rc);
+	ch->txe = (ch->flags & PBP_CHANNEL_DUPLEX) ? &ch->error_tx : &ch->error;
+	if (ch->flags & PBP_CHANNEL_DUPLEX)
+		ch->error_tx = ch->error;
+	return rc;
+}
 
-	if (ch->state != ST_NEW)
+/* Queues our Hello and writes what the pipe takes now. */
+static int
+handshake_start(pbp_channel *ch)
+{
+	pbpipe_Envelope env;
+	int rc;
+
+	if (ch->state == ST_READY)
 		return pbp__ch_fail(ch, PBP_EINVAL, "handshake already done");
 	if (ch->rx_err != 0)
 		return pbp__ch_rx_again(ch);
-	deadline = pbp__deadline(ch->timeout[PBP_TIMEOUT_HANDSHAKE]);
+	if (ch->state != ST_NEW)
+		return pbp__ch_fail(ch, PBP_EINVAL, "handshake already started");
+	ch->hs_timeout = ch->timeout[PBP_TIMEOUT_HANDSHAKE];
+	ch->hs_deadline = ch->hs_timeout > 0 ? pbp__deadline(ch->hs_timeout) : -1;
 	pbp__hello_make(&env, ch->max_frame, ch->fingerprint, ch->st_window);
 	rc = pbp__ch_queue_control(ch, &env, &ch->error);
 	if (rc == 0)
-		rc = pbp__ch_flush_by(ch, deadline, &ch->error);
-	if (rc == PBP_ETIMEDOUT)
-		rc = pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
-		                 "the peer did not take our Hello within %d ms",
-		                 ch->timeout[PBP_TIMEOUT_HANDSHAKE]);
-	if (rc != 0 && rc != PBP_EPIPE)
-		goto failed;
-	/* A peer that stopped reading may still have written: a peer that
-	 * died before its Hello is then reported the same way whichever
-	 * end of the pipes the kernel closed first. */
-	sent = rc;
-	rc = pbp__ch_read_frame(ch, &f, deadline);
-	if (rc == 0 && sent != 0)
-		rc = sent;
-	else if (rc == PBP_EOF)
-		rc = pbp__seterr(&ch->error, PBP_ETRUNC, 0,
-		                 "the peer closed the stream before sending its Hello");
-	else if (rc == PBP_ETIMEDOUT)
-		rc = pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
-		                 "no Hello from the peer within %d ms",
-		                 ch->timeout[PBP_TIMEOUT_HANDSHAKE]);
-	else if (rc == 0 && f.kind == PBP__FRAME_GOODBYE)
+		rc = pbp__ch_write_some(ch, &ch->error);
+	/* A peer that stopped reading may still have written (see
+	 * handshake_finish): PBP_EPIPE stays sticky for sending only. */
+	if (rc != 0 && rc != 1 && rc != PBP_EPIPE)
+		return handshake_failed(ch, rc);
+	ch->state = ST_HELLO;
+	return 0;
+}
+
+/* The peer's Hello did not come (or ours did not go) by the deadline:
+ * the end of the handshake once its own deadline has passed, else only
+ * of this wait (PBP_EAGAIN when it was not to wait). */
+static int
+handshake_late(pbp_channel *ch, int timeout_ms, int64_t deadline, const char *what)
+{
+	int64_t hs = ch->hs_deadline;
+
+	if (hs >= 0 && (deadline == hs || pbp__now_ms() >= hs))
+		return handshake_failed(ch, pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0,
+		                                        "%s within %d ms", what, ch->hs_timeout));
+	if (timeout_ms == 0)
+		return pbp__seterr(&ch->error, PBP_EAGAIN, 0,
+		                   "%s yet (%zu bytes of the peer's Hello buffered)", what,
+		                   pbp__reader_pending(&ch->rd));
+	return pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0, "%s within %d ms (the handshake goes on)",
+	                   what, timeout_ms);
+}
+
+/* Checks the peer's first frame: 0 once it is a good Hello. */
+static int
+hello_check(pbp_channel *ch, const pbp__frame *f)
+{
+	int rc = 0;
+
+	if (f->kind == PBP__FRAME_GOODBYE)
 		rc = pbp__seterr(&ch->error, PBP_EPROTO, 0,
 		                 "the peer said Goodbye (reason %d: %s) instead of Hello",
-		                 (int)f.goodbye.reason, f.goodbye.detail);
-	else if (rc == 0 && f.kind != PBP__FRAME_HELLO)
+		                 (int)f->goodbye.reason, f->goodbye.detail);
+	else if (f->kind != PBP__FRAME_HELLO)
 		rc = pbp__seterr(&ch->error, PBP_EPROTO, 0,
 		                 "the peer's first frame is an application message, not Hello");
-	else if (rc == 0)
-		rc = pbp__hello_check(&f.hello, ch->max_frame, ch->fingerprint, &ch->peer,
+	else
+		rc = pbp__hello_check(&f->hello, ch->max_frame, ch->fingerprint, &ch->peer,
 		                      &ch->error);
 	/* The spawner named in the environment is not our parent: it died
 	 * before the watch was armed, or a wrapper that forks stands between
@@ -181,36 +232,103 @@ handshake(pbp_channel *ch)
 		                 "the parent process is gone: pid %u spawned this helper but died "
 		                 "before the helper could watch it (its parent is now pid %u)",
 		                 (unsigned)ch->peer.pid, (unsigned)pbp__os_watch_ppid(ch->watch));
+	return rc;
+}
+
+/* Writes the rest of our Hello, reads the peer's and checks it, waiting
+ * up to timeout_ms (< 0: up to the handshake's deadline) and never past
+ * that deadline. */
+static int
+handshake_finish(pbp_channel *ch, int timeout_ms)
+{
+	int64_t deadline;
+	pbp__frame f;
+	int rc, sent;
+
+	if (ch->state == ST_READY)
+		return pbp__ch_fail(ch, PBP_EINVAL, "handshake already done");
+	if (ch->rx_err != 0)
+		return pbp__ch_rx_again(ch);
+	if (ch->state != ST_HELLO)
+		return pbp__ch_fail(ch, PBP_EINVAL, "handshake_finish before handshake_start");
+	if (timeout_ms < 0 && ch->hs_timeout == 0)
+		timeout_ms = 0; /* a handshake deadline of 0: do not wait */
+	deadline = pbp__deadline(timeout_ms);
+	if (ch->hs_deadline >= 0 && (deadline < 0 || ch->hs_deadline < deadline))
+		deadline = ch->hs_deadline;
+	if ((rc = ch->tx_err) != 0)
+		ch->error = ch->tx_error; /* PBP_EPIPE (handshake_start), and below */
+	if (rc == 0 && pbp__ch_out_queued(ch))
+		rc = pbp__ch_flush_by(ch, deadline, &ch->error);
+	if (rc == PBP_ETIMEDOUT)
+		return handshake_late(ch, timeout_ms, deadline, "the peer did not take our Hello");
+	if (rc != 0 && rc != PBP_EPIPE)
+		return handshake_failed(ch, rc);
+	/* A peer that stopped reading may still have written: a peer that
+	 * died before its Hello is then reported the same way whichever
+	 * end of the pipes the kernel closed first. */
+	sent = rc;
+	rc = pbp__ch_read_frame(ch, &f, deadline);
+	if (rc == PBP_ETIMEDOUT)
+		return handshake_late(ch, timeout_ms, deadline, "no Hello from the peer");
+	if (rc == 0 && sent != 0)
+		rc = (ch->error = ch->tx_error, sent);
+	else if (rc == PBP_EOF)
+		rc = pbp__seterr(&ch->error, PBP_ETRUNC, 0,
+		                 "the peer closed the stream before sending its Hello");
+	else if (rc == 0)
+		rc = hello_check(ch, &f);
 	if (rc != 0)
-		goto failed;
+		return handshake_failed(ch, rc);
 	/* Both sides compute the same minimum and hold each other to it.
 	 * The receive buffer holds one largest frame plus some slack for
 	 * data drained while a send is blocked. */
 	ch->limit = ch->peer.effective_max_frame;
 	ch->rd.limit = ch->limit;
 	ch->rd.max_cap = (size_t)ch->limit + PBP__VARINT32_MAX + RX_SLACK;
+	ch->hs_deadline = -1;
 	ch->state = ST_READY;
 	return 0;
-failed:
-	/* A failed handshake fails the channel in both directions. */
-	pbp__ch_rx_fail(ch, rc);
-	ch->txe = &ch->error;
-	pbp__ch_tx_fail(ch, rc);
-	ch->txe = (ch->flags & PBP_CHANNEL_DUPLEX) ? &ch->error_tx : &ch->error;
-	if (ch->flags & PBP_CHANNEL_DUPLEX)
-		ch->error_tx = ch->error;
-	return rc;
 }
 
 int
-pbp_channel_handshake(pbp_channel *ch)
+pbp_channel_handshake_start(pbp_channel *ch)
 {
 	int rc;
 
 	if (ch == NULL)
 		return PBP_EINVAL;
 	PBP__ENTER(ch, 0);
-	rc = handshake(ch);
+	rc = handshake_start(ch);
+	pbp__ch_leave(ch, 0);
+	return rc;
+}
+
+int
+pbp_channel_handshake_finish(pbp_channel *ch, int timeout_ms)
+{
+	int rc;
+
+	if (ch == NULL)
+		return PBP_EINVAL;
+	PBP__ENTER(ch, 0);
+	rc = handshake_finish(ch, timeout_ms);
+	pbp__ch_leave(ch, 0);
+	return rc;
+}
+
+int
+pbp_channel_handshake(pbp_channel *ch)
+{
+	int rc = 0;
+
+	if (ch == NULL)
+		return PBP_EINVAL;
+	PBP__ENTER(ch, 0);
+	if (ch->state == ST_NEW)
+		rc = handshake_start(ch);
+	if (rc == 0)
+		rc = handshake_finish(ch, -1);
 	pbp__ch_leave(ch, 0);
 	return rc;
 }
@@ -350,7 +468,7 @@ pbp_channel_report(const pbp_channel *ch, pbp_report *out)
 	if (ch == NULL || out == NULL)
 		return PBP_EINVAL;
 	memset(out, 0, sizeof *out);
-	if (ch->state == ST_NEW && ch->rx_err != 0) {
+	if (ch->state != ST_READY && ch->rx_err != 0) {
 		e = &ch->rx_error;
 		out->end = e->code == PBP_ETIMEDOUT ? PBP_END_TIMEOUT : PBP_END_HANDSHAKE;
 	} else if (ch->rx_err == PBP_EOF) {

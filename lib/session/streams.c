@@ -162,14 +162,15 @@ pbp__streams_queue_end(pbp_channel *ch, uint64_t id, uint32_t code, const char *
 
 /* A frame the receive side sends on its own (credit, a refusal): queued
  * and written as far as the pipe takes it now, never waiting; the rest
- * goes out with the next write.  Dropped when sending has failed. */
+ * goes out with the next write.  Dropped when sending has failed, and
+ * after Goodbye. */
 static int
 send_now(pbp_channel *ch, pb_size_t tag, uint64_t id, uint32_t code, const char *msg)
 {
 	pbp_error e;
 	int rc;
 
-	if (ch->tx_err != 0 || ch->wr_closed)
+	if (ch->tx_err != 0 || ch->wr_closed || ch->wr_closing)
 		return 0;
 	rc = queue_frame(ch, tag, id, code, msg);
 	if (rc == 0 && (rc = pbp__ch_write_some(ch, &e)) == 1)

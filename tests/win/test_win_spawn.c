@@ -408,41 +408,62 @@ status_str(const pbp_exit_status *st)
 	return pbp_exit_status_str(st, buf, sizeof buf);
 }
 
-T(demo_child_handshake_and_greeting)
+/* Spawns the demo's pbpipe-child.exe with the demo schema in co, with
+ * spawn flags `flags`. */
+static pbp_child *
+spawn_demo(pbp_channel_options *co, unsigned int flags)
 {
 	static const pbp_msgtype types[] = {
 		PBP_MSGTYPE(demo_Type_GREETING, demo_Greeting),
 	};
-	pbp_channel_options co = PBP_CHANNEL_OPTIONS_INIT;
 	pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
+	char path[MAX_PATH * 3];
+	pbp_child *c;
+	pbp_error err;
+	int rc;
+
+	*co = (pbp_channel_options)PBP_CHANNEL_OPTIONS_INIT;
+	co->types = types;
+	co->ntypes = 1;
+	co->schema_fingerprint = DEMO_SCHEMA_FINGERPRINT;
+	so.channel = co;
+	so.flags = flags;
+	pbt_win_sibling(path, sizeof path, "pbpipe-child.exe");
+	rc = pbp_child_spawn(&c, path, NULL, &so, &err);
+	cr_assert_eq(rc, 0, "spawning %s: %s", path, err.msg);
+	return c;
+}
+
+/* A greeting to the demo child, and its answer. */
+static void
+greet_demo(pbp_channel *ch)
+{
 	demo_Greeting hello = { "Hello from Process A!" };
 	union {
 		demo_Greeting g;
 	} in;
-	pbp_peer_info peer;
-	pbp_exit_status st;
-	char path[MAX_PATH * 3];
-	pbp_child *c;
-	pbp_error err;
 	uint32_t type = 0;
 	int rc;
 
-	co.types = types;
-	co.ntypes = 1;
-	co.schema_fingerprint = DEMO_SCHEMA_FINGERPRINT;
-	so.channel = &co;
-	pbt_win_sibling(path, sizeof path, "pbpipe-child.exe");
-	rc = pbp_child_spawn(&c, path, NULL, &so, &err);
-	cr_assert_eq(rc, 0, "spawning %s: %s", path, err.msg);
+	cr_assert_eq(pbp_channel_send(ch, demo_Type_GREETING, &hello), 0);
+	rc = pbp_channel_recv_msg(ch, &type, &in, sizeof in);
+	cr_assert_eq(rc, 0, "%s", pbp_channel_errmsg(ch));
+	cr_assert_eq(type, demo_Type_GREETING);
+	cr_assert_str_eq(in.g.text, "Hello from Process B!");
+}
+
+T(demo_child_handshake_and_greeting)
+{
+	pbp_channel_options co;
+	pbp_peer_info peer;
+	pbp_exit_status st;
+	pbp_child *c = spawn_demo(&co, 0);
+
 	cr_assert_eq(pbp_channel_peer(pbp_child_channel(c), &peer), 0);
 	cr_assert_eq(peer.major, PBP_PROTOCOL_MAJOR);
 	cr_assert_eq(peer.pointer_bits, 64);
 	cr_assert_eq(peer.pid, (uint32_t)pbp_child_pid(c));
-	cr_assert_eq(pbp_channel_send(pbp_child_channel(c), demo_Type_GREETING, &hello), 0);
-	rc = pbp_channel_recv_msg(pbp_child_channel(c), &type, &in, sizeof in);
-	cr_assert_eq(rc, 0, "%s", pbp_channel_errmsg(pbp_child_channel(c)));
-	cr_assert_eq(type, demo_Type_GREETING);
-	cr_assert_str_eq(in.g.text, "Hello from Process B!");
+	greet_demo(pbp_child_channel(c));
 	cr_assert_eq(pbp_child_close(c, 5000, &st), 0, "%s", pbp_child_error(c)->msg);
 	cr_assert(st.exited && st.code == 0, "the demo child %s", status_str(&st));
 	pbp_child_free(c);
@@ -856,6 +877,38 @@ T(child_exiting_before_the_handshake_fails_the_spawn)
 	cr_assert(strstr(rep->stderr_tail, "leaving before the handshake") != NULL,
 	          "stderr tail: '%s'", rep->stderr_tail);
 	free(rep);
+}
+
+/* The handshake in two steps, as an event loop does it: pbpipe-child
+ * answers while a silent helper's handshake stays under way, and no
+ * finish waits. */
+T(nonblocking_handshake_finishes_while_a_silent_child_waits)
+{
+	pbp_spawn_options so = PBP_SPAWN_OPTIONS_INIT;
+	pbp_channel_options co;
+	pbp_child *c = spawn_demo(&co, PBP_SPAWN_NO_HANDSHAKE), *mute;
+	pbp_channel *ch = pbp_child_channel(c);
+	int64_t deadline = now_ms() + 20000, t0, slowest = 0;
+	int rc;
+
+	so.channel = &co;
+	so.flags = PBP_SPAWN_NO_HANDSHAKE;
+	mute = spawn_role("mute", NULL, &so);
+	cr_assert_eq(pbp_channel_handshake_start(ch), 0, "%s", pbp_channel_errmsg(ch));
+	cr_assert_eq(pbp_channel_handshake_start(pbp_child_channel(mute)), 0);
+	do {
+		cr_assert_lt(now_ms(), deadline, "no Hello from pbpipe-child");
+		Sleep(5);
+		t0 = now_ms();
+		rc = pbp_channel_handshake_finish(ch, 0);
+		cr_assert_eq(pbp_channel_handshake_finish(pbp_child_channel(mute), 0), PBP_EAGAIN);
+		slowest = now_ms() - t0 > slowest ? now_ms() - t0 : slowest;
+	} while (rc == PBP_EAGAIN);
+	cr_assert_eq(rc, 0, "%s", pbp_channel_errmsg(ch));
+	cr_assert_lt(slowest, 500, "a finish took %lld ms", (long long)slowest);
+	greet_demo(ch);
+	pbp_child_free(mute);
+	pbp_child_free(c);
 }
 
 T(a_silent_child_fails_the_handshake_by_its_deadline_and_is_gone)
