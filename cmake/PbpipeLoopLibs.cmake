@@ -14,6 +14,7 @@
 include_guard(GLOBAL)
 set(PBP_HAVE_LOOP_LIBS OFF)
 set(_pbp_loop_why "")
+set(_pbp_loop_hint "")
 if(WIN32)
   set(_pbp_loop_why "not on Windows")
 else()
@@ -32,6 +33,7 @@ else()
     if(NOT PBP_LIBEVENT_FOUND)
       string(APPEND _pbp_loop_why " libevent_core")
     endif()
+    set(_pbp_loop_hint " (Debian: libuv1-dev, libevent-dev; scripts/install-deps)")
   else()
     include(CheckCSourceCompiles)
     set(CMAKE_REQUIRED_LIBRARIES PkgConfig::PBP_LIBUV PkgConfig::PBP_LIBEVENT)
@@ -48,10 +50,11 @@ int main(void) { return uv_version() == 0 || event_get_version() == 0; }"
     if(_PBP_LOOP_LIBS_LINK)
       set(PBP_HAVE_LOOP_LIBS ON)
     else()
-      set(_pbp_loop_why "libuv ${PBP_LIBUV_VERSION} and libevent ${PBP_LIBEVENT_VERSION} are "
-                        "installed, but a program of this tree (${CMAKE_C_COMPILER}"
-                        "${CMAKE_C_FLAGS}) cannot link them: another ABI (a 32-bit or musl tree)")
-      string(CONCAT _pbp_loop_why ${_pbp_loop_why})
+      string(STRIP "${CMAKE_C_COMPILER} ${CMAKE_C_FLAGS}" _pbp_cc)
+      string(CONCAT _pbp_loop_why "libuv ${PBP_LIBUV_VERSION} and libevent "
+             "${PBP_LIBEVENT_VERSION} are installed, but a program of this tree "
+             "(${_pbp_cc}) cannot link them: they are of "
+             "another ABI (a 32-bit or musl tree?)")
     endif()
   endif()
 endif()
@@ -64,6 +67,5 @@ elseif(PBP_REQUIRE_LOOP_EXAMPLES)
                       "libevent-dev (scripts/install-deps installs them); or configure with "
                       "-DPBP_REQUIRE_LOOP_EXAMPLES=OFF to skip them.")
 else()
-  message(STATUS "pbpipe-uv, pbpipe-event: not built (${_pbp_loop_why}; they need libuv1-dev "
-                 "and libevent-dev: scripts/install-deps)")
+  message(STATUS "pbpipe-uv, pbpipe-event: not built: ${_pbp_loop_why}${_pbp_loop_hint}")
 endif()
