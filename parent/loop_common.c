@@ -296,6 +296,10 @@ handshake_step(struct loop_slot *s)
 
 	if (rc == PBP_EAGAIN)
 		return;
+	if (rc != 0 && r->restarting && s->index == r->victim && r->t_respawn == 0) {
+		restart(s, rc); /* killed before its handshake was done */
+		return;
+	}
 	if (rc != 0) {
 		fail(r, "the handshake with a helper", pbp_channel_errmsg(s->ch));
 		return;
