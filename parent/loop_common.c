@@ -295,7 +295,7 @@ handshake_step(struct loop_slot *s)
 	int rc = pbp_channel_handshake_finish(s->ch, 0);
 
 	if (rc == PBP_EAGAIN)
-		return;
+		return; /* the helper's Hello is not all here yet */
 	if (rc != 0 && r->restarting && s->index == r->victim && r->t_respawn == 0) {
 		restart(s, rc); /* killed before its handshake was done */
 		return;
@@ -314,7 +314,7 @@ handshake_step(struct loop_slot *s)
 		r->restarting = 0;
 		r->t_respawn = 0;
 	}
-	fill(s);
+	fill(s); /* start its calls */
 }
 
 void
