@@ -28,6 +28,7 @@ needs=(
   "libclang_rt.fuzzer-x86_64.a:scripts/fuzz" "libclang_rt.tsan-x86_64.a:scripts/test-tsan"
   "/usr/include/criterion/criterion.h:the Criterion tests" "/usr/include/pb.h:nanopb's runtime"
   "/usr/lib32/crt1.o:gcc -m32 (scripts/test-m32)"
+  "/usr/include/uv.h:pbpipe-uv" "/usr/include/event2/event.h:pbpipe-event"
   "x86_64-w64-mingw32-gcc-win32:scripts/test-windows (x86-64)"
   "i686-w64-mingw32-gcc-win32:scripts/test-windows (i686)"
   "x86_64-w64-mingw32-objdump:scripts/test-windows (DLL imports)"
