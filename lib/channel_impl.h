@@ -538,12 +538,13 @@ void pbp__calls_free(pbp_channel *ch);
 /* ---- serve.c: handlers ----------------------------------------------------- */
 
 /* Runs the registered handler for a message read while this side waits
- * or serves, and answers a request with its result.  1: handled (or, for
+ * or serves, and answers a request with its result, within deadline (the
+ * wait's; < 0: the send deadline alone).  1: handled (or, for
  * a table that answers every request, answered with an error); 0: not
  * for the table (or no memory for it): the caller holds it; < 0: the
  * answer could not be sent (a send error, also in the channel). */
 int pbp__dispatch(pbp_channel *ch, uint32_t type, uint64_t id, const uint8_t *payload,
-                  size_t len);
+                  size_t len, int64_t deadline);
 
 /* ---- streams.c: stream state, below the receive path ------------------------ */
 

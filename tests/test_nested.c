@@ -678,3 +678,88 @@ T(a_helper_process_calls_back_an_event_loop)
 	cr_assert_eq(runs, 4);
 	pbp_child_free(c);
 }
+
+/* ---- a peer that asks and never reads --------------------------------------------- */
+
+static int
+long_text(const void *req, void *resp, pbp_reply_error *e, void *payload)
+{
+	(void)req;
+	(void)e;
+	(void)payload;
+	memset(((pbptest_Text *)resp)->text, 'x', 250);
+	return 0;
+}
+
+struct flooder {
+	pbp_channel *ch;
+	int sent;
+};
+
+static void *
+flood_thread(void *arg)
+{
+	struct flooder *f = arg;
+	pbptest_Text t = { "?" };
+	uint64_t id;
+
+	/* Requests, and never a read: the answers pile up in the pipe. */
+	while (f->sent < 3000 && pbp_channel_call_start(f->ch, pbptest_Type_TEXT, &t, &id) == 0)
+		f->sent++;
+	return NULL;
+}
+
+T(answers_to_a_peer_that_never_reads_do_not_hold_a_call_past_its_deadline)
+{
+	pbp_channel *a, *b;
+	pbp_channel_options o = pbt_options();
+	pbp_handler ha[] = { { pbptest_Type_TEXT, pbptest_Type_TEXT, long_text, NULL } };
+	pbptest_Numbers q = { .i64 = 1 }, r;
+	struct flooder f;
+	pthread_t t;
+	int64_t t0;
+	int rc;
+
+	o.pipe_size = 64 * 1024;
+	pbt_pair(&a, &b, &o, &o);
+	cr_assert_eq(pbp_channel_set_handlers(a, ha, 1), 0);
+	f = (struct flooder){ b, 0 };
+	t = pbt_spawn_thread(flood_thread, &f);
+	/* a's send deadline is none: only its call's deadline bounds the
+	 * answers it writes while it waits. */
+	t0 = pbp__now_ms();
+	rc = pbp_channel_call(a, pbptest_Type_NUMBERS, &q, pbptest_Type_NUMBERS, &r, 500);
+	cr_assert_eq(rc, PBP_ETIMEDOUT, "%d %s", rc, pbp_channel_errmsg(a));
+	cr_assert_lt(pbp__now_ms() - t0, pbt_scale(1000), "the call took %lld ms",
+	             (long long)(pbp__now_ms() - t0));
+	pbt_join(t);
+	cr_assert_gt(f.sent, 1000, "the peer sent %d requests", f.sent);
+	pbp_channel_free(b);
+	pbp_channel_free(a);
+}
+
+T(process_reads_a_bounded_number_of_frames_per_call)
+{
+	pbp_channel *a, *b;
+	pbptest_Text t = { "m" };
+	pbp_msginfo mi;
+	int i, rc, got = 0, first;
+
+	pbt_pair(&a, &b, NULL, NULL);
+	for (i = 0; i < 3000; i++)
+		cr_assert_eq(pbp_channel_send(b, pbptest_Type_TEXT, &t), 0);
+	cr_assert_eq(pbp_channel_set_timeout(a, PBP_TIMEOUT_RECV, 0), 0);
+	first = pbp_channel_process(a);
+	cr_assert(first > 0 && first <= 1024, "the first call held %d", first);
+	cr_assert_eq(pbp_channel_buffered(a), 1);
+	for (i = 0; i < 100 && got < 3000; i++) {
+		rc = pbp_channel_process(a);
+		cr_assert(rc >= 0, "%s", pbp_channel_errmsg(a));
+		while (pbp_channel_recv(a, &mi) == 0)
+			got++;
+	}
+	cr_assert_eq(got, 3000);
+	cr_assert_eq(pbp_channel_buffered(a), 0);
+	pbp_channel_free(a);
+	pbp_channel_free(b);
+}

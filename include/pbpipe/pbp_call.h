@@ -239,6 +239,11 @@ typedef struct pbp_handler {
  * application's, whatever its type.  Messages of other types are held as
  * before, and headers of streams are never handed to a handler.
  *
+ * A request answered while a call or the barrier waits counts against
+ * that wait's deadline, and its reply is sent within it (whatever the
+ * send deadline), so a peer that sends requests and reads nothing cannot
+ * hold the wait past it.
+ *
  * Re-entrancy: a handler runs in the thread that waits, inside the
  * pbpipe call that read the request.  It may use the channel like any
  * code (send, call the peer, finish or start other calls, receive), and a
@@ -299,13 +304,16 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_call_async(pbp_channel *ch, uint32_t req
  * Does what is due on the channel without waiting, for an event loop to
  * call when the read fd is readable, the write fd writable (while
  * pbp_channel_pending()), or pbp_channel_next_timeout() has passed: writes
- * queued output as far as the pipe takes it, reads every frame there is,
- * answers requests with the registered handlers (pbp_channel_set_handlers())
- * and barriers, and ends asynchronous calls whose reply has come, whose
- * deadline has passed or whose stream has ended, running their done.
- * Messages for no handler are held for pbp_channel_recv() (with a receive
- * deadline of 0, it hands them out without waiting).  After it returns,
- * pbp_channel_buffered() is 0 unless such messages are held.
+ * queued output as far as the pipe takes it, reads the frames there are
+ * (up to 1024 per call, so that a peer that floods frames cannot keep the
+ * loop here), answers requests with the registered handlers
+ * (pbp_channel_set_handlers()), whose replies never wait (as with a send
+ * deadline of 0), and barriers, and ends asynchronous calls whose reply
+ * has come, whose deadline has passed or whose stream has ended, running
+ * their done.  Messages for no handler are held for pbp_channel_recv()
+ * (with a receive deadline of 0, it hands them out without waiting).
+ * After it returns, pbp_channel_buffered() is 0 unless such messages are
+ * held or the 1024 frames were reached: then call it again.
  *
  * @return the number of messages held for pbp_channel_recv() (>= 0); once
  *         none is held, the sticky receive error that ended the stream

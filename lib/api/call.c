@@ -162,8 +162,15 @@ wait_for(pbp_channel *ch, int timeout_ms, int (*done)(pbp_channel *, uint64_t), 
 		/* A request for a handler is answered now (a send error
 		 * there is the next send's to report). */
 		if (rc == 0 && ch->nhandlers > 0 && f.stream == 0 &&
-		    pbp__dispatch(ch, f.type, f.id, f.payload, f.payload_len) != 0)
-			continue;
+		    pbp__dispatch(ch, f.type, f.id, f.payload, f.payload_len, deadline) != 0) {
+			/* Requests count against the deadline, as control
+			 * frames do: a peer that floods them cannot hold the
+			 * wait past it. */
+			if (done(ch, arg) || !pbp__ch_past(deadline))
+				continue;
+			rc = pbp__seterr_str(&ch->error, PBP_ETIMEDOUT,
+			                     "deadline passed while answering the peer's requests");
+		}
 		if (rc == 0 && (rc = pbp__held_push(ch, &f, 0)) == PBP_ELIMIT) {
 			ch->st_redo = f.stream; /* a stream's header is read again */
 			pbp__reader_unget(&ch->rd); /* refused, not consumed */
@@ -505,19 +512,24 @@ end_async_calls(pbp_channel *ch)
 	}
 }
 
-/* Reads every frame there is: requests for handlers are answered, replies
- * filed, the rest held.  0, or PBP_ELIMIT (the inbox is full). */
+/* Reads the frames there are, up to PROCESS_MAX_FRAMES: requests for
+ * handlers are answered, replies filed, the rest held.  0, or PBP_ELIMIT
+ * (the inbox is full). */
+#define PROCESS_MAX_FRAMES 1024
+
 static int
 read_all(pbp_channel *ch)
 {
 	int64_t now = pbp__deadline(0);
 	pbp__frame f;
-	int rc;
+	int rc, n;
 
-	while (ch->rx_err == 0) {
+	/* Bounded, so that a peer that floods frames cannot keep the loop
+	 * here: what is left is buffered (pbp_channel_buffered()). */
+	for (n = 0; ch->rx_err == 0 && n < PROCESS_MAX_FRAMES; n++) {
 		rc = pbp__ch_next(ch, &f, now);
 		if (rc == 0 && f.stream == 0 && ch->nhandlers > 0 &&
-		    pbp__dispatch(ch, f.type, f.id, f.payload, f.payload_len) != 0)
+		    pbp__dispatch(ch, f.type, f.id, f.payload, f.payload_len, now) != 0)
 			continue;
 		if (rc == 0 && (rc = pbp__held_push(ch, &f, 0)) != 0) {
 			ch->st_redo = f.stream; /* a stream's header is read again */

@@ -299,8 +299,39 @@ answer_error(pbp_channel *ch, uint32_t type, uint64_t id, uint32_t code, const c
 	return id && can_fail(ch) ? pbp_channel_reply_error(ch, id, type, code, why) : 0;
 }
 
+/* The answer to a request goes out within `deadline` (< 0: the send
+ * deadline alone), so that a peer that sends requests and reads nothing
+ * cannot hold the wait that answers them past its own deadline. */
+static int
+answer(pbp_channel *ch, uint64_t id, uint32_t type, int r, const pbp_handler *h,
+       const void *resp, const pbp_reply_error *e, const char *why, int64_t deadline)
+{
+	int saved = ch->timeout[PBP_TIMEOUT_SEND], rc;
+
+	if (deadline >= 0) {
+		int64_t left = deadline - pbp__now_ms();
+		int cap = left < 0 ? 0 : left > 1000000000 ? 1000000000 : (int)left;
+
+		if (saved < 0 || saved > cap)
+			ch->timeout[PBP_TIMEOUT_SEND] = cap;
+	}
+	if (h == NULL)
+		rc = answer_error(ch, type, id, (uint32_t)r, why);
+	else if (r == 0)
+		rc = pbp_channel_reply(ch, id, h->response_type, resp);
+	else
+		rc = can_fail(ch) ? pbp_channel_reply_error(ch, id, type,
+		                                            e->code ? e->code
+		                                            : r > 0 ? (uint32_t)r : PBP_REMOTE_FAILED,
+		                                            e->message)
+		                  : 0; /* a 1.0 peer cannot receive an error reply */
+	ch->timeout[PBP_TIMEOUT_SEND] = saved;
+	return rc;
+}
+
 int
-pbp__dispatch(pbp_channel *ch, uint32_t type, uint64_t id, const uint8_t *payload, size_t len)
+pbp__dispatch(pbp_channel *ch, uint32_t type, uint64_t id, const uint8_t *payload, size_t len,
+              int64_t deadline)
 {
 	const pbp_handler *h = find_handler(ch->handlers, ch->nhandlers, type);
 	char why[PBP_ERRMSG_SIZE];
@@ -321,8 +352,9 @@ pbp__dispatch(pbp_channel *ch, uint32_t type, uint64_t id, const uint8_t *payloa
 		else
 			snprintf(why, sizeof why, "%d handlers were running already",
 			         PBP_MAX_NESTING);
-		rc = answer_error(ch, type, id, h == NULL ? PBP_REMOTE_NO_HANDLER : PBP_REMOTE_TOO_DEEP,
-		                  why);
+		rc = answer(ch, id, type,
+		            (int)(h == NULL ? PBP_REMOTE_NO_HANDLER : PBP_REMOTE_TOO_DEEP), NULL,
+		            NULL, NULL, why, deadline);
 		atomic_store_explicit(&ch->busy_rx, was, memory_order_release);
 		return rc < 0 ? rc : 1;
 	}
@@ -330,7 +362,7 @@ pbp__dispatch(pbp_channel *ch, uint32_t type, uint64_t id, const uint8_t *payloa
 		return 0; /* out of memory: held, for pbp_channel_recv() */
 	was = atomic_exchange_explicit(&ch->busy_rx, 0, memory_order_acq_rel);
 	if (decode_request(ch, h, payload, len, s, why, sizeof why) != 0) {
-		rc = answer_error(ch, type, id, PBP_REMOTE_BAD_REQUEST, why);
+		rc = answer(ch, id, type, (int)PBP_REMOTE_BAD_REQUEST, NULL, NULL, NULL, why, deadline);
 		atomic_store_explicit(&ch->busy_rx, was, memory_order_release);
 		return rc < 0 ? rc : 1;
 	}
@@ -340,16 +372,7 @@ pbp__dispatch(pbp_channel *ch, uint32_t type, uint64_t id, const uint8_t *payloa
 	ch->depth++;
 	r = h->fn(s->req, s->resp, &e, h->payload);
 	ch->pin = outer;
-	if (id == 0)
-		rc = 0;
-	else if (r == 0)
-		rc = pbp_channel_reply(ch, id, h->response_type, s->resp);
-	else
-		rc = can_fail(ch) ? pbp_channel_reply_error(ch, id, type,
-		                                            e.code ? e.code
-		                                            : r > 0 ? (uint32_t)r : PBP_REMOTE_FAILED,
-		                                            e.message)
-		                  : 0; /* a 1.0 peer cannot receive an error reply */
+	rc = id == 0 ? 0 : answer(ch, id, type, r, h, s->resp, &e, NULL, deadline);
 	ch->depth--;
 	ch->have_msg = 0; /* what the handler received is gone with it */
 	free(pin.taken);
@@ -407,7 +430,7 @@ pbp_channel_serve(pbp_channel *ch, const pbp_handler *handlers, size_t nhandlers
 				break;
 			continue;
 		}
-		rc = pbp__dispatch(ch, mi.type, mi.id, mi.payload, mi.size);
+		rc = pbp__dispatch(ch, mi.type, mi.id, mi.payload, mi.size, -1);
 		if (rc == 0)
 			rc = pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM,
 			                 "out of memory for serve buffers");
