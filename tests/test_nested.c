@@ -763,3 +763,37 @@ T(process_reads_a_bounded_number_of_frames_per_call)
 	pbp_channel_free(a);
 	pbp_channel_free(b);
 }
+
+T(a_loop_ends_a_helper_without_blocking)
+{
+	pbp_child *c = spawn_helper();
+	pbp_channel *ch = pbp_child_channel(c);
+	pbp_os_handle h = pbp_child_exit_handle(c);
+	pbp_exit_status st;
+	int64_t end = pbp__now_ms() + pbt_scale(5000);
+	int rc;
+
+	if (!pbt_valgrind())
+		cr_assert_neq(h, PBP_OS_HANDLE_INVALID, "a pidfd (Linux >= 5.3)");
+	cr_assert_eq(pbp_child_wait(c, 0, &st), PBP_ETIMEDOUT, "still running");
+	cr_assert_eq(pbp_channel_set_timeout(ch, PBP_TIMEOUT_SEND, 0), 0);
+	rc = pbp_channel_goodbye(ch, PBP_GOODBYE_DONE, "bye");
+	cr_assert(rc == 0 || rc == PBP_EAGAIN, "%d %s", rc, pbp_channel_errmsg(ch));
+	while (pbp_channel_pending(ch) > 0 && pbp__now_ms() < end) {
+		rc = pbp_channel_flush(ch);
+		cr_assert(rc == 0 || rc == PBP_EAGAIN, "%d %s", rc, pbp_channel_errmsg(ch));
+	}
+	if (h != PBP_OS_HANDLE_INVALID) {
+		struct pollfd p = { h, POLLIN, 0 };
+
+		cr_assert_eq(poll(&p, 1, pbt_scale(5000)), 1, "the exit handle became readable");
+		cr_assert_eq(pbp_child_wait(c, 0, &st), 0, "%s", pbp_child_error(c)->msg);
+	} else {
+		while ((rc = pbp_child_wait(c, 0, &st)) == PBP_ETIMEDOUT && pbp__now_ms() < end)
+			usleep(10000);
+		cr_assert_eq(rc, 0);
+	}
+	cr_assert(st.exited && st.code == 0, "the helper ended cleanly at the Goodbye");
+	cr_assert_eq(pbp_child_exit_handle(c), PBP_OS_HANDLE_INVALID, "gone once reaped");
+	pbp_child_free(c);
+}

@@ -246,6 +246,24 @@ PBP_API pbp_channel *pbp_child_channel(const pbp_child *c);
 PBP_API pbp_pid pbp_child_pid(const pbp_child *c);
 
 /**
+ * A handle an event loop waits on to learn that the child has exited,
+ * without blocking: POSIX the child's pidfd, readable (POLLIN) once it
+ * has exited; Windows its process handle, signalled then.  Then
+ * pbp_child_wait(c, 0, &st) reaps it and says how it ended.  Owned by
+ * the child object: do not close it; valid until the child is reaped or
+ * freed.  PBP_OS_HANDLE_INVALID once reaped, in a forked copy, and on
+ * POSIX systems without pidfds (before Linux 5.3, or under valgrind):
+ * there, poll pbp_child_wait(c, 0, ...) from a timer.
+ *
+ * Ending a helper from a loop: pbp_channel_goodbye() with a send deadline
+ * of 0 (the Goodbye is queued and goes out with the next flush or
+ * pbp_channel_process()), then wait for this handle (or for end of
+ * stream on the read fd) and call pbp_child_wait(c, 0, &st); escalate
+ * with pbp_child_kill() from a timer if it does not exit.
+ */
+PBP_API pbp_os_handle pbp_child_exit_handle(const pbp_child *c);
+
+/**
  * Waits for the child to exit, for at most timeout_ms (< 0: no limit;
  * 0: just check).  Reaps it; after that, further calls return the same
  * status at once.

@@ -494,6 +494,14 @@ pbp_child_pid(const pbp_child *c)
 	return c && c->proc ? pbp__proc_pid(c->proc) : (pbp_pid)-1;
 }
 
+pbp_os_handle
+pbp_child_exit_handle(const pbp_child *c)
+{
+	if (c == NULL || c->proc == NULL || c->reaped || !owned(c))
+		return PBP_OS_HANDLE_INVALID;
+	return pbp__proc_exit_handle(c->proc);
+}
+
 const pbp_error *
 pbp_child_error(const pbp_child *c)
 {

@@ -250,6 +250,11 @@ int pbp__proc_spawn(pbp__proc **out, const pbp__spawn_req *rq, pbp_os_handle *rd
 pbp_pid pbp__proc_pid(const pbp__proc *p);
 /* 0 if the calling process is a fork() of the spawner (POSIX), else 1. */
 int pbp__proc_owned(const pbp__proc *p);
+/* A handle that becomes ready once the child has exited, for an event
+ * loop: POSIX its pidfd (readable), or PBP_OS_HANDLE_INVALID without
+ * pidfds or once it is reaped; Windows its process handle (signalled).
+ * Owned by p. */
+pbp_os_handle pbp__proc_exit_handle(const pbp__proc *p);
 
 /*
  * Waits until the child is gone or the deadline passes (-1: none; a past

@@ -130,3 +130,22 @@ T(asynchronous_calls_with_callbacks_end_in_process)
 	cr_assert_eq(runs, 4);
 	pbp_child_free(c);
 }
+
+T(the_exit_handle_is_signalled_when_the_helper_ends)
+{
+	pbp_child *c = spawn_helper();
+	pbp_channel *ch = pbp_child_channel(c);
+	pbp_os_handle h = pbp_child_exit_handle(c);
+	pbp_exit_status st;
+	int rc;
+
+	cr_assert_neq(h, PBP_OS_HANDLE_INVALID);
+	cr_assert_eq(pbp_channel_set_timeout(ch, PBP_TIMEOUT_SEND, 0), 0);
+	rc = pbp_channel_goodbye(ch, PBP_GOODBYE_DONE, "bye");
+	cr_assert(rc == 0 || rc == PBP_EAGAIN, "%d %s", rc, pbp_channel_errmsg(ch));
+	cr_assert_eq(WaitForSingleObject((HANDLE)h, 10000), WAIT_OBJECT_0);
+	cr_assert_eq(pbp_child_wait(c, 0, &st), 0);
+	cr_assert(st.exited && st.code == 0);
+	cr_assert_eq(pbp_child_exit_handle(c), PBP_OS_HANDLE_INVALID);
+	pbp_child_free(c);
+}

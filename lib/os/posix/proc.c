@@ -675,6 +675,12 @@ pbp__proc_owned(const pbp__proc *p)
 	return getpid() == p->owner;
 }
 
+pbp_os_handle
+pbp__proc_exit_handle(const pbp__proc *p)
+{
+	return p->reaped ? -1 : p->pidfd;
+}
+
 int
 pbp__proc_wait(pbp__proc *p, pbp__os_aux *aux, pbp__os_io *discard, int64_t deadline,
                pbp_exit_status *st, pbp_error *err)

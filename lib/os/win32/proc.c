@@ -360,6 +360,12 @@ pbp__proc_owned(const pbp__proc *p)
 	return 1;
 }
 
+pbp_os_handle
+pbp__proc_exit_handle(const pbp__proc *p)
+{
+	return p->process != NULL ? (pbp_os_handle)p->process : PBP_OS_HANDLE_INVALID;
+}
+
 /* The child is gone: its exit code, and the last of its stderr. */
 static void
 gone(pbp__proc *p, pbp__os_aux *aux)
