@@ -329,7 +329,7 @@ loop_slot_event(struct loop_slot *s)
 		handshake_step(s);
 		return;
 	}
-	/* Writes what is queued, reads every frame there is, answers the
+	/* Writes what is queued, reads the frames there are, answers the
 	 * helper's Lookups and runs done for the calls that ended. */
 	while ((rc = pbp_channel_process(s->ch)) > 0 || rc == PBP_ELIMIT) {
 		/* Messages for no handler: the helpers send none. */

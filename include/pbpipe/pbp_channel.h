@@ -62,7 +62,7 @@
  * POLLIN, receive (or finish calls) until PBP_EAGAIN, and retry finishing
  * calls whose replies may have come in meanwhile; before sleeping, ask
  * pbp_channel_buffered().  Or let pbp_channel_process() (pbp_call.h) do
- * it: it reads every frame there is, answers the peer's requests with
+ * it: it reads the frames there are, answers the peer's requests with
  * registered handlers and ends asynchronous calls (replies, deadlines)
  * through their callbacks.  The handshake too has a form that never
  * waits: pbp_channel_handshake_start() and pbp_channel_handshake_finish().
