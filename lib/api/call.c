@@ -226,6 +226,19 @@ call_result(pbp_channel *ch, pbp__call *c, uint32_t resp_type, void *resp)
 	return rc;
 }
 
+/* Call c's own deadline passed: the call is over (a late reply will be
+ * dropped).  PBP_ETIMEDOUT, described. */
+static int
+own_deadline_passed(pbp_channel *ch, pbp__call *c)
+{
+	uint64_t id = c->id;
+	int t = c->timeout_ms;
+
+	pbp__inbox_end(ch, c);
+	return pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0, "call %" PRIu64 " had no answer "
+	                   "within its deadline of %d ms: it is over", id, t);
+}
+
 static int
 call_finish(pbp_channel *ch, uint64_t id, uint32_t resp_type, void *resp, int timeout_ms)
 {
@@ -247,12 +260,7 @@ call_finish(pbp_channel *ch, uint64_t id, uint32_t resp_type, void *resp, int ti
 		                   "handler while it waited", id);
 	if ((rc == PBP_ETIMEDOUT || rc == PBP_EAGAIN) && c != NULL && c->deadline >= 0 &&
 	    c->state == CALL_WAITING && pbp__now_ms() >= c->deadline) {
-		int t = c->timeout_ms;
-
-		/* Its own deadline passed: the call is over, a late reply dropped. */
-		pbp__inbox_end(ch, c);
-		rc = pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0, "call %" PRIu64 " had no answer "
-		                 "within its deadline of %d ms: it is over", id, t);
+		rc = own_deadline_passed(ch, c);
 		pbp__ch_timed_out(ch, &ch->error);
 		return rc;
 	}
@@ -452,8 +460,8 @@ pbp_channel_call_async(pbp_channel *ch, uint32_t req_type, const void *req, uint
 	return CALL_LEAVE(ch, rc);
 }
 
-/* Ends asynchronous call c (its reply came, its deadline passed, or the
- * stream ended: rc) and runs its done, with this thread's flag lowered
+/* Ends asynchronous call c (its reply came: rc 0; its deadline passed:
+ * PBP_ETIMEDOUT; or the stream ended: its error) and runs its done, with this thread's flag lowered
  * so that done may use the channel. */
 static void
 end_async(pbp_channel *ch, pbp__call *c, int rc)
@@ -471,18 +479,11 @@ end_async(pbp_channel *ch, pbp__call *c, int rc)
 		                     pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM,
 		                                 "out of memory decoding the reply to call %" PRIu64, id))
 		                  : call_result(ch, c, c->resp_type, resp);
+	} else if (rc == PBP_ETIMEDOUT) {
+		(void)own_deadline_passed(ch, c);
 	} else {
-		int t = c->timeout_ms;
-
-		pbp__inbox_end(ch, c);
-		if (rc == PBP_ETIMEDOUT)
-			pbp__seterr(&ch->error, PBP_ETIMEDOUT, 0, "call %" PRIu64 " had no answer within "
-			            "its deadline of %d ms: it is over", id, t);
-		else if (rc == PBP_ECANCELED)
-			pbp__seterr(&ch->error, PBP_ECANCELED, 0, "call %" PRIu64 " ended unanswered: the "
-			            "channel is being freed", id);
-		else
-			ch->error = ch->rx_error;
+		pbp__inbox_end(ch, c); /* the stream ended: rc is its error */
+		ch->error = ch->rx_error;
 	}
 	was = atomic_exchange_explicit(&ch->busy_rx, 0, memory_order_acq_rel);
 	done(ch, id, rc, rc == 0 ? resp : NULL, user);

@@ -403,11 +403,6 @@ pbp_channel_serve(pbp_channel *ch, const pbp_handler *handlers, size_t nhandlers
 		oldsize = ch->hs->hsize;
 	if ((rc = install(ch, handlers, nhandlers, 1)) != 0)
 		return rc;
-	if (ch->hs == NULL && (ch->hs = calloc(1, sizeof *ch->hs)) == NULL) {
-		rc = pbp__seterr(&ch->error, PBP_ENOMEM, ENOMEM, "out of memory for serve buffers");
-		goto out;
-	}
-	ch->hs->hsize = largest(ch, handlers, nhandlers);
 	for (;;) {
 		rc = pbp_channel_recv(ch, &mi);
 		/* A stray reply (to an id that is no call of ours) is the peer's
@@ -439,7 +434,6 @@ pbp_channel_serve(pbp_channel *ch, const pbp_handler *handlers, size_t nhandlers
 	}
 	if (rc == PBP_EOF)
 		rc = 0;
-out:
 	ch->handlers = old;
 	ch->nhandlers = nold;
 	ch->answer_all = old_all;
