@@ -489,6 +489,7 @@ stream_round(peer *p, payload *pl, uint64_t count)
 
 static const char *const bench_names[B_COUNT] = {
 	"rtt", "stream", "spawn", "lowlat", "pipesize", "large_msg", "large_stream", "pool",
+	"instr",
 };
 
 /* ---- where the processes run ------------------------------------------- */
@@ -679,6 +680,25 @@ emit_stream(options *o, const char *bench, size_t size, size_t frame, double pb_
 	if (strcmp(bench, "pipesize") != 0)
 		emit(o, bench, size, "frames/s", pb_fps, raw_fps, extra);
 	emit(o, bench, size, "MB/s", pb_fps * mb, raw_fps * mb, extra);
+}
+
+void
+bench_ops(int raw, int stream, size_t size, uint64_t n)
+{
+	child_cfg c = { .mode = stream ? MODE_SINK : MODE_ECHO, .size = size, .count = n,
+	                .max_frame = max_frame_for(size),
+	                .flags = stream && !raw ? PBP_CHANNEL_COALESCE : 0 };
+	payload pl;
+	peer p;
+
+	payload_init(&pl, size);
+	peer_open(&p, raw, &c);
+	if (stream)
+		(void)stream_round(&p, &pl, n);
+	else
+		rtt_round(&p, &pl, n, NULL);
+	peer_close(&p);
+	payload_free(&pl);
 }
 
 /* bench=stream and stream_coalesce: one-way streams into a sink. */
@@ -1202,7 +1222,8 @@ usage(FILE *f)
 	        "usage: pbpipe-bench [options]\n"
 	        "  Measures pbpipe against raw pipes between this process and a child.\n"
 	        "  --only NAME[,NAME]  benches to run: rtt, stream, spawn, lowlat, pipesize,\n"
-	        "                      large_msg, large_stream, pool (default: all)\n"
+	        "                      large_msg, large_stream, pool, instr (default: all;\n"
+	        "                      instr needs valgrind and is left out by --quick)\n"
 	        "  --sizes LIST        comma-separated sizes in bytes for the selected benches\n"
 	        "                      (payloads; pipe sizes for pipesize); each at least %d\n"
 	        "  --count N           per round: round trips (rtt, lowlat), frames (stream,\n"
@@ -1262,7 +1283,7 @@ parse_only(options *o, const char *s)
 			;
 		if (i == B_COUNT)
 			die("--only: unknown bench '%s' (rtt, stream, spawn, lowlat, pipesize, "
-			    "large_msg, large_stream, pool)", tok);
+			    "large_msg, large_stream, pool, instr)", tok);
 		o->only[i] = 1;
 	}
 	free(copy);
@@ -1357,7 +1378,7 @@ main(int argc, char **argv)
 {
 	static void (*const benches[B_COUNT])(options *) = {
 		bench_rtt, bench_stream, bench_spawn, bench_lowlat, bench_pipesize, bench_large_msg,
-		bench_large_stream, bench_pool,
+		bench_large_stream, bench_pool, bench_instr,
 	};
 	options o;
 	ssize_t n;
@@ -1374,6 +1395,8 @@ main(int argc, char **argv)
 	self_exe[n] = '\0';
 	if (argc >= 2 && strcmp(argv[1], "--serve") == 0)
 		return serve(argc, argv);
+	if (argc >= 2 && strcmp(argv[1], "--instr-run") == 0)
+		return instr_run(argc, argv);
 	parse_options(&o, argc, argv);
 	cpus_init();
 	header(&o);

@@ -63,7 +63,7 @@ void pb_check(pbp_channel *ch, int rc, const char *what);
 
 /* The benches, in the order they run (--only names them). */
 enum { B_RTT, B_STREAM, B_SPAWN, B_LOWLAT, B_PIPESIZE, B_LARGE_MSG, B_LARGE_STREAM, B_POOL,
-       B_COUNT };
+       B_INSTR, B_COUNT };
 
 typedef struct options {
 	int only[B_COUNT];  /* 1 for each selected bench */
@@ -118,6 +118,17 @@ typedef struct peer {
  * unless it exited with status 0. */
 void peer_open(peer *p, int raw, const child_cfg *c);
 void peer_close(peer *p);
+
+/* n operations with one child: round trips of size-byte messages through
+ * an echoing child, or (stream) n size-byte frames into a sink and its
+ * acknowledgement, pbpipe's sender coalescing; raw: the raw child. */
+void bench_ops(int raw, int stream, size_t size, uint64_t n);
+
+/* ---- instr.c: bench=instr ---------------------------------------------------- */
+
+void bench_instr(options *o);
+/* main() for "pbpipe-bench --instr-run KIND SIZE N": what bench=instr counts. */
+int instr_run(int argc, char **argv);
 
 /* ---- pool.c: bench=pool ------------------------------------------------------ */
 
