@@ -125,8 +125,6 @@ size_t pbp__stream_data_header(uint8_t *out, uint64_t stream, size_t chunk_len,
 /* A decoded envelope.  payload points into the decoded body. */
 typedef struct pbp__frame {
 	int kind;
-	pbpipe_Hello hello;
-	pbpipe_Goodbye goodbye;
 	uint32_t type;
 	uint64_t id;
 	const uint8_t *payload;
@@ -146,6 +144,10 @@ typedef struct pbp__frame {
 	const uint8_t *chunk;
 	size_t chunk_len;
 	uint32_t credit;
+	/* Last, and set only in a Hello or a Goodbye (pb_decode gives every
+	 * field its default): pbp__frame_decode clears the fields above. */
+	pbpipe_Hello hello;
+	pbpipe_Goodbye goodbye;
 } pbp__frame;
 
 /* Decodes one envelope body, by the rules of docs/PROTOCOL.md section 3.

@@ -496,7 +496,9 @@ pbp__frame_decode(const uint8_t *body, size_t len, pbp__frame *out,
 	const char *why;
 	int rc, extra = 0;
 
-	memset(out, 0, sizeof *out);
+	/* Not the Hello and Goodbye at the end (about a kilobyte): only
+	 * pb_decode() fills them, and it sets every field. */
+	memset(out, 0, offsetof(pbp__frame, hello));
 	while (p < end) {
 		pbp__frame scratch, *into = out;
 		uint32_t tag, n;
@@ -522,7 +524,7 @@ pbp__frame_decode(const uint8_t *body, size_t len, pbp__frame *out,
 		 * or hostile peer.  A second one is still decoded, so that a
 		 * malformed one is PBP_EDECODE as anywhere else. */
 		if (out->kind != 0) {
-			memset(&scratch, 0, sizeof scratch);
+			memset(&scratch, 0, offsetof(pbp__frame, hello));
 			into = &scratch;
 			extra = 1;
 		}
