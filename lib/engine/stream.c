@@ -141,6 +141,62 @@ splice_written(pbp_channel *ch, pbp__splice *sp, size_t n)
 		ch->spl_head = ch->nspl = 0;
 }
 
+/* The queued output as pieces, in order: the write buffer up to the next
+ * splice, the spliced bytes, the buffer up to the one after, and so on, as
+ * many as one xfer takes.  The transport may write them all at once
+ * (POSIX: one writev), so a frame with spliced bytes reaches the reader
+ * whole, as a frame encoded into the buffer does. */
+static void
+out_pieces(pbp_channel *ch, pbp__xfer *x)
+{
+	size_t off = ch->woff, i = ch->spl_head;
+
+	while (x->nout < PBP__XFER_PIECES) {
+		pbp__piece *pc = &x->out[x->nout];
+
+		if (i < ch->nspl && off == ch->spl[i].at) {
+			pc->p = ch->spl[i].data + ch->spl[i].done;
+			pc->n = ch->spl[i].len - ch->spl[i].done;
+			i++;
+		} else {
+			size_t end = i < ch->nspl ? ch->spl[i].at : ch->wlen;
+
+			if (end == off)
+				break;
+			pc->p = ch->wbuf + off;
+			pc->n = end - off;
+			off = end;
+		}
+		x->out_len += pc->n;
+		x->nout++;
+	}
+}
+
+/* Books n bytes written from the pieces out_pieces() offered: the write
+ * buffer's advance woff, spliced ones their splice (which ends once all of
+ * it is written).  A write may end inside any piece. */
+static void
+out_written(pbp_channel *ch, size_t n)
+{
+	while (n > 0) {
+		pbp__splice *sp = ch->spl_head < ch->nspl ? &ch->spl[ch->spl_head] : NULL;
+		size_t k;
+
+		if (sp != NULL && ch->woff == sp->at) {
+			k = sp->len - sp->done < n ? sp->len - sp->done : n;
+			splice_written(ch, sp, k);
+		} else {
+			size_t end = sp != NULL ? sp->at : ch->wlen;
+
+			k = end - ch->woff < n ? end - ch->woff : n;
+			ch->woff += k;
+		}
+		if (k == 0)
+			break; /* more than was offered: cannot happen */
+		n -= k;
+	}
+}
+
 /* One xfer: offers the transport the queued output (out) and the free room
  * of the receive buffer (in), and books what moved.  A write error is made
  * sticky on the send side (described in e and *ch->txe), a read error or
@@ -151,25 +207,13 @@ static int
 step(pbp_channel *ch, int out, int in, int64_t deadline, pbp_error *e)
 {
 	pbp__xfer x;
-	pbp__splice *sp = NULL;
 	uint8_t *p = NULL;
 	size_t room = 0;
 	int rc;
 
 	memset(&x, 0, sizeof x);
-	if (out) {
-		/* The queued output goes piece by piece: the write buffer up
-		 * to the next splice, the spliced bytes, and so on. */
-		sp = ch->spl_head < ch->nspl ? &ch->spl[ch->spl_head] : NULL;
-		if (sp != NULL && ch->woff == sp->at) {
-			x.out = sp->data + sp->done;
-			x.out_len = sp->len - sp->done;
-		} else {
-			x.out = ch->wbuf + ch->woff;
-			x.out_len = (sp != NULL ? sp->at : ch->wlen) - ch->woff;
-			sp = NULL;
-		}
-	}
+	if (out)
+		out_pieces(ch, &x);
 	if (in) {
 		/* Moving the buffer releases the message handed out last:
 		 * pbp_channel_decode() then says so instead of reading freed
@@ -189,10 +233,8 @@ step(pbp_channel *ch, int out, int in, int64_t deadline, pbp_error *e)
 		return pbp__ch_sys_error(e, rc, "wait");
 	/* Only the side that offered touches its fields: in duplex mode the
 	 * other thread owns them. */
-	if (out && sp != NULL)
-		splice_written(ch, sp, x.written);
-	else if (out)
-		ch->woff += x.written;
+	if (out)
+		out_written(ch, x.written);
 	if (x.werr != 0) {
 		pbp__ch_sys_error(e, -x.werr, "write");
 		*ch->txe = *e;
