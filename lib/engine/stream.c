@@ -129,18 +129,6 @@ pbp__ch_ack_owed_duplex(pbp_channel *ch)
 #define UNTIL_FLUSHED 1 /* all queued output written (a SyncAck owed too) */
 #define UNTIL_FRAME 2   /* a whole frame buffered, or the receive side ended */
 
-static void
-splice_written(pbp_channel *ch, pbp__splice *sp, size_t n)
-{
-	sp->done += n;
-	if (sp->done < sp->len)
-		return;
-	free(sp->own);
-	sp->own = NULL;
-	if (++ch->spl_head == ch->nspl)
-		ch->spl_head = ch->nspl = 0;
-}
-
 /* The queued output as pieces, in order: the write buffer up to the next
  * splice, the spliced bytes, the buffer up to the one after, and so on, as
  * many as one xfer takes.  The transport may write them all at once
@@ -172,9 +160,9 @@ out_pieces(pbp_channel *ch, pbp__xfer *x)
 	}
 }
 
-/* Books n bytes written from the pieces out_pieces() offered: the write
- * buffer's advance woff, spliced ones their splice (which ends once all of
- * it is written).  A write may end inside any piece. */
+/* Books n bytes written from the pieces out_pieces() offered (a write may
+ * end inside any of them): the write buffer's advance woff, spliced ones
+ * their splice, which ends (its copy freed) once all of it is written. */
 static void
 out_written(pbp_channel *ch, size_t n)
 {
@@ -184,7 +172,12 @@ out_written(pbp_channel *ch, size_t n)
 
 		if (sp != NULL && ch->woff == sp->at) {
 			k = sp->len - sp->done < n ? sp->len - sp->done : n;
-			splice_written(ch, sp, k);
+			if ((sp->done += k) == sp->len) {
+				free(sp->own);
+				sp->own = NULL;
+				if (++ch->spl_head == ch->nspl)
+					ch->spl_head = ch->nspl = 0;
+			}
 		} else {
 			size_t end = sp != NULL ? sp->at : ch->wlen;
 
@@ -600,6 +593,16 @@ frame_write(pb_ostream_t *stream, const pb_byte_t *buf, size_t n)
 	return true;
 }
 
+/* Whether d lies in the receive buffer, which a blocked write may move
+ * while it reads (not in duplex mode: there the send never reads, and the
+ * receiving thread owns that buffer). */
+static int
+in_rx_buffer(const pbp_channel *ch, const uint8_t *d)
+{
+	return !(ch->flags & PBP_CHANNEL_DUPLEX) && ch->rd.buf != NULL && d >= ch->rd.buf &&
+	       d < ch->rd.buf + ch->rd.cap;
+}
+
 int
 pbp__ch_splice(pb_ostream_t *stream, const void *data, size_t n)
 {
@@ -620,8 +623,7 @@ pbp__ch_splice(pb_ostream_t *stream, const void *data, size_t n)
 	ch = o->ch;
 	if (ch->nspl - o->first_spl >= (ch->trace_fd != PBP_OS_HANDLE_INVALID
 	                                ? (PBP__TRACE_MAX_PIECES - 1) / 2 : SPLICE_MAX_PER_FRAME) ||
-	    (!(ch->flags & PBP_CHANNEL_DUPLEX) && ch->rd.buf != NULL && d >= ch->rd.buf &&
-	     d < ch->rd.buf + ch->rd.cap))
+	    in_rx_buffer(ch, d))
 		return 0;
 	if (ch->nspl == ch->spl_cap) {
 		size_t ncap = ch->spl_cap ? ch->spl_cap * 2 : 4;
@@ -645,8 +647,7 @@ pbp__ch_queue_data(pbp_channel *ch, const uint8_t *hdr, size_t hlen, const void 
 	const uint8_t *d = data;
 	/* As in pbp__ch_splice: bytes in the receive buffer (a view written
 	 * back) are copied, since a blocked write may move that buffer. */
-	int splice = n >= SPLICE_MIN &&
-	             !(ch->rd.buf != NULL && d >= ch->rd.buf && d < ch->rd.buf + ch->rd.cap);
+	int splice = n >= SPLICE_MIN && !in_rx_buffer(ch, d);
 	int rc = pbp__ch_tx_reserve(ch, hlen + (splice ? 0 : n));
 
 	if (rc != 0)
