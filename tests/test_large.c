@@ -17,6 +17,7 @@
 #include "pbpbytes.pb.h"
 #include "support.h"
 #include "channel_impl.h"
+#include "memio.h"
 
 #define T(name) Test(large, name, .timeout = 120)
 
@@ -517,6 +518,65 @@ T(idle_rss_within_1_mib_of_before_after_32_mib_each_way)
 	cr_assert_leq(grew, (long)MIB, "an idle channel kept %ld KiB more than before", grew / 1024);
 	pbp_channel_free(a);
 	pbp_channel_free(b);
+}
+
+/* ---- gather writes ------------------------------------------------------------- */
+
+/* Frames with spliced payloads (send_raw of 16 KiB or more) and a copied
+ * one between them, coalesced so that one gather list spans frames,
+ * through a memory transport that takes at most `chunk` bytes per write:
+ * writes end inside headers, inside spliced bytes and at every boundary
+ * between pieces, and every byte arrives once, in order. */
+T(spliced_frames_arrive_whole_however_writes_cut_them)
+{
+	static const size_t chunks[] = { 1, 3, 4093, 16384, 16391, 20011, 65536 };
+	static const size_t sizes[] = { 20000, 10, 40000, 17, 16384 };
+	uint8_t *data = pattern(40000, 40);
+	size_t c, i;
+
+	for (c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
+		pbp_channel_options o = pbt_options();
+		pbpipe_Hello h = pbt_good_hello();
+		uint8_t hello[128];
+		pbt_pipe ab, ba, sink;
+		pbt_end ea = { 0 }, eb = { 0 };
+		pbp_channel *a, *b;
+		pbp_msginfo mi;
+		pbp_error err;
+
+		pbt_pipe_init(&ab, 0);
+		pbt_pipe_init(&ba, 0);
+		pbt_pipe_init(&sink, 0);
+		pbt_pipe_put(&ba, hello, pbt_hello_frame(hello, sizeof hello, &h));
+		ea = (pbt_end){ .in = &ba, .out = &ab, .max_chunk = chunks[c] };
+		o.flags |= PBP_CHANNEL_COALESCE;
+		cr_assert_eq(pbp__channel_new_io(&a, &pbt_mem_io, &ea, &o, &err), 0, "%s", err.msg);
+		cr_assert_eq(pbp_channel_handshake(a), 0, "%s", pbp_channel_errmsg(a));
+		for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+			cr_assert_eq(pbp_channel_send_raw(a, 7, 0, data, sizes[i]), 0, "%s",
+			             pbp_channel_errmsg(a));
+		cr_assert_eq(pbp_channel_close_write(a), 0, "%s", pbp_channel_errmsg(a));
+		o.flags &= ~(unsigned int)PBP_CHANNEL_COALESCE;
+		eb = (pbt_end){ .in = &ab, .out = &sink };
+		cr_assert_eq(pbp__channel_new_io(&b, &pbt_mem_io, &eb, &o, &err), 0, "%s", err.msg);
+		cr_assert_eq(pbp_channel_handshake(b), 0, "%s", pbp_channel_errmsg(b));
+		for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+			cr_assert_eq(pbp_channel_recv(b, &mi), 0, "chunk %zu frame %zu: %s", chunks[c],
+			             i, pbp_channel_errmsg(b));
+			cr_assert_eq(mi.size, sizes[i], "chunk %zu frame %zu", chunks[c], i);
+			cr_assert(memcmp(mi.payload, data, sizes[i]) == 0, "chunk %zu frame %zu",
+			          chunks[c], i);
+		}
+		cr_assert_eq(pbp_channel_recv(b, &mi), PBP_EOF, "%s", pbp_channel_errmsg(b));
+		if (chunks[c] >= 16384)
+			cr_assert_lt(ea.writes, 20, "chunk %zu: %ld writes", chunks[c], ea.writes);
+		pbp_channel_free(a);
+		pbp_channel_free(b);
+		pbt_pipe_free(&ab);
+		pbt_pipe_free(&ba);
+		pbt_pipe_free(&sink);
+	}
+	free(data);
 }
 
 /* ---- the sender's peak ----------------------------------------------------------- */
