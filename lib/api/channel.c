@@ -460,14 +460,25 @@ queue_message(pbp_channel *ch, uint32_t type, uint64_t id, const pbp__reply *r,
 	if ((rc = make_room(ch, hlen + psize)) != 0)
 		return rc;
 	/* A raw payload of 16 KiB or more is spliced, as a stream's chunk is:
-	 * written from the caller's memory, not copied. */
-	if (fields == NULL)
+	 * written from the caller's memory, not copied.  When coalescing, one
+	 * under COALESCE_MAX is copied: it may go out with the next frames,
+	 * where a spliced one is written at once. */
+	if (fields == NULL && !((ch->flags & PBP_CHANNEL_COALESCE) && psize < COALESCE_MAX))
 		return pbp__ch_queue_data(ch, hdr, hlen, msg, psize);
 	/* An encoded message reserves at most FRAME_RESERVE and grows the
 	 * buffer as it goes: its pbp_bytes_out() fields may be spliced. */
-	if ((rc = pbp__ch_tx_reserve(ch, hlen + (psize > FRAME_RESERVE ? FRAME_RESERVE : psize))) != 0)
+	if ((rc = pbp__ch_tx_reserve(ch, hlen + (fields != NULL && psize > FRAME_RESERVE
+	                                         ? FRAME_RESERVE : psize))) != 0)
 		return rc;
-	return pbp__ch_encode_frame(ch, type, hdr, hlen, fields, msg, psize);
+	if (fields != NULL)
+		return pbp__ch_encode_frame(ch, type, hdr, hlen, fields, msg, psize);
+	memcpy(ch->wbuf + ch->wlen, hdr, hlen);
+	if (psize > 0)
+		memcpy(ch->wbuf + ch->wlen + hlen, msg, psize);
+	if (ch->trace_fd != PBP_OS_HANDLE_INVALID)
+		pbp__trace_frame(ch->trace_fd, 'S', ch->wbuf + ch->wlen, hlen + psize, NULL, 0);
+	ch->wlen += hlen + psize;
+	return 0;
 }
 
 /* Records the outcome of a blocking send for the report (the receiving
