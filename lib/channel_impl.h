@@ -449,7 +449,7 @@ int pbp__ch_encode_frame(pbp_channel *ch, uint32_t type, const uint8_t *hdr, siz
  * memory (the encode fails). */
 int pbp__ch_splice(pb_ostream_t *stream, const void *data, size_t n);
 /* Queues one frame made of the hlen bytes at hdr followed by n bytes of
- * data (a stream's chunk): data of SPLICE_MIN bytes or more is spliced,
+ * data (a stream's chunk, a raw payload): data of SPLICE_MIN bytes or more is spliced,
  * written from the caller's memory (pbp__ch_own_splices() before the
  * call returns), unless it lies in the receive buffer.  The frame is
  * traced whole.  0 or PBP_ENOMEM (in *ch->txe); on failure nothing was

@@ -286,11 +286,13 @@ int pbp__trace_open(const char *path, pbp_os_handle *h, pbp_error *err);
  * empty).  dir is 'S' or 'R'.  Errors are ignored. */
 void pbp__trace_frame(pbp_os_handle h, int dir, const uint8_t *prefix, size_t plen,
                       const uint8_t *rest, size_t rlen);
-/* The same for a frame in n pieces (os.h's pbp__piece), at most
- * PBP__TRACE_MAX_PIECES (more: no record). */
+/* A piece of a frame: n bytes at p (traces, file appends, the transport's
+ * gather writes). */
+typedef struct pbp__piece { const void *p; size_t n; } pbp__piece;
+/* The same for a frame in n pieces, at most PBP__TRACE_MAX_PIECES (more:
+ * no record). */
 #define PBP__TRACE_MAX_PIECES 7
-struct pbp__piece;
-void pbp__trace_pieces(pbp_os_handle h, int dir, const struct pbp__piece *frame, int n);
+void pbp__trace_pieces(pbp_os_handle h, int dir, const pbp__piece *frame, int n);
 
 /* ---- channel.c ----------------------------------------------------------- */
 
@@ -328,10 +330,15 @@ pbp__deadline(int timeout_ms)
  * fuzzers plug in memory transports (tests/memio.c) that inject short
  * reads and writes, "nothing ready" and failures at chosen offsets.
  */
+/* The most pieces one xfer offers to write: a frame's header, its
+ * spliced bytes and what lies between them, or the ends of two frames. */
+#define PBP__XFER_PIECES 8
+
 typedef struct pbp__xfer {
 	/* In: */
-	const uint8_t *out;  /* bytes to write; */
-	size_t out_len;      /* 0: nothing to write */
+	pbp__piece out[PBP__XFER_PIECES]; /* bytes to write, in order: */
+	int nout;            /* pieces in out, none empty (0: nothing to write) */
+	size_t out_len;      /* their total */
 	uint8_t *in;         /* room to read into; */
 	size_t in_cap;       /* 0: do not read */
 	int in_drained;      /* the last read emptied the pipe: the transport
@@ -352,9 +359,15 @@ typedef struct pbp__io_ops {
 	 * it has something to say (bytes moved, eof, rerr or werr), 0 when the
 	 * deadline passed with nothing, or -errno when waiting itself failed.
 	 *
-	 * Bytes offered but not reported written must be offered again,
-	 * unchanged, at the start of out on the next call: a transport may
-	 * have begun writing them (Windows: an overlapped write in flight).
+	 * The pieces of out are one run of bytes: written counts from the
+	 * start of the first and may end inside any of them.  A transport
+	 * may write them together (POSIX: one writev(), so a frame whose
+	 * bytes are spliced still wakes the reader once) or take fewer
+	 * (Windows: what its staging buffer holds).  Bytes offered but not
+	 * reported written must be offered again, unchanged, at the start of
+	 * out on the next call, however they are cut into pieces then: a
+	 * transport may have begun writing them (Windows: an overlapped write
+	 * in flight).
 	 * Bytes reported written are in the pipe.  in may differ from call to
 	 * call.  Two threads may be in xfer at once (PBP_CHANNEL_DUPLEX) when
 	 * one offers only in and the other only out; a call that offers no

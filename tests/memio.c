@@ -66,12 +66,15 @@ mem_read(void *ctx, void *buf, size_t n)
 	return (long)n;
 }
 
+/* One gather write of the xfer's pieces, as writev() does: the faults
+ * apply to their total, which may end inside any piece. */
 static long
-mem_write(void *ctx, const void *buf, size_t n)
+mem_write(void *ctx, const pbp__xfer *x)
 {
 	pbt_end *e = ctx;
 	pbt_pipe *p = e->out;
-	size_t room = p->capacity ? p->capacity - (p->len - p->rpos) : n;
+	size_t n = x->out_len, room = p->capacity ? p->capacity - (p->len - p->rpos) : n, left;
+	int i;
 
 	e->writes++;
 	if (p->rclosed)
@@ -87,7 +90,12 @@ mem_write(void *ctx, const void *buf, size_t n)
 	n = clamp(e, p->len, n < room ? n : room);
 	if (n == 0)
 		return -EAGAIN;
-	pbt_pipe_put(p, buf, n);
+	for (i = 0, left = n; i < x->nout && left > 0; i++) {
+		size_t k = x->out[i].n < left ? x->out[i].n : left;
+
+		pbt_pipe_put(p, x->out[i].p, k);
+		left -= k;
+	}
 	return (long)n;
 }
 
@@ -110,7 +118,7 @@ mem_xfer(void *ctx, pbp__xfer *x, int64_t deadline)
 	(void)deadline;
 	for (;;) {
 		if (x->out_len > 0) {
-			long w = mem_write(e, x->out, x->out_len);
+			long w = mem_write(e, x);
 
 			if (w > 0)
 				x->written = (size_t)w;

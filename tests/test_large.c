@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -16,6 +17,7 @@
 #include "pbpbytes.pb.h"
 #include "support.h"
 #include "channel_impl.h"
+#include "memio.h"
 
 #define T(name) Test(large, name, .timeout = 120)
 
@@ -222,24 +224,41 @@ T(buffers_back_to_initial_after_32_mib_each_way)
 	pbp_channel_free(b);
 }
 
-/* A 32 MiB frame copied into the write buffer (send_raw): the buffer
- * goes back to 64 KiB as soon as the frame is written. */
+/* A 32 MiB frame copied into the write buffer (a payload in the receive
+ * buffer, sent back with send_raw: a blocked write may move that buffer,
+ * so it is copied): the buffer goes back to 64 KiB as soon as the frame is
+ * written.  Sent from the caller's memory, it never grows. */
 T(write_buffer_back_to_initial_after_a_copied_32_mib_frame)
 {
 	pbp_channel *a, *b;
-	size_t wcap;
+	uint8_t *buf = pattern(LARGE, 5);
+	sender s = { NULL, buf, LARGE, 1, -1, 0 };
+	pbp_msginfo mi;
+	pthread_t t;
 
 	pair(&a, &b);
-	move(a, b, LARGE, 1, 5, &wcap);
-	cr_assert_eq(wcap, INITIAL, "the write buffer kept %zu bytes", wcap);
-	move(b, a, LARGE, 1, 6, &wcap);
-	cr_assert_eq(wcap, INITIAL, "the write buffer kept %zu bytes", wcap);
+	s.ch = a;
+	t = pbt_spawn_thread(send_thread, &s);
+	cr_assert_eq(pbp_channel_recv(b, &mi), 0, "%s", pbp_channel_errmsg(b));
+	pbt_join(t);
+	cr_assert_eq(s.rc, 0, "%s", pbp_channel_errmsg(a));
+	cr_assert_eq(s.wcap, INITIAL, "the write buffer grew to %zu bytes", s.wcap);
+	s = (sender){ b, mi.payload, mi.size, 1, -1, 0 };
+	t = pbt_spawn_thread(send_thread, &s);
+	cr_assert_eq(pbp_channel_recv(a, &mi), 0, "%s", pbp_channel_errmsg(a));
+	cr_assert_eq(mi.size, LARGE);
+	cr_assert(looks_like(mi.payload, mi.size, 5), "the bytes differ");
+	pbt_join(t);
+	cr_assert_eq(s.rc, 0, "%s", pbp_channel_errmsg(b));
+	cr_assert_eq(s.wcap, INITIAL, "the write buffer kept %zu bytes", s.wcap);
+	free(buf);
 	pbp_channel_free(a);
 	pbp_channel_free(b);
 }
 
 /* Frames of 1 MiB keep their buffers: no allocation per frame for them
- * (tests/test_alloc.c counts), only what grows past 1 MiB shrinks. */
+ * (tests/test_alloc.c counts), only what grows past 1 MiB shrinks.  (The
+ * sender's write buffer never grows: send_raw splices the payload.) */
 T(one_mib_frames_keep_their_buffers)
 {
 	pbp_channel *a, *b;
@@ -248,7 +267,7 @@ T(one_mib_frames_keep_their_buffers)
 	pair(&a, &b);
 	move(a, b, MIB, 1, 7, &wcap);
 	idle_recv(b);
-	cr_assert_gt(wcap, MIB);
+	cr_assert_eq(wcap, INITIAL);
 	cr_assert_gt(pbp__channel_rbuf_cap(b), MIB);
 	pbp_channel_free(a);
 	pbp_channel_free(b);
@@ -499,4 +518,221 @@ T(idle_rss_within_1_mib_of_before_after_32_mib_each_way)
 	cr_assert_leq(grew, (long)MIB, "an idle channel kept %ld KiB more than before", grew / 1024);
 	pbp_channel_free(a);
 	pbp_channel_free(b);
+}
+
+/* ---- gather writes ------------------------------------------------------------- */
+
+/* Frames with spliced payloads (send_raw of 16 KiB or more) and copied
+ * ones between them, through a memory transport that takes at most
+ * `chunk` bytes per write: writes end inside headers, inside spliced bytes
+ * and at every boundary between pieces.  Non-blocking (the second pass),
+ * the transport says "full" once inside the third frame, so what follows
+ * queues behind its rest (copied: the send returned) and one gather list
+ * spans frames.  Every byte arrives once, in order. */
+T(spliced_frames_arrive_whole_however_writes_cut_them)
+{
+	static const size_t chunks[] = { 1, 3, 4093, 16384, 16391, 20011, 65536 };
+	static const size_t sizes[] = { 20000, 10, 40000, 17, 16384, 16 * KIB + 1 };
+	uint8_t *data = pattern(40000, 40);
+	size_t c, i;
+	int nb;
+
+	for (c = 0; c < 2 * sizeof chunks / sizeof chunks[0]; c++) {
+		pbp_channel_options o = pbt_options();
+		pbpipe_Hello h = pbt_good_hello();
+		uint8_t hello[128];
+		pbt_pipe ab, ba, sink;
+		pbt_end ea, eb;
+		pbp_channel *a, *b;
+		pbp_msginfo mi;
+		pbp_error err;
+		size_t chunk = chunks[c / 2];
+		int rc;
+
+		nb = c % 2;
+		pbt_pipe_init(&ab, 0);
+		pbt_pipe_init(&ba, 0);
+		pbt_pipe_init(&sink, 0);
+		pbt_pipe_put(&ba, hello, pbt_hello_frame(hello, sizeof hello, &h));
+		ea = (pbt_end){ .in = &ba, .out = &ab, .max_chunk = chunk, .split = nb ? 60013 : 0 };
+		cr_assert_eq(pbp__channel_new_io(&a, &pbt_mem_io, &ea, &o, &err), 0, "%s", err.msg);
+		cr_assert_eq(pbp_channel_handshake(a), 0, "%s", pbp_channel_errmsg(a));
+		cr_assert_eq(pbp_channel_set_timeout(a, PBP_TIMEOUT_SEND, nb ? 0 : -1), 0);
+		for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+			cr_assert_eq(pbp_channel_send_raw(a, 7, 0, data, sizes[i]), 0, "%s",
+			             pbp_channel_errmsg(a));
+		for (i = 0; (rc = pbp_channel_flush(a)) == PBP_EAGAIN && i < 10; i++)
+			;
+		cr_assert_eq(rc, 0, "%s", pbp_channel_errmsg(a));
+		cr_assert(!nb || ea.eagain_w_done, "chunk %zu: the transport was never full", chunk);
+		cr_assert_eq(pbp_channel_close_write(a), 0, "%s", pbp_channel_errmsg(a));
+		eb = (pbt_end){ .in = &ab, .out = &sink };
+		cr_assert_eq(pbp__channel_new_io(&b, &pbt_mem_io, &eb, &o, &err), 0, "%s", err.msg);
+		cr_assert_eq(pbp_channel_handshake(b), 0, "%s", pbp_channel_errmsg(b));
+		for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+			cr_assert_eq(pbp_channel_recv(b, &mi), 0, "chunk %zu frame %zu: %s", chunk, i,
+			             pbp_channel_errmsg(b));
+			cr_assert_eq(mi.size, sizes[i], "chunk %zu frame %zu", chunk, i);
+			cr_assert(memcmp(mi.payload, data, sizes[i]) == 0, "chunk %zu frame %zu", chunk,
+			          i);
+		}
+		cr_assert_eq(pbp_channel_recv(b, &mi), PBP_EOF, "%s", pbp_channel_errmsg(b));
+		if (chunk >= 16384)
+			cr_assert_lt(ea.writes, 24, "chunk %zu: %ld writes", chunk, ea.writes);
+		pbp_channel_free(a);
+		pbp_channel_free(b);
+		pbt_pipe_free(&ab);
+		pbt_pipe_free(&ba);
+		pbt_pipe_free(&sink);
+	}
+	free(data);
+}
+
+/* ---- the sender's peak ----------------------------------------------------------- */
+
+/* Issue 18, item 4: one blocking send of 64 MiB costs the sender the
+ * payload and little more (at most 1.1x the payload), through
+ * pbp_bytes_out() and through pbp_channel_send_raw() alike: neither copies
+ * the bytes into the write buffer.  The sender is a process forked for it
+ * (its peak then starts near its resident memory, and clear_refs restarts
+ * it where the kernel allows), the receiver another, over real pipes. */
+#define PEAK (64u * MIB)
+
+/* A field of /proc/self/status in KiB, or -1. */
+static long
+status_kb(const char *key)
+{
+	char line[256], name[64];
+	long v, found = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (f == NULL)
+		return -1;
+	while (found < 0 && fgets(line, sizeof line, f) != NULL)
+		if (sscanf(line, "%63[^:]: %ld", name, &v) == 2 && strcmp(name, key) == 0)
+			found = v;
+	fclose(f);
+	return found;
+}
+
+static pbp_channel *
+peak_channel(int rfd, int wfd)
+{
+	pbp_channel_options o = opts();
+	pbp_channel *ch;
+	pbp_error err;
+
+	o.max_frame = PEAK + 64 * KIB;
+	o.handshake_timeout_ms = pbt_scale(10000);
+	if (pbp_channel_from_fds(&ch, rfd, wfd, &o, &err) != 0)
+		_exit(2);
+	if (pbp_channel_handshake(ch) != 0)
+		_exit(3);
+	return ch;
+}
+
+/* The receiver: the message, its bytes checked, then end of stream. */
+static void
+peak_receiver(int rfd, int wfd, int raw)
+{
+	pbp_channel *ch = peak_channel(rfd, wfd);
+	pbpbytes_Put got = pbpbytes_Put_init_zero;
+	pbp_msginfo mi;
+	pbp_bytes in;
+	uint32_t type;
+
+	if (raw) {
+		if (pbp_channel_recv(ch, &mi) != 0 || mi.size != PEAK ||
+		    !looks_like(mi.payload, mi.size, 30))
+			_exit(4);
+	} else {
+		pbp_bytes_view(&got.data, &in);
+		if (pbp_channel_recv_msg(ch, &type, &got, sizeof got) != 0 || in.size != PEAK ||
+		    !looks_like(in.data, in.size, 30))
+			_exit(4);
+	}
+	_exit(pbp_channel_recv(ch, &mi) == PBP_EOF ? 0 : 5);
+}
+
+/* The sender: writes { send's result, peak growth in KiB } to out. */
+static void
+peak_sender(int rfd, int wfd, int raw, int out)
+{
+	pbp_channel *ch = peak_channel(rfd, wfd);
+	FILE *f = fopen("/proc/self/clear_refs", "w");
+	long res[2], base;
+	uint8_t *buf;
+	size_t i;
+
+	/* "5" restarts the peak at the resident memory now. */
+	if (f != NULL)
+		(void)(fputs("5", f), fclose(f));
+	base = status_kb("VmRSS");
+	if ((buf = malloc(PEAK)) == NULL)
+		_exit(6);
+	for (i = 0; i < PEAK; i++)
+		buf[i] = pbt_pattern(30, i);
+	if (raw) {
+		res[0] = pbp_channel_send_raw(ch, pbpbytes_Type_PUT, 0, buf, PEAK);
+	} else {
+		pbpbytes_Put put = pbpbytes_Put_init_zero;
+		pbp_bytes data;
+
+		pbp_bytes_out(&put.data, &data, buf, PEAK);
+		res[0] = pbp_channel_send(ch, pbpbytes_Type_PUT, &put);
+	}
+	res[1] = status_kb("VmHWM") - base;
+	pbt_write_all(out, res, sizeof res);
+	pbp_channel_free(ch);
+	free(buf);
+	_exit(0);
+}
+
+static void
+peak_check(int raw)
+{
+	int fds[4], res[2], st;
+	long got[2];
+	pid_t r, s;
+
+	if (status_kb("VmHWM") < 0 || pbt_valgrind())
+		cr_skip_test("no VmHWM in /proc/self/status, or under valgrind");
+#ifdef PBPTEST_ASAN
+	cr_skip_test("a sanitizer's allocator and shadow memory add to the peak");
+#endif
+	pbt_pipes(fds);
+	cr_assert_eq(pipe(res), 0);
+	if ((r = fork()) == 0) {
+		close(fds[0]), close(fds[3]), close(res[0]), close(res[1]);
+		peak_receiver(fds[2], fds[1], raw);
+	}
+	if ((s = fork()) == 0) {
+		close(fds[1]), close(fds[2]), close(res[0]);
+		peak_sender(fds[0], fds[3], raw, res[1]);
+	}
+	cr_assert(r > 0 && s > 0);
+	close(fds[0]), close(fds[1]), close(fds[2]), close(fds[3]), close(res[1]);
+	cr_assert_eq(read(res[0], got, sizeof got), (ssize_t)sizeof got, "the sender died");
+	close(res[0]);
+	cr_assert_eq(waitpid(s, &st, 0), s);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "sender status %#x", st);
+	cr_assert_eq(waitpid(r, &st, 0), r);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "receiver status %#x", st);
+	cr_assert_eq(got[0], 0, "the send failed: %ld", got[0]);
+	cr_log_info("%s: the sender's peak grew by %ld KiB for %u KiB (%.3fx)",
+	            raw ? "send_raw" : "pbp_bytes_out", got[1], PEAK / KIB,
+	            (double)got[1] / (PEAK / KIB));
+	cr_assert_leq(got[1], (long)(PEAK / KIB) * 11 / 10,
+	              "the sender's peak grew by %ld KiB for a payload of %u KiB (%.2fx)", got[1],
+	              PEAK / KIB, (double)got[1] / (PEAK / KIB));
+}
+
+T(sender_peak_of_a_64_mib_bytes_out_send_is_at_most_1_1x)
+{
+	peak_check(0);
+}
+
+T(sender_peak_of_a_64_mib_send_raw_is_at_most_1_1x)
+{
+	peak_check(1);
 }

@@ -461,7 +461,12 @@ PBP_API PBP_WARN_UNUSED int pbp_channel_send_ex(pbp_channel *ch, uint32_t type,
 
 /**
  * Sends an already encoded application payload of `size` bytes as one frame.
- * Errors as for pbp_channel_send_ex(), without PBP_EENCODE.
+ * Errors as for pbp_channel_send_ex(), without PBP_EENCODE.  A payload of
+ * 16 KiB or more is not copied into the write buffer: it is written from
+ * the caller's memory, and the send returns as a send with pbp_bytes_out()
+ * fields does (pbp_channel_send(): once it is written, or with what is
+ * left of it copied).  With PBP_CHANNEL_COALESCE, a payload under 64 KiB
+ * is copied, so that it may go out together with the next frames.
  */
 PBP_API PBP_WARN_UNUSED int pbp_channel_send_raw(pbp_channel *ch, uint32_t type,
                                                  uint64_t id, const void *payload,

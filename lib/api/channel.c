@@ -457,10 +457,17 @@ queue_message(pbp_channel *ch, uint32_t type, uint64_t id, const pbp__reply *r,
 		return pbp__seterr(ch->txe, PBP_EMSGSIZE, 0,
 		                   "a message of %zu bytes does not fit the frame limit of %" PRIu32
 		                   " bytes", psize, ch->limit);
+	if ((rc = make_room(ch, hlen + psize)) != 0)
+		return rc;
+	/* A raw payload of 16 KiB or more is spliced, as a stream's chunk is:
+	 * written from the caller's memory, not copied.  When coalescing, one
+	 * under COALESCE_MAX is copied: it may go out with the next frames,
+	 * where a spliced one is written at once. */
+	if (fields == NULL && !((ch->flags & PBP_CHANNEL_COALESCE) && psize < COALESCE_MAX))
+		return pbp__ch_queue_data(ch, hdr, hlen, msg, psize);
 	/* An encoded message reserves at most FRAME_RESERVE and grows the
 	 * buffer as it goes: its pbp_bytes_out() fields may be spliced. */
-	if ((rc = make_room(ch, hlen + psize)) != 0 ||
-	    (rc = pbp__ch_tx_reserve(ch, hlen + (fields != NULL && psize > FRAME_RESERVE
+	if ((rc = pbp__ch_tx_reserve(ch, hlen + (fields != NULL && psize > FRAME_RESERVE
 	                                         ? FRAME_RESERVE : psize))) != 0)
 		return rc;
 	if (fields != NULL)

@@ -129,16 +129,65 @@ pbp__ch_ack_owed_duplex(pbp_channel *ch)
 #define UNTIL_FLUSHED 1 /* all queued output written (a SyncAck owed too) */
 #define UNTIL_FRAME 2   /* a whole frame buffered, or the receive side ended */
 
+/* The queued output as pieces, in order: the write buffer up to the next
+ * splice, the spliced bytes, the buffer up to the one after, and so on, as
+ * many as one xfer takes.  The transport may write them all at once
+ * (POSIX: one writev), so a frame with spliced bytes reaches the reader
+ * whole, as a frame encoded into the buffer does. */
 static void
-splice_written(pbp_channel *ch, pbp__splice *sp, size_t n)
+out_pieces(pbp_channel *ch, pbp__xfer *x)
 {
-	sp->done += n;
-	if (sp->done < sp->len)
-		return;
-	free(sp->own);
-	sp->own = NULL;
-	if (++ch->spl_head == ch->nspl)
-		ch->spl_head = ch->nspl = 0;
+	size_t off = ch->woff, i = ch->spl_head;
+
+	while (x->nout < PBP__XFER_PIECES) {
+		pbp__piece *pc = &x->out[x->nout];
+
+		if (i < ch->nspl && off == ch->spl[i].at) {
+			pc->p = ch->spl[i].data + ch->spl[i].done;
+			pc->n = ch->spl[i].len - ch->spl[i].done;
+			i++;
+		} else {
+			size_t end = i < ch->nspl ? ch->spl[i].at : ch->wlen;
+
+			if (end == off)
+				break;
+			pc->p = ch->wbuf + off;
+			pc->n = end - off;
+			off = end;
+		}
+		x->out_len += pc->n;
+		x->nout++;
+	}
+}
+
+/* Books n bytes written from the pieces out_pieces() offered (a write may
+ * end inside any of them): the write buffer's advance woff, spliced ones
+ * their splice, which ends (its copy freed) once all of it is written. */
+static void
+out_written(pbp_channel *ch, size_t n)
+{
+	while (n > 0) {
+		pbp__splice *sp = ch->spl_head < ch->nspl ? &ch->spl[ch->spl_head] : NULL;
+		size_t k;
+
+		if (sp != NULL && ch->woff == sp->at) {
+			k = sp->len - sp->done < n ? sp->len - sp->done : n;
+			if ((sp->done += k) == sp->len) {
+				free(sp->own);
+				sp->own = NULL;
+				if (++ch->spl_head == ch->nspl)
+					ch->spl_head = ch->nspl = 0;
+			}
+		} else {
+			size_t end = sp != NULL ? sp->at : ch->wlen;
+
+			k = end - ch->woff < n ? end - ch->woff : n;
+			ch->woff += k;
+		}
+		if (k == 0)
+			break; /* more than was offered: cannot happen */
+		n -= k;
+	}
 }
 
 /* One xfer: offers the transport the queued output (out) and the free room
@@ -151,25 +200,13 @@ static int
 step(pbp_channel *ch, int out, int in, int64_t deadline, pbp_error *e)
 {
 	pbp__xfer x;
-	pbp__splice *sp = NULL;
 	uint8_t *p = NULL;
 	size_t room = 0;
 	int rc;
 
 	memset(&x, 0, sizeof x);
-	if (out) {
-		/* The queued output goes piece by piece: the write buffer up
-		 * to the next splice, the spliced bytes, and so on. */
-		sp = ch->spl_head < ch->nspl ? &ch->spl[ch->spl_head] : NULL;
-		if (sp != NULL && ch->woff == sp->at) {
-			x.out = sp->data + sp->done;
-			x.out_len = sp->len - sp->done;
-		} else {
-			x.out = ch->wbuf + ch->woff;
-			x.out_len = (sp != NULL ? sp->at : ch->wlen) - ch->woff;
-			sp = NULL;
-		}
-	}
+	if (out)
+		out_pieces(ch, &x);
 	if (in) {
 		/* Moving the buffer releases the message handed out last:
 		 * pbp_channel_decode() then says so instead of reading freed
@@ -189,10 +226,8 @@ step(pbp_channel *ch, int out, int in, int64_t deadline, pbp_error *e)
 		return pbp__ch_sys_error(e, rc, "wait");
 	/* Only the side that offered touches its fields: in duplex mode the
 	 * other thread owns them. */
-	if (out && sp != NULL)
-		splice_written(ch, sp, x.written);
-	else if (out)
-		ch->woff += x.written;
+	if (out)
+		out_written(ch, x.written);
 	if (x.werr != 0) {
 		pbp__ch_sys_error(e, -x.werr, "write");
 		*ch->txe = *e;
@@ -558,6 +593,16 @@ frame_write(pb_ostream_t *stream, const pb_byte_t *buf, size_t n)
 	return true;
 }
 
+/* Whether d lies in the receive buffer, which a blocked write may move
+ * while it reads (not in duplex mode: there the send never reads, and the
+ * receiving thread owns that buffer). */
+static int
+in_rx_buffer(const pbp_channel *ch, const uint8_t *d)
+{
+	return !(ch->flags & PBP_CHANNEL_DUPLEX) && ch->rd.buf != NULL && d >= ch->rd.buf &&
+	       d < ch->rd.buf + ch->rd.cap;
+}
+
 int
 pbp__ch_splice(pb_ostream_t *stream, const void *data, size_t n)
 {
@@ -578,8 +623,7 @@ pbp__ch_splice(pb_ostream_t *stream, const void *data, size_t n)
 	ch = o->ch;
 	if (ch->nspl - o->first_spl >= (ch->trace_fd != PBP_OS_HANDLE_INVALID
 	                                ? (PBP__TRACE_MAX_PIECES - 1) / 2 : SPLICE_MAX_PER_FRAME) ||
-	    (!(ch->flags & PBP_CHANNEL_DUPLEX) && ch->rd.buf != NULL && d >= ch->rd.buf &&
-	     d < ch->rd.buf + ch->rd.cap))
+	    in_rx_buffer(ch, d))
 		return 0;
 	if (ch->nspl == ch->spl_cap) {
 		size_t ncap = ch->spl_cap ? ch->spl_cap * 2 : 4;
@@ -603,8 +647,7 @@ pbp__ch_queue_data(pbp_channel *ch, const uint8_t *hdr, size_t hlen, const void 
 	const uint8_t *d = data;
 	/* As in pbp__ch_splice: bytes in the receive buffer (a view written
 	 * back) are copied, since a blocked write may move that buffer. */
-	int splice = n >= SPLICE_MIN &&
-	             !(ch->rd.buf != NULL && d >= ch->rd.buf && d < ch->rd.buf + ch->rd.cap);
+	int splice = n >= SPLICE_MIN && !in_rx_buffer(ch, d);
 	int rc = pbp__ch_tx_reserve(ch, hlen + (splice ? 0 : n));
 
 	if (rc != 0)

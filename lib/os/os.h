@@ -169,7 +169,6 @@ int pbp__os_file_append_open(const char *path, pbp_os_handle *h, pbp_error *err)
 /* Appends the n pieces as one record with one write, best effort (errors
  * ignored).  Appends from several processes sharing the file do not
  * interleave within a record. */
-typedef struct pbp__piece { const void *p; size_t n; } pbp__piece;
 void pbp__os_file_append(pbp_os_handle h, const pbp__piece *pieces, int n);
 
 /* ---- the helper's watch on its parent --------------------------------------- */

@@ -15,6 +15,7 @@
 #endif
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -184,12 +185,21 @@ fd_read(pbp__fds *f, void *buf, size_t n)
 	}
 }
 
+/* Writes the pieces with one writev(): a frame whose payload is not in
+ * the write buffer (spliced) still reaches the reader in one write, as
+ * the header and payload of a copied frame do, and wakes it once. */
 static long
-fd_write(pbp__fds *f, const void *buf, size_t n)
+fd_write(pbp__fds *f, const pbp__piece *pieces, int n)
 {
+	struct iovec iov[PBP__XFER_PIECES];
 	sigset_t pipe_set, old;
 	ssize_t w;
-	int e = 0, guard = !f->sigpipe_handled;
+	int e = 0, guard = !f->sigpipe_handled, i;
+
+	for (i = 0; i < n && i < PBP__XFER_PIECES; i++) {
+		iov[i].iov_base = (void *)pieces[i].p;
+		iov[i].iov_len = pieces[i].n;
+	}
 
 	/* A write to a pipe with no reader raises SIGPIPE, whose default
 	 * action kills the process.  Block it in this thread only, for this
@@ -204,7 +214,7 @@ fd_write(pbp__fds *f, const void *buf, size_t n)
 		guard = !sigismember(&old, SIGPIPE);
 	}
 	do
-		w = write(f->wfd, buf, n);
+		w = writev(f->wfd, iov, i);
 	while (w < 0 && errno == EINTR);
 	if (w < 0)
 		e = errno;
@@ -336,7 +346,7 @@ fd_xfer(void *ctx, pbp__xfer *x, int64_t deadline)
 		int ev;
 
 		if (try_write) {
-			long w = fd_write(f, x->out, x->out_len);
+			long w = fd_write(f, x->out, x->nout);
 
 			if (w > 0)
 				x->written = (size_t)w;

@@ -202,12 +202,15 @@ out:
 	}
 }
 
+/* Windows has no gather write for pipes.  A synchronous side writes the
+ * first piece of the xfer alone (it has no staging buffer to gather
+ * into): the engine offers the rest again. */
 static void
 write_sync(pbp__os_io *io, pbp__xfer *x)
 {
-	DWORD n = 0, want = x->out_len > 0x40000000u ? 0x40000000u : (DWORD)x->out_len;
+	DWORD n = 0, want = x->out[0].n > 0x40000000u ? 0x40000000u : (DWORD)x->out[0].n;
 
-	if (WriteFile(io->w.h, x->out, want, &n, NULL))
+	if (WriteFile(io->w.h, x->out[0].p, want, &n, NULL))
 		x->written = n;
 	else
 		write_failed(io, GetLastError());
@@ -222,9 +225,18 @@ write_overlapped(pbp__os_io *io, pbp__xfer *x)
 	DWORD n = 0, e;
 
 	if (!s->pending) {
-		size_t len = x->out_len < STAGE_CAP ? x->out_len : STAGE_CAP;
+		size_t len = 0;
+		int i;
 
-		memcpy(s->buf, x->out, len);
+		/* The pieces are copied together into the staging buffer, as
+		 * much of them as it holds: one WriteFile, as writev is one
+		 * write on POSIX. */
+		for (i = 0; i < x->nout && len < STAGE_CAP; i++) {
+			size_t k = x->out[i].n < STAGE_CAP - len ? x->out[i].n : STAGE_CAP - len;
+
+			memcpy(s->buf + len, x->out[i].p, k);
+			len += k;
+		}
 		s->len = len;
 		memset(&s->ov, 0, sizeof s->ov);
 		s->ov.hEvent = s->ev;
