@@ -336,7 +336,8 @@ pbp__deadline(int timeout_ms)
 
 typedef struct pbp__xfer {
 	/* In: */
-	pbp__piece out[PBP__XFER_PIECES]; /* bytes to write, in order: */
+	pbp__piece out[PBP__XFER_PIECES]; /* bytes to write, in order (first:
+	                                     step() clears the rest only) */
 	int nout;            /* pieces in out, none empty (0: nothing to write) */
 	size_t out_len;      /* their total */
 	uint8_t *in;         /* room to read into; */

@@ -204,7 +204,8 @@ step(pbp_channel *ch, int out, int in, int64_t deadline, pbp_error *e)
 	size_t room = 0;
 	int rc;
 
-	memset(&x, 0, sizeof x);
+	/* All but the pieces, which out_pieces() fills as far as nout says. */
+	memset((char *)&x + offsetof(pbp__xfer, nout), 0, sizeof x - offsetof(pbp__xfer, nout));
 	if (out)
 		out_pieces(ch, &x);
 	if (in) {

@@ -214,7 +214,7 @@ fd_write(pbp__fds *f, const pbp__piece *pieces, int n)
 		guard = !sigismember(&old, SIGPIPE);
 	}
 	do
-		w = writev(f->wfd, iov, i);
+		w = i == 1 ? write(f->wfd, iov[0].iov_base, iov[0].iov_len) : writev(f->wfd, iov, i);
 	while (w < 0 && errno == EINTR);
 	if (w < 0)
 		e = errno;
