@@ -50,6 +50,11 @@ pbp__frame_length(const uint8_t *p, size_t n, uint32_t *len, size_t *hdrlen)
 	uint64_t v = 0;
 	size_t i;
 
+	if (n > 0 && p[0] < 0x80) { /* frames under 128 bytes */
+		*len = p[0];
+		*hdrlen = 1;
+		return 1;
+	}
 	for (i = 0; i < n && i < PBP__VARINT32_MAX; i++) {
 		v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
 		if ((p[i] & 0x80) == 0) {
